@@ -1,0 +1,75 @@
+"""The protocol-neutral request model.
+
+IIP, IIIF, DeepZoom and Zoomify parsers all translate into these frozen
+values; everything below them (resolver, reader, pipeline, encoder, cache)
+sees only this model, so one canonical request has one cache key whatever
+protocol asked for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
+QUALITIES = ("default", "color", "gray", "bitonal")
+FORMATS = ("jpg", "png", "webp", "tif")
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A rectangle in the pixel grid of pyramid level ``level`` (0 = full size).
+
+    Tile protocols address a level directly, so their regions stay exact
+    even where level sizes are rounded down.
+    """
+
+    x: int
+    y: int
+    w: int
+    h: int
+    level: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """Per-channel display parameters of the iipsrv-astro pipeline.
+
+    ``minmax`` holds (channel, min, max) overrides with 0-based channels;
+    ``twist`` is the CTW matrix, one row per output channel.
+    """
+
+    minmax: tuple[tuple[int, float, float], ...] = ()
+    gamma: float = 1.0
+    contrast: float = 1.0
+    colormap: str | None = None
+    invert: bool = False
+    twist: tuple[tuple[float, ...], ...] | None = None
+    shade: tuple[float, float] | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the pipeline would not change pixel values of 8-bit data."""
+        return self == IDENTITY
+
+
+IDENTITY = Display()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One rendered image: which pixels, at which size, how processed and encoded.
+
+    ``size`` is the output size before rotation; ``rotation`` is clockwise
+    degrees, applied after ``mirror`` (IIIF order). ``quality`` is None for
+    the encoder's default (JPEG_QUALITY etc.).
+    """
+
+    region: Region
+    size: tuple[int, int]
+    rotation: float = 0.0
+    mirror: bool = False
+    color: str = "default"
+    format: str = "jpg"
+    quality: int | None = None
+    display: Display = field(default_factory=lambda: IDENTITY)
+    upscaling: bool = True
