@@ -1,0 +1,161 @@
+"""The WSGI application: route, call the protocol handler, finish the HTTP reply.
+
+Routes on REQUEST_URI and QUERY_STRING, never on PATH_INFO, which web
+servers percent-decode (``%2F`` included) or fabricate. Every exception is
+turned into a reply here, so none reaches flup and no request takes the
+process down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+from . import index
+from .config import Settings
+from .errors import HTTPError
+from .http import Request, Response, http_date, status_line, text
+from .log import LOGGER
+from .protocols import iip
+from .service import Service
+
+Handler = Callable[[Service, Request], Response]
+
+# Path prefixes served by other protocol modules, registered at import.
+PATH_PROTOCOLS: dict[str, Handler] = {}
+
+
+def _load_protocols() -> None:
+    """Import the optional protocol modules so they register their routes."""
+    for name in ("iiif", "deepzoom", "zoomify"):
+        try:
+            __import__(f"{__package__}.protocols.{name}")
+        except ImportError as exc:
+            if exc.name != f"{__package__}.protocols.{name}":
+                raise
+
+
+def request_from_environ(environ: dict) -> Request:
+    """Build the request from the raw URI; WSGI strings are latin-1 decoded bytes (PEP 3333)."""
+    uri = environ.get("REQUEST_URI") or ""
+    if uri:
+        path, _, query = uri.partition("?")
+        query = environ.get("QUERY_STRING", query)
+    else:
+        raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+        path, query = quote(raw_path, safe="/:@!$&'()*+,;=-._~"), environ.get("QUERY_STRING", "")
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme") or "http"
+    if environ.get("HTTPS", "").lower() in ("on", "1"):
+        scheme = "https"
+    return Request(
+        method=environ.get("REQUEST_METHOD", "GET").upper(),
+        path=path or "/",
+        query=query,
+        host=host,
+        scheme=scheme,
+        script_name=environ.get("SCRIPT_NAME", ""),
+        headers=headers,
+    )
+
+
+def _not_modified(request: Request, response: Response) -> bool:
+    since = request.header("if-modified-since")
+    if not since or response.mtime is None:
+        return False
+    try:
+        return int(parsedate_to_datetime(since).timestamp()) >= int(response.mtime)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+class Application:
+    """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
+
+    def __init__(self, settings: Settings) -> None:
+        _load_protocols()
+        self.settings = settings
+        self.service = Service(settings)
+
+    def reload(self, settings: Settings) -> None:
+        self.service.clear()
+        self.settings = settings
+        self.service = Service(settings)
+
+    def route(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(204, cacheable=False, headers=[("Allow", "GET, HEAD, POST, OPTIONS")])
+        if request.method not in ("GET", "HEAD", "POST"):
+            return text(405, "method not allowed", [("Allow", "GET, HEAD, POST, OPTIONS")])
+        for prefix, handler in PATH_PROTOCOLS.items():
+            if request.path.startswith(prefix):
+                return handler(self.service, request)
+        if request.query:
+            return iip.handle(self.service, request)
+        if request.path in ("/", "/index.html"):
+            return index.page(self.service, request)
+        if request.path.endswith((".fcgi", "/iipsrv")):
+            return index.banner()
+        return text(404, "not found")
+
+    def respond(self, request: Request) -> Response:
+        try:
+            return self.route(request)
+        except HTTPError as exc:
+            return text(exc.status, exc.message, list(exc.headers))
+        except MemoryError:
+            LOGGER.error("out of memory on %s?%s", request.path, request.query[:200])
+            return text(503, "server out of memory for this request")
+        except Exception:
+            LOGGER.exception("internal error on %s?%s", request.path, request.query[:200])
+            return text(500, "internal server error")
+
+    def finish(self, request: Request, response: Response) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Add the common headers, answer conditionals and HEAD."""
+        settings = self.settings
+        headers = response.header_list()
+        if response.mtime is not None:
+            headers.append(("Last-Modified", http_date(response.mtime)))
+        if response.status < 400 and response.cacheable:
+            headers.append(("Cache-Control", settings.cache_control))
+        else:
+            headers.append(("Cache-Control", "no-cache"))
+        if settings.cors:
+            headers += [
+                ("Access-Control-Allow-Origin", settings.cors),
+                ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
+                ("Access-Control-Allow-Headers", "Accept, Content-Type, X-Requested-With, If-Modified-Since"),
+                ("Access-Control-Max-Age", "86400"),
+            ]
+        status, body = response.status, response.body
+        if status == 200 and _not_modified(request, response):
+            status, body = 304, b""
+            headers = [h for h in headers if h[0] != "Content-Type"]
+        if status not in (204, 304):
+            headers.append(("Content-Length", str(len(body))))
+        if request.method == "HEAD":
+            body = b""
+        return status_line(status), headers, body
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request = request_from_environ(environ)
+        response = self.respond(request)
+        status, headers, body = self.finish(request, response)
+        start_response(status, headers)
+        if LOGGER.isEnabledFor(logging.INFO):
+            LOGGER.info(
+                "%s %s%s%s -> %s %d bytes %.2f ms",
+                request.method,
+                request.path,
+                "?" if request.query else "",
+                request.query[:300],
+                status[:3],
+                len(body),
+                (time.perf_counter() - started) * 1000,
+            )
+        return [body]

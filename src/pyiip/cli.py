@@ -1,0 +1,106 @@
+"""The ``pyiip`` command: serve, fcgi, demo-data, convert, render."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _root(directory: str | None) -> None:
+    """--root is FILESYSTEM_PREFIX, given as a directory."""
+    if directory:
+        os.environ["FILESYSTEM_PREFIX"] = os.path.abspath(directory) + os.sep
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import serve
+
+    _root(args.root)
+    return serve.run(args.host, args.port, args.workers)
+
+
+def _fcgi(args: argparse.Namespace) -> int:
+    from . import fcgi
+
+    _root(args.root)
+    return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import write_demo_data
+
+    paths = write_demo_data(Path(args.directory), size=args.size, progress=not args.quiet)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import ConvertError, convert
+
+    try:
+        convert([Path(p) for p in args.inputs], Path(args.output), tile=args.tile, compression=args.compression,
+                progress=not args.quiet)
+    except ConvertError as exc:
+        print(f"pyiip convert: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    """iipsrv's debug mode as a command: one query in, the reply body out."""
+    from . import config
+    from .app import Application
+    from .http import Request
+
+    _root(args.root)
+    app = Application(config.load())
+    path, _, query = args.request.partition("?") if args.request.startswith("/") else ("/", "", args.request)
+    response = app.respond(Request("GET", path, query))
+    print(f"{response.status} {response.content_type} {len(response.body)} bytes", file=sys.stderr)
+    (open(args.output, "wb") if args.output else sys.stdout.buffer).write(response.body)
+    return 0 if response.status < 400 else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pyiip", description="IIP and IIIF image server for very large images")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="built-in HTTP server (first use, development)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    p.set_defaults(run=_serve)
+
+    p = commands.add_parser("fcgi", help="FastCGI responder (fd 0, --bind, or systemd socket)")
+    p.add_argument("--bind", help="HOST:PORT or /path/to/socket")
+    p.add_argument("--backlog", type=int, default=2048)
+    p.add_argument("--mode", help="octal permissions of a unix socket, e.g. 660")
+    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    p.set_defaults(run=_fcgi)
+
+    p = commands.add_parser("demo-data", help="write the demo astronomy cube and RGB pyramid")
+    p.add_argument("directory")
+    p.add_argument("--size", type=int, default=8192)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_demo)
+
+    p = commands.add_parser("convert", help="FITS image(s) to a tiled pyramidal BigTIFF cube")
+    p.add_argument("inputs", nargs="+", metavar="IN.fits")
+    p.add_argument("output", metavar="OUT.tif")
+    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--compression", default="deflate", choices=("none", "deflate", "lzw", "zstd"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_convert)
+
+    p = commands.add_parser("render", help="answer one request offline (debugging, profiling)")
+    p.add_argument("request", help="an IIP query (FIF=...&JTL=...) or a path such as /iiif/3/id/full/max/0/default.jpg")
+    p.add_argument("-o", "--output", help="write the body here (default: stdout)")
+    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    p.set_defaults(run=_render)
+
+    args = parser.parse_args(argv)
+    sys.exit(args.run(args))

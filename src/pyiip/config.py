@@ -1,0 +1,152 @@
+"""Settings from iipsrv's environment variables: same names, same defaults.
+
+Read once at start-up (and again on SIGHUP) into a frozen value, so a bad
+value stops the server with a clear message instead of failing requests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    filesystem_prefix: str = ""
+    filesystem_suffix: str = ""
+    filename_pattern: str = "_pyr_"
+    verbosity: int = 1
+    logfile: str = "/tmp/iipsrv.log"
+    max_image_cache_size: float = 10.0
+    max_metadata_cache_size: int = 1000
+    jpeg_quality: int = 75
+    png_quality: int = 1
+    webp_quality: int = 50
+    max_cvt: int = 5000
+    max_layers: int = 0
+    memcached_servers: str = ""
+    memcached_timeout: int = 86400
+    interpolation: int = 1
+    cors: str = ""
+    base_url: str = ""
+    cache_control: str = "max-age=86400"
+    allow_upscaling: bool = True
+    uri_map: str = ""
+    iiif_version: int = 3
+    copyright: str = ""
+    codec_passthrough: bool = True
+    max_request_memory: int = 1024
+
+    @property
+    def max_output_side(self) -> int | None:
+        """MAX_CVT as a bound on each output side, None when unlimited (-1)."""
+        return None if self.max_cvt < 0 else self.max_cvt
+
+
+# name -> (field, parser); parsers raise ValueError on bad text.
+def _int(text: str) -> int:
+    return int(text.strip())
+
+
+def _float(text: str) -> float:
+    value = float(text.strip())
+    if value != value:  # NaN
+        raise ValueError("NaN")
+    return value
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 0 or 1")
+
+
+_VARIABLES: dict[str, tuple[str, object]] = {
+    "FILESYSTEM_PREFIX": ("filesystem_prefix", str),
+    "FILESYSTEM_SUFFIX": ("filesystem_suffix", str),
+    "FILENAME_PATTERN": ("filename_pattern", str),
+    "VERBOSITY": ("verbosity", _int),
+    "LOGFILE": ("logfile", str),
+    "MAX_IMAGE_CACHE_SIZE": ("max_image_cache_size", _float),
+    "MAX_METADATA_CACHE_SIZE": ("max_metadata_cache_size", _int),
+    # The iipsrv man page spells it this way; accept both.
+    "MAX_IMAGE_METADATA_CACHE_SIZE": ("max_metadata_cache_size", _int),
+    "JPEG_QUALITY": ("jpeg_quality", _int),
+    "PNG_QUALITY": ("png_quality", _int),
+    "WEBP_QUALITY": ("webp_quality", _int),
+    "MAX_CVT": ("max_cvt", _int),
+    "MAX_LAYERS": ("max_layers", _int),
+    "MEMCACHED_SERVERS": ("memcached_servers", str),
+    "MEMCACHED_TIMEOUT": ("memcached_timeout", _int),
+    "INTERPOLATION": ("interpolation", _int),
+    "CORS": ("cors", str),
+    "BASE_URL": ("base_url", str),
+    "CACHE_CONTROL": ("cache_control", str),
+    "ALLOW_UPSCALING": ("allow_upscaling", _bool),
+    "URI_MAP": ("uri_map", str),
+    "IIIF_VERSION": ("iiif_version", _int),
+    "COPYRIGHT": ("copyright", str),
+    "CODEC_PASSTHROUGH": ("codec_passthrough", _bool),
+    "MAX_REQUEST_MEMORY": ("max_request_memory", _int),
+}
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment, applying iipsrv's clamping rules."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (attr, parse) in _VARIABLES.items():
+        if name not in environ:
+            continue
+        text = environ[name]
+        try:
+            values[attr] = parse(text)  # type: ignore[operator]
+        except ValueError:
+            kind = {_int: "an integer", _float: "a number", _bool: "0 or 1"}[parse]  # type: ignore[index]
+            raise ConfigError(f"{name} must be {kind}, got {text!r}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    fixes: dict[str, object] = {
+        "verbosity": max(0, settings.verbosity),
+        "jpeg_quality": _clamp(settings.jpeg_quality, 1, 100),
+        "png_quality": _clamp(settings.png_quality, 0, 9),
+        "webp_quality": _clamp(settings.webp_quality, -1, 100),
+        # iipsrv: 0 means the default, -1 unlimited, below -1 becomes 1.
+        "max_cvt": 5000 if settings.max_cvt == 0 else (1 if settings.max_cvt < -1 else settings.max_cvt),
+    }
+    if settings.max_image_cache_size < 0:
+        raise ConfigError("MAX_IMAGE_CACHE_SIZE must not be negative")
+    if settings.memcached_timeout < 0:
+        raise ConfigError("MEMCACHED_TIMEOUT must not be negative")
+    if settings.iiif_version not in (2, 3):
+        raise ConfigError(f"IIIF_VERSION must be 2 or 3, got {settings.iiif_version}")
+    if settings.interpolation not in (0, 1):
+        raise ConfigError(f"INTERPOLATION must be 0 or 1, got {settings.interpolation}")
+    if settings.max_request_memory <= 0:
+        raise ConfigError("MAX_REQUEST_MEMORY must be a positive number of MB")
+    if settings.cors and any(c in settings.cors for c in "\r\n"):
+        raise ConfigError("CORS must be a single header value")
+    return _replace(settings, fixes)
+
+
+def _replace(settings: Settings, changes: dict[str, object]) -> Settings:
+    current = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    current.update(changes)
+    return Settings(**current)  # type: ignore[arg-type]
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, field) rows for the README and `pyiip config`."""
+    defaults = Settings()
+    return [(name, repr(getattr(defaults, attr)), attr) for name, (attr, _p) in _VARIABLES.items()]

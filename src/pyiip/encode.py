@@ -1,0 +1,68 @@
+"""Encoders from uint8 pixel arrays to the output formats.
+
+JPEG goes through simplejpeg (libjpeg-turbo); PNG and WebP through
+imagecodecs; TIFF through tifffile. All work on in-memory arrays, no files.
+"""
+
+from __future__ import annotations
+
+import io
+
+import imagecodecs
+import numpy as np
+import simplejpeg
+import tifffile
+
+from .errors import UnsupportedFormat
+
+MIME = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "tif": "image/tiff",
+}
+
+
+def _flatten(pixels: np.ndarray, keep_alpha: bool) -> np.ndarray:
+    """Keep 1 or 3 channels (2 or 4 with alpha where the format has it), as iipsrv does."""
+    channels = pixels.shape[2]
+    if channels in (1, 3) or (keep_alpha and channels in (2, 4)):
+        return pixels
+    if channels == 2:
+        return pixels[:, :, :1]
+    return pixels[:, :, :3]
+
+
+def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) -> bytes:
+    """Encode an (h, w, c) uint8 array; ``quality`` is the format's 0-100 quality."""
+    if fmt == "jpg":
+        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=False))
+        gray = pixels.shape[2] == 1
+        return simplejpeg.encode_jpeg(
+            pixels,
+            quality=max(1, min(100, quality)),
+            colorspace="GRAY" if gray else "RGB",
+            colorsubsampling="Gray" if gray else "420",
+        )
+    if fmt == "png":
+        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=True))
+        return imagecodecs.png_encode(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, level=png_level)
+    if fmt == "webp":
+        pixels = _flatten(pixels, keep_alpha=True)
+        if pixels.shape[2] < 3:  # libwebp takes RGB(A) only
+            pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
+        lossless = quality < 0
+        return imagecodecs.webp_encode(np.ascontiguousarray(pixels), level=100 if lossless else quality, lossless=lossless)
+    if fmt == "tif":
+        pixels = _flatten(pixels, keep_alpha=True)
+        buffer = io.BytesIO()
+        photometric = "minisblack" if pixels.shape[2] < 3 else "rgb"
+        tifffile.imwrite(
+            buffer,
+            pixels[:, :, 0] if pixels.shape[2] == 1 else pixels,
+            photometric=photometric,
+            compression="deflate",
+            extrasamples=("unassalpha",) if pixels.shape[2] in (2, 4) else None,
+        )
+        return buffer.getvalue()
+    raise UnsupportedFormat(f"unsupported output format {fmt!r}")

@@ -1,0 +1,65 @@
+"""The HTTP side of a request and a reply, independent of WSGI details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+
+from . import __version__
+
+SERVER = f"pyiip/{__version__}"
+
+
+def http_date(timestamp: float) -> str:
+    """RFC 1123 date, as iipsrv's Last-Modified."""
+    return formatdate(int(timestamp), usegmt=True)
+
+
+def status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+@dataclass(slots=True)
+class Request:
+    """What the protocol handlers may look at: raw path and query, a few headers."""
+
+    method: str
+    path: str  # still percent-encoded, without the query
+    query: str  # raw, as the web server passed it
+    host: str = "127.0.0.1"
+    scheme: str = "http"
+    script_name: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+    @property
+    def base(self) -> str:
+        """scheme://host, for absolute URLs built from the request."""
+        return f"{self.scheme}://{self.host}"
+
+
+@dataclass(slots=True)
+class Response:
+    """A reply; ``mtime`` makes it carry Last-Modified and answer If-Modified-Since."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    mtime: float | None = None
+    cacheable: bool = True
+
+    def header_list(self) -> list[tuple[str, str]]:
+        head = [("Server", SERVER), ("X-Powered-By", "IIPImage"), ("Content-Type", self.content_type)]
+        return head + self.headers
+
+
+def text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    """A plain-text error reply: one line, never a server path."""
+    return Response(status, (message + "\n").encode(), headers=headers or [], cacheable=False)

@@ -1,0 +1,120 @@
+"""The per-process store of open images: resolve, open once, keep a bounded number.
+
+Entries are keyed on the file identity (path, mtime, size, inode), so a
+replaced file is reopened and its stale metadata never served.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import process
+from .errors import SourceError
+from .resolver import Resolved, Resolver
+from .source import ImageInfo, ImageSource
+from .tiff_source import TiffSource
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass(slots=True)
+class OpenImage:
+    """A resolved file with its open source and display defaults."""
+
+    resolved: Resolved
+    source: ImageSource
+    minmax: np.ndarray  # (channels, 2) default display range
+
+    @property
+    def info(self) -> ImageInfo:
+        return self.source.info
+
+
+def open_source(path: str) -> ImageSource:
+    """Open a file by its magic bytes, as iipsrv does, not by its extension."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise SourceError("image cannot be read") from exc
+    if magic in _TIFF_MAGIC:
+        try:
+            return TiffSource(path)
+        except SourceError:
+            if _flat_reader() is None:
+                raise
+    reader = _flat_reader()
+    if reader is None:
+        raise SourceError("unsupported image type")
+    return reader(path)
+
+
+def _flat_reader():
+    """The reader of non-pyramidal images, when that module is available."""
+    try:
+        from .vips_source import VipsSource
+    except ImportError:
+        return None
+    return VipsSource
+
+
+def default_minmax(source: ImageSource) -> np.ndarray:
+    """Per-channel display range: TIFF tags, the type's range, or computed once from the smallest level."""
+    info = source.info
+    minmax = process.default_minmax(info.dtype, info.channels, info.smin, info.smax)
+    missing = np.isnan(minmax)
+    if missing.any():
+        level = len(info.levels) - 1
+        small = info.levels[level]
+        data = source.read(level, 0, 0, small.width, small.height).astype(np.float64)
+        data = data.reshape(-1, info.channels)
+        finite = np.where(np.isfinite(data), data, np.nan)
+        with np.errstate(all="ignore"):
+            low = np.nanmin(finite, axis=0) if finite.size else np.zeros(info.channels)
+            high = np.nanmax(finite, axis=0) if finite.size else np.ones(info.channels)
+        computed = np.stack([np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)], axis=1)
+        minmax = np.where(missing, computed, minmax)
+    return minmax
+
+
+class ImageStore:
+    """Bounded LRU of open images: MAX_METADATA_CACHE_SIZE entries, -1 unlimited.
+
+    0 (iipsrv: no metadata cache) keeps only the image in use open.
+    """
+
+    def __init__(self, resolver: Resolver, capacity: int) -> None:
+        self.resolver = resolver
+        self.capacity = 1 if capacity == 0 else capacity
+        self._open: OrderedDict[str, OpenImage] = OrderedDict()
+
+    def get(self, identifier: str) -> OpenImage:
+        resolved = self.resolver.resolve(identifier)
+        entry = self._open.get(resolved.path)
+        if entry is not None and entry.resolved.identity == resolved.identity:
+            self._open.move_to_end(resolved.path)
+            return entry
+        if entry is not None:
+            self._drop(resolved.path)
+        source = open_source(resolved.path)
+        try:
+            entry = OpenImage(resolved, source, default_minmax(source))
+        except Exception:
+            source.close()
+            raise
+        self._open[resolved.path] = entry
+        while self.capacity > 0 and len(self._open) > self.capacity:
+            self._drop(next(iter(self._open)))
+        return entry
+
+    def _drop(self, path: str) -> None:
+        entry = self._open.pop(path, None)
+        if entry is not None:
+            entry.source.close()
+
+    def clear(self) -> None:
+        for path in list(self._open):
+            self._drop(path)

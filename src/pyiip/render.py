@@ -1,0 +1,197 @@
+"""From a request model to encoded bytes: plan, read, process, resample, orient, encode.
+
+Knows nothing of protocols: a tile request is simply a region that
+coincides with one stored tile, which is what lets stored JPEG tiles be sent
+without decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyvips
+
+from . import process
+from .config import Settings
+from .encode import MIME, encode
+from .errors import BadRequest, TooLarge
+from .images import OpenImage
+from .model import ImageRequest, Region
+
+_VIPS_FORMAT = {
+    np.dtype(np.uint8): "uchar",
+    np.dtype(np.int8): "char",
+    np.dtype(np.uint16): "ushort",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint32): "uint",
+    np.dtype(np.int32): "int",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which level and rectangle to read to produce the requested output."""
+
+    level: int
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def plan(image: OpenImage, region: Region, size: tuple[int, int]) -> Plan:
+    """Pick the smallest level that still has at least the output's resolution."""
+    levels = image.info.levels
+    if not 0 <= region.level < len(levels):
+        raise BadRequest("resolution out of range")
+    base = levels[region.level]
+    if region.w <= 0 or region.h <= 0 or region.x < 0 or region.y < 0:
+        raise BadRequest("empty region")
+    if region.x + region.w > base.width or region.y + region.h > base.height:
+        raise BadRequest("region outside the image")
+    out_w, out_h = size
+    chosen = region.level
+    for index in range(region.level + 1, len(levels)):
+        lv = levels[index]
+        sx, sy = lv.width / base.width, lv.height / base.height
+        if region.w * sx < out_w or region.h * sy < out_h:
+            break
+        chosen = index
+    if chosen == region.level:
+        return Plan(chosen, region.x, region.y, region.w, region.h)
+    lv = levels[chosen]
+    sx, sy = lv.width / base.width, lv.height / base.height
+    x0, y0 = math.floor(region.x * sx), math.floor(region.y * sy)
+    x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.w) * sx - 1e-9)))
+    y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.h) * sy - 1e-9)))
+    return Plan(chosen, x0, y0, x1 - x0, y1 - y0)
+
+
+def _resize(pixels: np.ndarray, width: int, height: int, nearest: bool) -> np.ndarray:
+    """Resample to exactly width x height with libvips (shrink then reduce: good and fast)."""
+    h, w, bands = pixels.shape
+    if (w, h) == (width, height):
+        return pixels
+    fmt = _VIPS_FORMAT.get(pixels.dtype)
+    if fmt is None:
+        pixels, fmt = pixels.astype(np.float32), "float"
+    pixels = np.ascontiguousarray(pixels)
+    image = pyvips.Image.new_from_memory(pixels.data, w, h, bands, fmt)
+    kernel = "nearest" if nearest else ("linear" if width > w or height > h else "lanczos3")
+    image = image.resize(width / w, vscale=height / h, kernel=kernel)
+    if (image.width, image.height) != (width, height):
+        image = image.gravity("north-west", width, height, extend="copy")
+    out = image.numpy()
+    return out.reshape(height, width, bands)
+
+
+def _orient(pixels: np.ndarray, mirror: bool, rotation: float) -> np.ndarray:
+    if mirror:
+        pixels = pixels[:, ::-1]
+    turns = rotation / 90.0
+    if turns == int(turns):
+        k = int(turns) % 4
+        return np.rot90(pixels, k=-k) if k else pixels
+    image = pyvips.Image.new_from_array(np.ascontiguousarray(pixels))
+    rotated = image.rotate(rotation, background=[255] * pixels.shape[2])
+    return rotated.numpy().reshape(rotated.height, rotated.width, pixels.shape[2]).astype(np.uint8)
+
+
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    if pixels.shape[2] < 3:
+        return pixels[:, :, :1]
+    rgb = pixels[:, :, :3].astype(np.uint32)
+    # iipsrv's integer luma weights (0.299, 0.587, 0.114 in 22-bit fixed point).
+    grey = (1254097 * rgb[:, :, 0] + 2462056 * rgb[:, :, 1] + 478151 * rgb[:, :, 2]) >> 22
+    return grey.astype(np.uint8)[:, :, None]
+
+
+def _color(pixels: np.ndarray, color: str) -> np.ndarray:
+    if color == "gray":
+        return _gray(pixels)
+    if color == "bitonal":
+        return np.where(_gray(pixels) > 127, 255, 0).astype(np.uint8)
+    if color == "color" and pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    return pixels
+
+
+class Renderer:
+    """Renders image requests under the settings' limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def quality(self, request: ImageRequest) -> int:
+        if request.quality is not None:
+            return request.quality
+        return {"jpg": self.settings.jpeg_quality, "webp": self.settings.webp_quality}.get(request.format, 100)
+
+    def passthrough(self, image: OpenImage, request: ImageRequest) -> bytes | None:
+        """The stored JPEG tile, when the request is exactly that tile unchanged."""
+        region = request.region
+        levels = image.info.levels
+        if not (
+            self.settings.codec_passthrough
+            and request.format == "jpg"
+            and request.quality is None
+            and request.rotation == 0
+            and not request.mirror
+            and request.color in ("default", "color")
+            and request.size == (region.w, region.h)
+            and 0 <= region.level < len(levels)
+            and not process.needs_processing(image.info.dtype, request.display)
+        ):
+            return None
+        lv = levels[region.level]
+        if region.x % lv.tile_width or region.y % lv.tile_height:
+            return None
+        col, row = region.x // lv.tile_width, region.y // lv.tile_height
+        if col >= lv.tiles_across or row >= lv.tiles_down:
+            return None
+        if lv.tile_rect(col, row) != (region.x, region.y, region.w, region.h):
+            return None
+        if request.color == "color" and image.info.channels == 1:
+            return None
+        return image.source.stored_jpeg(region.level, col, row)
+
+    def check_limits(self, image: OpenImage, request: ImageRequest, chosen: Plan) -> None:
+        """Refuse, before reading a pixel, what would exceed the per-request memory budget.
+
+        Output-size limits (MAX_CVT, IIIF maxWidth) are the protocols' to apply,
+        since each protocol answers them differently.
+        """
+        out_w, out_h = request.size
+        if out_w <= 0 or out_h <= 0:
+            raise BadRequest("output size must be positive")
+        info = image.info
+        itemsize = max(info.dtype.itemsize, 4)
+        needed = chosen.w * chosen.h * info.channels * itemsize * 2 + out_w * out_h * 4 * 3
+        if needed > self.settings.max_request_memory * 1024 * 1024:
+            raise TooLarge("request needs more memory than MAX_REQUEST_MEMORY allows")
+
+    def render(self, image: OpenImage, request: ImageRequest) -> Rendered:
+        stored = self.passthrough(image, request)
+        if stored is not None:
+            return Rendered(stored, MIME["jpg"])
+        chosen = plan(image, request.region, request.size)
+        self.check_limits(image, request, chosen)
+        pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
+        out_w, out_h = request.size
+        pixels = _resize(pixels, out_w, out_h, nearest=self.settings.interpolation == 0)
+        if process.needs_processing(pixels.dtype, request.display):
+            pixels = process.apply_display(pixels, image.minmax, request.display)
+        pixels = _color(pixels, request.color)
+        pixels = _orient(pixels, request.mirror, request.rotation)
+        body = encode(pixels, request.format, self.quality(request), png_level=self.settings.png_quality)
+        return Rendered(body, MIME[request.format])

@@ -1,0 +1,102 @@
+"""Map an image identifier to a file under FILESYSTEM_PREFIX, and nowhere else.
+
+iipsrv concatenates prefix + path + suffix and strips ``../``; we keep the
+concatenation (so existing prefixes and suffixes mean the same) but decide
+safety on the resolved real path: it must lie inside the root directory,
+whatever dots, encodings, absolute paths or symlinks the identifier uses.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from .config import Settings
+from .errors import BadRequest, Forbidden, NotFound
+
+MAX_IDENTIFIER = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A servable file and the identity that keys every cache entry made from it."""
+
+    path: str
+    mtime: float
+    size: int
+    inode: int
+    mtime_ns: int
+
+    @property
+    def identity(self) -> tuple[str, int, int, int]:
+        """Changes whenever the file is replaced or rewritten."""
+        return (self.path, self.mtime_ns, self.size, self.inode)
+
+
+class Resolver:
+    """FILESYSTEM_PREFIX / FILESYSTEM_SUFFIX resolution with containment checks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.filesystem_prefix
+        self.suffix = settings.filesystem_suffix
+        # The directory nothing may escape: the prefix itself when it names a
+        # directory, else the directory holding the prefix's partial name.
+        base = self.prefix or os.getcwd() + os.sep
+        root = base if base.endswith(os.sep) else os.path.dirname(base) or "."
+        self.root = os.path.realpath(root)
+
+    def candidate(self, identifier: str) -> str:
+        """The real path an identifier names, refusing anything outside the root."""
+        if not identifier:
+            raise BadRequest("no image given")
+        if len(identifier) > MAX_IDENTIFIER:
+            raise BadRequest("image identifier too long")
+        if "\x00" in identifier:
+            raise BadRequest("invalid character in image identifier")
+        joined = (self.prefix or self.root + os.sep) + identifier + self.suffix
+        lexical = os.path.normpath(joined)
+        if not self._inside(os.path.abspath(lexical)):
+            raise Forbidden("image path outside the image root")
+        real = os.path.realpath(joined)
+        if not self._inside(real):
+            raise Forbidden("image path outside the image root")
+        return real
+
+    def resolve(self, identifier: str) -> Resolved:
+        """Resolve and stat: a missing or non-regular file is a 404 that names no path."""
+        real = self.candidate(identifier)
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):
+            raise NotFound("image not found") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound("image not found")
+        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns)
+
+    def _inside(self, path: str) -> bool:
+        root = self.root
+        return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+    def images(self, suffixes: tuple[str, ...]) -> list[str]:
+        """Identifiers of the image files under the root, for the index page.
+
+        An identifier is what, put between prefix and suffix, names the file.
+        """
+        prefix = self.prefix or self.root + os.sep
+        base = os.path.abspath(prefix) + (os.sep if prefix.endswith(os.sep) else "")
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(os.path.dirname(base)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                if not name.lower().endswith(suffixes) or not full.startswith(base):
+                    continue
+                identifier = full[len(base) :]
+                if self.suffix:
+                    if not identifier.endswith(self.suffix):
+                        continue
+                    identifier = identifier[: -len(self.suffix)]
+                if self._inside(os.path.realpath(full)) and os.path.isfile(full):
+                    found.append(identifier)
+        return found

@@ -1,0 +1,241 @@
+"""Pyramidal (Big)TIFF reader: tifffile parses the structure once, tiles come by pread.
+
+Levels are SubIFDs of the first page when it has them (OME/libvips style),
+else every later tiled IFD of the chain (STIFF and libvips style), as iipsrv
+reads them. Only the tiles a request covers are read and decoded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import simplejpeg
+import tifffile
+
+from .errors import SourceError
+from .source import ImageInfo, LevelInfo
+
+JPEG = 7
+_METADATA_TAGS = {
+    270: "description",
+    315: "artist",
+    33432: "copyright",
+    306: "datetime",
+    305: "software",
+    271: "make",
+    272: "model",
+    269: "documentname",
+    285: "pagename",
+}
+
+
+@dataclass(slots=True)
+class _Level:
+    info: LevelInfo
+    page: tifffile.TiffPage
+    offsets: tuple[int, ...]
+    counts: tuple[int, ...]
+    planes: int  # separate sample planes (1 when contiguous)
+    jpegtables: bytes | None
+
+
+def _tag(page: tifffile.TiffPage, code: int):
+    tag = page.tags.get(code)
+    return None if tag is None else tag.value
+
+
+def _per_channel(value, channels: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = [float(v) for v in (value if isinstance(value, (tuple, list, np.ndarray)) else [value])]
+    if not values:
+        return None
+    if len(values) < channels:
+        values += [values[-1]] * (channels - len(values))
+    return tuple(values[:channels])
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+class TiffSource:
+    """An open pyramidal TIFF; the file descriptor stays open for pread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._tif = tifffile.TiffFile(path)
+            self._levels = self._find_levels()
+        except SourceError:
+            self.close()
+            raise
+        except Exception as exc:  # tifffile raises many types on corrupt files
+            self.close()
+            raise SourceError("not a readable pyramidal TIFF") from exc
+        self._fd = os.open(path, os.O_RDONLY)
+        self.info = self._build_info()
+
+    def close(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+        tif = getattr(self, "_tif", None)
+        if tif is not None:
+            tif.close()
+
+    def _find_levels(self) -> list[_Level]:
+        pages = self._tif.pages
+        if not len(pages):
+            raise SourceError("TIFF has no image")
+        first = pages[0]
+        if not first.is_tiled:
+            raise SourceError("image is not tiled")
+        candidates = [first]
+        if first.subifds:
+            candidates += [p for p in first.pages if isinstance(p, tifffile.TiffPage)]
+        else:
+            candidates += [pages[i] for i in range(1, len(pages))]
+        levels: list[_Level] = []
+        for page in candidates:
+            if not isinstance(page, tifffile.TiffPage) or not page.is_tiled:
+                continue
+            if page.samplesperpixel != first.samplesperpixel or page.imagedepth != 1:
+                continue
+            if levels and (page.imagewidth >= levels[-1].info.width and page.imagelength >= levels[-1].info.height):
+                continue  # not a reduced level (a second page of the same size, a mask...)
+            levels.append(self._level(page))
+        return levels
+
+    @staticmethod
+    def _level(page: tifffile.TiffPage) -> _Level:
+        width, height = int(page.imagewidth), int(page.imagelength)
+        tw, th = int(page.tilewidth), int(page.tilelength)
+        if width <= 0 or height <= 0 or tw <= 0 or th <= 0 or tw % 16 or th % 16:
+            raise SourceError("invalid TIFF geometry")
+        planes = page.samplesperpixel if page.planarconfig == 2 else 1
+        info = LevelInfo(width, height, tw, th)
+        needed = info.tiles_across * info.tiles_down * planes
+        offsets, counts = tuple(page.dataoffsets), tuple(page.databytecounts)
+        if len(offsets) < needed or len(counts) < needed:
+            raise SourceError("TIFF tile tables are incomplete")
+        page.decode  # noqa: B018 - build the decoder now, so a bad codec fails here
+        return _Level(info, page, offsets, counts, planes, page.jpegtables)
+
+    def _build_info(self) -> ImageInfo:
+        first = self._levels[0].page
+        channels = int(first.samplesperpixel)
+        photometric = int(first.photometric)
+        colorspace = {0: "grey", 1: "grey", 8: "lab"}.get(photometric, "rgb")
+        metadata = {}
+        for code, name in _METADATA_TAGS.items():
+            value = _tag(first, code)
+            if value not in (None, "", b""):
+                metadata[name] = _text(value)
+        resolution = None
+        xres, yres, unit = _tag(first, 282), _tag(first, 283), _tag(first, 296)
+        if xres and yres:
+            factor = 2.54 if int(unit or 2) == 3 else 1.0
+            resolution = (
+                float(xres[0]) / float(xres[1] or 1) * factor,
+                float(yres[0]) / float(yres[1] or 1) * factor,
+            )
+        return ImageInfo(
+            levels=tuple(level.info for level in self._levels),
+            channels=channels,
+            dtype=np.dtype(first.dtype),
+            bits=int(first.bitspersample),
+            colorspace=colorspace,
+            smin=_per_channel(_tag(first, 340), channels),
+            smax=_per_channel(_tag(first, 341), channels),
+            metadata=metadata,
+            resolution=resolution,
+        )
+
+    def _raw(self, level: _Level, index: int) -> bytes:
+        count = level.counts[index]
+        if count <= 0 or count > 1 << 28:
+            return b""
+        data = os.pread(self._fd, count, level.offsets[index])
+        if len(data) != count:
+            raise SourceError("TIFF file is truncated")
+        return data
+
+    def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
+        lv = self._levels[level]
+        x, y, w, h = lv.info.tile_rect(col, row)
+        page = lv.page
+        if page.compression != JPEG or lv.planes != 1 or (w, h) != (lv.info.tile_width, lv.info.tile_height):
+            return None  # edge tiles are stored padded: they must be cropped, so decoded
+        if page.samplesperpixel not in (1, 3):
+            return None
+        data = self._raw(lv, row * lv.info.tiles_across + col)
+        if not data.startswith(b"\xff\xd8"):
+            return None
+        tables = lv.jpegtables
+        if tables and len(tables) > 4:
+            # The tables stream ends with EOI and the tile starts with SOI:
+            # join them into one stream any decoder reads.
+            return tables[:-2] + data[2:]
+        return data
+
+    def _tile(self, lv: _Level, col: int, row: int) -> np.ndarray:
+        """One tile as an (th, tw, c) array (edge tiles still padded)."""
+        index = row * lv.info.tiles_across + col
+        page = lv.page
+        if lv.planes == 1:
+            return self._decode(lv, index)
+        ntiles = lv.info.tiles_across * lv.info.tiles_down
+        return np.concatenate([self._decode(lv, index + p * ntiles) for p in range(lv.planes)], axis=2)
+
+    def _decode(self, lv: _Level, index: int) -> np.ndarray:
+        data = self._raw(lv, index)
+        page = lv.page
+        th, tw = lv.info.tile_height, lv.info.tile_width
+        spp = page.samplesperpixel if lv.planes == 1 else 1
+        if not data:  # missing tile: iipsrv shows it empty
+            return np.zeros((th, tw, spp), dtype=page.dtype)
+        if page.compression == JPEG and page.dtype == np.uint8 and spp in (1, 3):
+            stream = (lv.jpegtables[:-2] + data[2:]) if lv.jpegtables and len(lv.jpegtables) > 4 else data
+            try:
+                pixels = simplejpeg.decode_jpeg(stream, colorspace="GRAY" if spp == 1 else "RGB")
+            except ValueError:
+                pixels = None
+            if pixels is not None and pixels.shape[:2] == (th, tw):
+                return pixels
+        try:
+            segment, _index, _shape = page.decode(data, index, jpegtables=lv.jpegtables)
+        except Exception as exc:
+            raise SourceError("TIFF tile cannot be decoded") from exc
+        if segment is None:
+            return np.zeros((th, tw, spp), dtype=page.dtype)
+        tile = segment.reshape(segment.shape[-3:])
+        if tile.shape[:2] != (th, tw):
+            padded = np.zeros((th, tw, tile.shape[2]), dtype=tile.dtype)
+            padded[: min(th, tile.shape[0]), : min(tw, tile.shape[1])] = tile[:th, :tw]
+            tile = padded
+        return tile
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        lv = self._levels[level]
+        info = lv.info
+        tw, th = info.tile_width, info.tile_height
+        c0, r0 = x // tw, y // th
+        c1, r1 = (x + w - 1) // tw, (y + h - 1) // th
+        if c0 == c1 and r0 == r1:
+            tile = self._tile(lv, c0, r0)
+            return tile[y - r0 * th : y - r0 * th + h, x - c0 * tw : x - c0 * tw + w]
+        out = np.empty((h, w, self.info.channels), dtype=self.info.dtype)
+        for row in range(r0, r1 + 1):
+            for col in range(c0, c1 + 1):
+                tx, ty = col * tw, row * th
+                ax, ay = max(x, tx), max(y, ty)
+                bx, by = min(x + w, tx + tw), min(y + h, ty + th)
+                tile = self._tile(lv, col, row)
+                out[ay - y : by - y, ax - x : bx - x] = tile[ay - ty : by - ty, ax - tx : bx - tx]
+        return out
