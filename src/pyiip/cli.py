@@ -41,11 +41,43 @@ def _convert(args: argparse.Namespace) -> int:
     from .convert import ConvertError, convert
 
     try:
-        convert([Path(p) for p in args.inputs], Path(args.output), tile=args.tile, compression=args.compression,
-                progress=not args.quiet)
+        convert(
+            [Path(p) for p in args.inputs],
+            Path(args.output),
+            tile=args.tile,
+            compression=args.compression,
+            progress=not args.quiet,
+        )
     except ConvertError as exc:
         print(f"pyiip convert: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _pyramid(args: argparse.Namespace) -> int:
+    """Any image libvips reads to a tiled pyramidal TIFF, written atomically."""
+    import pyvips
+
+    target = Path(args.output)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        image = pyvips.Image.new_from_file(args.input, access="sequential")
+        options = {"Q": args.quality} if args.compression == "jpeg" else {}
+        image.tiffsave(
+            str(partial),
+            tile=True,
+            pyramid=True,
+            tile_width=args.tile,
+            tile_height=args.tile,
+            compression=args.compression,
+            bigtiff=True,
+            **options,
+        )
+    except pyvips.Error as exc:
+        partial.unlink(missing_ok=True)
+        print(f"pyiip pyramid: cannot convert {args.input}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    partial.replace(target)
     return 0
 
 
@@ -60,7 +92,10 @@ def _render(args: argparse.Namespace) -> int:
     path, _, query = args.request.partition("?") if args.request.startswith("/") else ("/", "", args.request)
     response = app.respond(Request("GET", path, query))
     print(f"{response.status} {response.content_type} {len(response.body)} bytes", file=sys.stderr)
-    (open(args.output, "wb") if args.output else sys.stdout.buffer).write(response.body)
+    if args.output:
+        Path(args.output).write_bytes(response.body)
+    else:
+        sys.stdout.buffer.write(response.body)
     return 0 if response.status < 400 else 1
 
 
@@ -95,6 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compression", default="deflate", choices=("none", "deflate", "lzw", "zstd"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_convert)
+
+    p = commands.add_parser("pyramid", help="any image libvips reads to a tiled pyramidal TIFF")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--compression", default="jpeg", choices=("jpeg", "deflate", "lzw", "none", "webp", "zstd"))
+    p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality")
+    p.set_defaults(run=_pyramid)
 
     p = commands.add_parser("render", help="answer one request offline (debugging, profiling)")
     p.add_argument("request", help="an IIP query (FIF=...&JTL=...) or a path such as /iiif/3/id/full/max/0/default.jpg")

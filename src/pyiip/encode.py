@@ -52,7 +52,8 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
         if pixels.shape[2] < 3:  # libwebp takes RGB(A) only
             pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
         lossless = quality < 0
-        return imagecodecs.webp_encode(np.ascontiguousarray(pixels), level=100 if lossless else quality, lossless=lossless)
+        level = 100 if lossless else quality
+        return imagecodecs.webp_encode(np.ascontiguousarray(pixels), level=level, lossless=lossless)
     if fmt == "tif":
         pixels = _flatten(pixels, keep_alpha=True)
         buffer = io.BytesIO()

@@ -9,6 +9,7 @@ reloads the settings and empties the caches without dropping the socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -25,10 +26,8 @@ LISTEN_FD_START = 3
 def _listening_socket(bind: str, backlog: int, mode: int | None) -> socket.socket:
     """A unix socket for a path, else TCP for HOST:PORT (or :PORT)."""
     if "/" in bind:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(bind)
-        except FileNotFoundError:
-            pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(bind)
         if mode is not None:

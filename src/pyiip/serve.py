@@ -7,6 +7,7 @@ like FastCGI instances behind a web server. Dead workers are replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -65,10 +66,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
         nonlocal stopping
         stopping = True
         for pid in list(children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def spawn() -> None:
         pid = os.fork()

@@ -168,7 +168,7 @@ class TiffSource:
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
         lv = self._levels[level]
-        x, y, w, h = lv.info.tile_rect(col, row)
+        _x, _y, w, h = lv.info.tile_rect(col, row)
         page = lv.page
         if page.compression != JPEG or lv.planes != 1 or (w, h) != (lv.info.tile_width, lv.info.tile_height):
             return None  # edge tiles are stored padded: they must be cropped, so decoded
@@ -187,7 +187,6 @@ class TiffSource:
     def _tile(self, lv: _Level, col: int, row: int) -> np.ndarray:
         """One tile as an (th, tw, c) array (edge tiles still padded)."""
         index = row * lv.info.tiles_across + col
-        page = lv.page
         if lv.planes == 1:
             return self._decode(lv, index)
         ntiles = lv.info.tiles_across * lv.info.tiles_down

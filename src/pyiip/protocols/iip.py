@@ -298,19 +298,25 @@ def _object(s: Session, name: str) -> None:
     if name == "iip-opt-obj":
         s.lines.append(f"IIP-opt-obj:{OPT_OBJECTS}")
         return
-    known = name in _METADATA or name in _EMPTY_METADATA or name in (
-        "basic-info",
-        "summary-info",
-        "max-size",
-        "resolution-number",
-        "tile-size",
-        "bits-per-channel",
-        "min-max-sample-values",
-        "resolutions",
-        "horizontal-views",
-        "vertical-views",
-        "dpi",
-    ) or "colorspace" in name
+    known = (
+        name in _METADATA
+        or name in _EMPTY_METADATA
+        or name
+        in (
+            "basic-info",
+            "summary-info",
+            "max-size",
+            "resolution-number",
+            "tile-size",
+            "bits-per-channel",
+            "min-max-sample-values",
+            "resolutions",
+            "horizontal-views",
+            "vertical-views",
+            "dpi",
+        )
+        or "colorspace" in name
+    )
     if not known:
         s.errors.append(error_line("3 2", name))
         return
@@ -442,7 +448,7 @@ def _til(s: Session, value: str) -> Response | None:
     image = s.need_image(value)
     if image is None:
         return None
-    res_text, sep, span = value.partition(",")
+    res_text, _sep, span = value.partition(",")
     res = _integer("til", res_text)
     start_text, dash, end_text = span.partition("-")
     start = _integer("til", start_text)

@@ -1,0 +1,50 @@
+# pyiip: `make run` serves a demo on http://127.0.0.1:8000, `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+SHARED ?= ../shared
+PORT   ?= 8000
+VALIDATOR_ID := 67352ccc-d1b0-11e1-89ae-279075081939
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install system-packages demo lint bench soak fuzz clean
+
+$(STAMP): pyproject.toml
+	scripts/system-packages.sh run
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+system-packages:
+	scripts/system-packages.sh test
+
+# The demo directory: the astro cube (a converted FITS cube), an RGB pyramid and
+# the IIIF validator's test image, made once.
+$(DATA)/demo/cube.tif: | $(STAMP)
+	$(BIN)/pyiip demo-data $(DATA)/demo
+
+$(DATA)/$(VALIDATOR_ID): | $(STAMP)
+	@if [ -f $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png ]; then \
+	  cp $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png $(DATA)/$(VALIDATOR_ID).png && \
+	  $(BIN)/pyiip pyramid $(DATA)/$(VALIDATOR_ID).png $@; \
+	else echo "note: $(SHARED)/data/iiif-validator not found, validator image not served"; fi
+
+demo: $(DATA)/demo/cube.tif $(DATA)/$(VALIDATOR_ID)
+
+run: $(STAMP)
+	@if [ "$(DATA)" = data ]; then $(MAKE) --no-print-directory demo; fi
+	$(BIN)/pyiip serve --root $(DATA) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+test: $(STAMP) system-packages lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,86 @@
+"""Start and stop real servers on free loopback ports, always by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, env: dict[str, str] | None = None, **kw) -> Iterator[subprocess.Popen]:
+    """Run a server until the block ends; the process is stopped by its PID."""
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, **kw)
+    try:
+        wait_for_port(port, process=process)
+        yield process
+    finally:
+        stop(process)
+
+
+def http_server(root: Path, env: dict[str, str] | None = None, workers: int = 2):
+    """`pyiip serve` on a free port; yields (process, base URL)."""
+    port = free_port()
+    command = [str(VENV_BIN / "pyiip"), "serve", "--port", str(port), "--workers", str(workers), "--root", str(root)]
+    return port, running(command, port, {"VERBOSITY": "0", **(env or {})})
+
+
+def get(url: str, headers: dict[str, str] | None = None, method: str = "GET", timeout: float = 30):
+    """(status, headers, body) of one request; HTTP errors are answers, not exceptions."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def require(program: str) -> str:
+    """The path of a system program the test needs (installed by `make test`)."""
+    import pytest
+
+    found = shutil.which(program) or next(
+        (p for p in (f"/usr/sbin/{program}", f"/usr/bin/{program}") if os.path.exists(p)), None
+    )
+    if found is None:
+        pytest.fail(f"{program} is not installed: run `make test`, which installs it")
+    return found
