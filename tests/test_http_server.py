@@ -54,7 +54,7 @@ def test_index_links_every_image(server):
 def test_errors_keep_the_server_up(server):
     base, process = server
     for query in ("FIF=../../etc/passwd&JTL=0,0", "FIF=rgb.tif&JTL=99,99", "FIF=%00", "JTL=1", "FIF=rgb.tif&CTW=x"):
-        status, _, body = get(f"{base}/fcgi-bin/iipsrv.fcgi?{query}")
+        status, _, _body = get(f"{base}/fcgi-bin/iipsrv.fcgi?{query}")
         assert 400 <= status < 500, (query, status)
     assert get(f"{base}/nope")[0] == 404
     assert process.poll() is None

@@ -70,7 +70,7 @@ def lighttpd(images, tmp_path_factory):
 
 def test_two_instances_answer(lighttpd):
     base, process, _ = lighttpd
-    status, headers, body = get(f"{base}{REQUESTS[0]}")
+    status, _headers, body = get(f"{base}{REQUESTS[0]}")
     assert status == 200, body
     assert visiomatic_parse(body.decode("latin-1"))["size"] == (700, 500)
     deadline = time.monotonic() + 10
