@@ -10,15 +10,19 @@ reloads the settings and empties the caches without dropping the socket.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import select
 import socket
 import stat
 import sys
 
+from flup.server.fcgi_base import Connection
 from flup.server.fcgi_single import WSGIServer
 
 from . import config, log
 from .app import Application
+from .workers import supervise
 
 LISTEN_FD_START = 3
 
@@ -42,6 +46,27 @@ def _listening_socket(bind: str, backlog: int, mode: int | None) -> socket.socke
     return sock
 
 
+class _Connection(Connection):
+    """flup's connection, ending a kept-alive one (FCGI_KEEP_CONN) between requests once SIGTERM came.
+
+    flup stops accepting on SIGTERM but keeps serving a connection the web
+    server holds open (OpenLiteSpeed persistConn, nginx fastcgi_keep_conn),
+    so the process would not stop until the web server lets go. The request
+    in flight always completes.
+    """
+
+    def process_input(self) -> None:
+        while self._keepGoing:
+            if not self._requests and not self.server._keepGoing:
+                self._keepGoing = False
+                return
+            readable, _, _ = select.select([self._sock], [], [], 1.0)
+            if readable:
+                break
+        if self._keepGoing:
+            super().process_input()
+
+
 def _fd0_is_socket() -> bool:
     try:
         return stat.S_ISSOCK(os.fstat(0).st_mode)
@@ -49,8 +74,8 @@ def _fd0_is_socket() -> bool:
         return False
 
 
-def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None) -> int:
-    """Serve FastCGI until SIGTERM/SIGINT; SIGHUP reloads and carries on."""
+def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, workers: int = 1) -> int:
+    """Serve FastCGI until SIGTERM/SIGINT, in ``workers`` supervised processes when more than one."""
     try:
         settings = config.load()
     except config.ConfigError as exc:
@@ -59,6 +84,9 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None) -
     logger = log.setup(settings)
     if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid()):
         os.dup2(LISTEN_FD_START, 0)
+        os.close(LISTEN_FD_START)
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)  # meant for this process only, not for workers or children
     elif bind:
         sock = _listening_socket(bind, backlog, mode)
         os.dup2(sock.fileno(), 0)
@@ -70,9 +98,17 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None) -
             file=sys.stderr,
         )
         return 2
+    if workers > 1:
+        return supervise(workers, lambda: _serve(settings, logger), logger)
+    return _serve(settings, logger)
+
+
+def _serve(settings: config.Settings, logger: logging.Logger) -> int:
+    """One single-threaded FastCGI process accepting on fd 0; SIGHUP reloads and carries on."""
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
     server = WSGIServer(app, bindAddress=None, debug=False)
+    server._jobClass = _Connection  # flup's hook for the connection class, set in SingleServer.__init__
     while server.run():  # True after SIGHUP
         try:
             app.reload(config.load())
@@ -92,5 +128,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="pyiip.fcgi", description="pyiip FastCGI responder")
     parser.add_argument("--bind", help="HOST:PORT or /path/to/socket (default: socket on fd 0)")
     parser.add_argument("--backlog", type=int, default=2048)
+    parser.add_argument("--mode", help="octal permissions of a --bind unix socket, e.g. 660")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes on the socket, restarted if they die (default 1)"
+    )
     args = parser.parse_args()
-    sys.exit(run(args.bind, args.backlog))
+    sys.exit(run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, max(1, args.workers)))

@@ -45,7 +45,9 @@ def setup(settings: Settings) -> logging.Logger:
             handler = logging.StreamHandler(sys.stderr)
     if not isinstance(handler, logging.handlers.SysLogHandler):
         handler.setFormatter(
-            logging.Formatter("%(asctime)s pyiip[%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d pyiip[%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
         )
     LOGGER.addHandler(handler)
     LOGGER.setLevel(level)

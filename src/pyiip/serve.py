@@ -37,13 +37,17 @@ class _Server(WSGIServer):
 
 
 def _worker(server: _Server) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    """Serve until SIGTERM; the request in flight completes (a flag, checked between requests)."""
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     settings = config.load()
     log.setup(settings)
     server.set_app(Application(settings))
+    server.timeout = 0.5  # handle_request returns at least this often to look at the flag
     try:
-        server.serve_forever(poll_interval=0.5)
+        while not stop:
+            server.handle_request()
     finally:
         os._exit(0)
 
