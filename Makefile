@@ -7,10 +7,17 @@ SHARED ?= ../shared
 PORT   ?= 8000
 VALIDATOR_ID := 67352ccc-d1b0-11e1-89ae-279075081939
 STAMP  := $(VENV)/.installed-stamp
+VENDOR := src/pyiip/static/vendor/leaflet/leaflet.js
 
-.PHONY: run test install system-packages demo lint bench soak fuzz clean
+.PHONY: run test install system-packages demo lint bench soak fuzz clean viewer
 
-$(STAMP): pyproject.toml
+# The viewer's Leaflet: npm ci of viewer/package-lock.json, copied into the package's static files.
+$(VENDOR): viewer/package.json viewer/package-lock.json scripts/build-viewer.sh
+	scripts/build-viewer.sh
+
+viewer: $(VENDOR)
+
+$(STAMP): pyproject.toml $(VENDOR)
 	scripts/system-packages.sh run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -47,4 +54,4 @@ test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor

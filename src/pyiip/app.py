@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
-from . import index
+from . import index, static_files
 from .config import Settings
 from .errors import HTTPError
 from .http import Request, Response, http_date, status_line, text
@@ -94,6 +94,10 @@ class Application:
         for prefix, handler in PATH_PROTOCOLS.items():
             if request.path.startswith(prefix):
                 return handler(self.service, request)
+        if request.path.startswith(static_files.PREFIX):
+            return static_files.serve(request)
+        if request.path == "/viewer.html":
+            return index.page(self.service, request)
         if request.query:
             return iip.handle(self.service, request)
         if request.path in ("/", "/index.html"):
