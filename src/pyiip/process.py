@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -140,11 +140,13 @@ class Transfer:
         np.clip(y, 0.0, 255.0, out=y)
         return y.astype(np.uint8)  # truncates, like iipsrv's (unsigned char) cast
 
-    def domain(self) -> tuple[float, float, bool] | None:
-        """(lo, hi, negative_bin): the transfer is constant below lo and from hi up.
+    def domain(self) -> tuple[float, float, bool, bool] | None:
+        """(lo, hi, negative_bin, isolated_top): constant below lo and above hi.
 
         negative_bin is set when values below 0 differ from 0 itself (jet with the
         gamma step skipped: v < 0 is black, v == 0 dark blue), so 0 must start a bin.
+        isolated_top is set when hi itself differs from everything above it (inverted
+        jet: 1 - 1 = 0 is dark blue, 1 - v < 0 black), so hi needs a bin of its own.
         None when the parameters are outside what the tables handle (gamma <= 0,
         contrast <= 0, non-finite): those use the exact path.
         """
@@ -153,22 +155,31 @@ class Transfer:
             return None
         skipped = g == 1.0
         if self.colormap in ("jet", "hot", "cold"):
-            return 0.0, 1.0, self.colormap == "jet" and skipped and not self.invert
+            jet = self.colormap == "jet"
+            return 0.0, 1.0, jet and skipped and not self.invert, jet and self.invert
         if not self.invert:
-            return 0.0, cnt ** (-1.0 / g) * (1 + 1e-9), False  # saturates at 255 beyond
+            return 0.0, cnt ** (-1.0 / g) * (1 + 1e-9), False, False  # saturates at 255 beyond
         lo = min(0.0, 1.0 - 1.0 / cnt) * (1 + 1e-9) if skipped else 0.0  # 1 - v > 1/cnt saturates
-        return lo, 1.0, False
+        return lo, 1.0, False, False
 
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """A quantised transfer: index = trunc(clip(floor(s * scale) + offset)), s = x ** (1 / 2**roots)."""
+    """A quantised transfer. Bin of x: floor(x**(1/2**roots) * scale) + offset.
+
+    The linear stage multiplies by ``fold`` for free (it is folded into the
+    normalisation), ``top`` is the clip bound in that folded space, and ``post``
+    is what is still to multiply after the roots (1 when all of it was folded).
+    """
 
     lut: np.ndarray  # uint8 (grey) or packed RGBX uint32 (colour map)
     roots: int
-    scale: float  # a power of two, so x * scale adds no rounding
+    scale: float  # a power of two, so multiplying by it adds no rounding
     offset: float  # an integer, 0 unless the domain starts below 0
-    x_top: float  # clip bound in x space that lands in the last (constant) bin
+    fold: float
+    top: float
+    post: float
+    gap: float = 0.0  # when set, folded values above it jump to the last bin (isolated_top)
 
 
 def _pack_rgbx(levels: np.ndarray) -> np.ndarray:
@@ -184,22 +195,24 @@ def _quantised(transfer: Transfer) -> _Table | None:
     dom = transfer.domain()
     if dom is None:
         return None
-    lo, hi, negative_bin = dom
+    lo, hi, negative_bin, isolated_top = dom
     g = transfer.gamma
     first = 0 if g >= 0.75 or lo < 0 or negative_bin else min(_MAX_ROOTS, math.ceil(math.log2(0.75 / g)))
     for roots in range(first, _MAX_ROOTS + 1 if lo >= 0 and not negative_bin else first + 1):
         table = _build_table(transfer, lo, hi, negative_bin, roots)
         if table is not None:
-            return table
+            return replace(table, gap=hi * table.fold) if isolated_top else table
     return None
 
 
 def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, roots: int) -> _Table | None:
     """Sample every bin at its start, middle and end; keep it if each bin spans at most 2 levels.
 
-    Each entry is the middle of the levels its bin spans, so it is within 1 level of
-    the exact result for every value in the bin. Bins at or beyond ``hi`` are in the
-    constant region and take the value at their start.
+    Each entry is the level at the bin's start, or the middle of the levels the bin
+    spans when the start is not within 1 of all of them, so it is within 1 level of
+    the exact result for every value in the bin (the transfer is monotone between
+    the colour maps' knots, whose plateaus the samples catch). Bins at or beyond
+    ``hi`` are in the constant region and take the value at their start.
     """
     n = LUT_SIZE
     power = 2.0**roots
@@ -221,11 +234,17 @@ def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, r
     inside = ~constant
     if np.any((high - low)[inside] > 2):
         return None
-    levels = ((low + high) // 2).astype(np.uint8)
-    levels[constant] = samples[0][constant]
+    start_levels = samples[0]
+    # The bin's start when it is within 1 level of the whole bin (so that exactly min
+    # and max, which sit on bin starts, come out exact), else the middle level.
+    at_start = np.all((high - start_levels <= 1) & (start_levels - low <= 1), axis=1) | constant
+    levels = np.where(at_start[:, None], start_levels, (low + high) // 2).astype(np.uint8)
     lut = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
-    x_top = ((start + n - 0.5) / scale) ** power
-    return _Table(lut, roots, scale, -start, x_top)
+    if roots == 0:
+        return _Table(lut, 0, scale, -start, scale, n - 0.5, 1.0)
+    if scale**power < 2.0**100:  # float32 headroom: fold scale**power into the normalisation
+        return _Table(lut, roots, scale, 0.0, scale**power, (n - 0.5) ** power, 1.0)
+    return _Table(lut, roots, scale, 0.0, 1.0, ((n - 0.5) / scale) ** power, scale)
 
 
 # --------------------------------------------------------------------------- channel plan
@@ -265,43 +284,54 @@ def _plan(channels: int, twist: tuple[tuple[float, ...], ...] | None, shade: tup
     return _Plan(rows, use_shade)
 
 
-def _effective_minmax(minmax: np.ndarray, dtype: np.dtype, channels: int, display: Display) -> np.ndarray:
-    """Defaults (padded if short, NaN -> 0..1) with the request's MINMAX overrides applied."""
-    table = np.array(minmax, dtype=np.float64, copy=True).reshape(-1, 2)[:channels]
-    if table.shape[0] < channels:
-        pad = default_minmax(dtype, channels, None, None)[table.shape[0]:]
-        table = np.concatenate([table, pad])
-    table[:, 0] = np.where(np.isfinite(table[:, 0]), table[:, 0], 0.0)
-    table[:, 1] = np.where(np.isfinite(table[:, 1]), table[:, 1], 1.0)
+def _effective_minmax(
+    minmax: np.ndarray, dtype: np.dtype, channels: int, display: Display
+) -> list[tuple[float, float]]:
+    """Defaults (padded if short, NaN -> 0..1) with the request's MINMAX overrides applied.
+
+    Non-finite override values are ignored rather than poisoning every pixel.
+    """
+    rows = np.asarray(minmax, dtype=np.float64).reshape(-1, 2)[:channels].tolist()
+    if len(rows) < channels:
+        rows += default_minmax(dtype, channels, None, None)[len(rows):].tolist()
+    table = [(lo if math.isfinite(lo) else 0.0, hi if math.isfinite(hi) else 1.0) for lo, hi in rows]
     for ch, lo, hi in display.minmax:
         if 0 <= ch < channels and math.isfinite(lo) and math.isfinite(hi):
-            table[ch] = (lo, hi)
+            table[ch] = (float(lo), float(hi))
     return table
 
 
 # --------------------------------------------------------------------------- linear stage
 
 
-def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.ndarray) -> np.ndarray:
-    """out = weight * (plane - lo) / (hi - lo), computed like iipsrv in the dtype of ``out``.
+def _normalise(
+    plane: np.ndarray, lo: float, hi: float, weight: float, out: np.ndarray, divide: bool = False
+) -> np.ndarray:
+    """out = weight * (plane - lo) / (hi - lo), in the float type of ``out``; call under np.errstate.
 
-    The range is the same float subtraction as the samples', so a sample equal to max
-    gives exactly ``weight``. Non-finite samples give 0 (astro: background).
+    The range is the same float subtraction as the samples', as in iipsrv. In float64
+    (the exact path), or when ``divide`` is asked, it divides, so a sample equal to
+    max gives exactly ``weight``. Otherwise it multiplies by the reciprocal rounded
+    one ulp away from zero, which still maps max to at least ``weight`` when that is
+    a power of two (a table bin edge) and saves a division pass. Non-finite samples give 0
+    (astro: background), and |max - min| <= 1e-30 scales by 1e30.
     """
     ftype = out.dtype.type
-    lo_f, hi_f = ftype(lo), ftype(hi)
-    diff = ftype(hi_f - lo_f)
-    with np.errstate(all="ignore"):
-        np.subtract(plane, lo_f, out=out, casting="unsafe")
-        if abs(float(diff)) > _DEGENERATE:
-            divisor = ftype(float(diff) / weight)
-            if divisor * ftype(weight) == diff:  # exact (weight a power of two): keep max -> weight exact
-                np.divide(out, divisor, out=out)
-            else:
-                np.divide(out, diff, out=out)
-                np.multiply(out, ftype(weight), out=out)
+    lo_f = ftype(lo)
+    diff = ftype(ftype(hi) - lo_f)
+    np.subtract(plane, lo_f, out=out, casting="unsafe")
+    if abs(float(diff)) <= _DEGENERATE:
+        np.multiply(out, ftype(_HUGE * weight), out=out)
+    elif divide or ftype is np.float64:
+        divisor = float(diff) / weight
+        if divisor * weight == float(diff):
+            np.divide(out, ftype(divisor), out=out)
         else:
-            np.multiply(out, ftype(_HUGE * weight), out=out)
+            np.divide(out, diff, out=out)
+            np.multiply(out, ftype(weight), out=out)
+    else:
+        factor = ftype(weight / float(diff))
+        np.multiply(out, np.nextafter(factor, ftype(math.copysign(np.inf, factor))), out=out)
     if plane.dtype.kind in "fc":
         finite = np.isfinite(plane)
         if not finite.all():
@@ -309,7 +339,7 @@ def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
     return out
 
 
-def _shade(normals: list[np.ndarray], angles: tuple[float, float], ftype: type) -> np.ndarray:
+def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray:
     """SHD: clamp(0.5 * dot(light, -(2n - 1)), 0, 1); all-zero normals give 0.
 
     The light comes from ``h`` degrees clockwise from 12 o'clock at elevation ``v``.
@@ -322,50 +352,46 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float], ftype: type) 
     norm = math.sqrt(sx * sx + sy * sy + sz * sz)
     sx, sy, sz = sx / norm, sy / norm, sz / norm
     nx, ny, nz = normals
-    with np.errstate(all="ignore"):
-        dot = (ftype(-2 * sx) * nx + ftype(-2 * sy) * ny + ftype(-2 * sz) * nz) + ftype(sx + sy + sz)
-        dot *= ftype(0.5)
-        dot[(nx == 0) & (ny == 0) & (nz == 0)] = 0
+    ftype = nx.dtype.type
+    dot = ftype(-2 * sx) * nx + ftype(-2 * sy) * ny + ftype(-2 * sz) * nz
+    dot += ftype(sx + sy + sz)
+    dot *= ftype(0.5)
+    dot[(nx == 0) & (ny == 0) & (nz == 0)] = 0
     return np.clip(dot, 0, 1, out=dot)
 
 
-def _linear(data: np.ndarray, lohi: np.ndarray, plan: _Plan, ftype: type, scale: float) -> list[np.ndarray]:
-    """One float plane per output channel: scale * sum(weight * normalised input)."""
+def _linear(
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float, divide: bool = False
+) -> list[np.ndarray]:
+    """One float plane per output channel: scale * sum(weight * normalised input).
+
+    Identical rows share one array (mono mode sends three identical CTW rows).
+    """
     h, w, _ = data.shape
-    memo: dict[tuple[int, float], np.ndarray] = {}
-
-    def plane(j: int, weight: float) -> np.ndarray:
-        key = (j, weight)
-        if key not in memo:
-            out = np.empty((h, w), ftype)
-            if plan.shade is not None:
-                src = shaded
-                np.multiply(src, ftype(weight), out=out)
-            else:
-                _normalise(data[:, :, j], lohi[j, 0], lohi[j, 1], weight, out)
-            memo[key] = out
-        return memo[key]
-
+    shaded = None
     if plan.shade is not None:
-        normals = [_normalise(data[:, :, j], lohi[j, 0], lohi[j, 1], 1.0, np.empty((h, w), ftype)) for j in range(3)]
-        shaded = _shade(normals, plan.shade, ftype)
+        normals = [_normalise(data[:, :, j], *lohi[j], 1.0, np.empty((h, w), ftype), True) for j in range(3)]
+        shaded = _shade(normals, plan.shade)
+
+    def term(j: int, weight: float, out: np.ndarray) -> np.ndarray:
+        if shaded is not None:
+            return np.multiply(shaded, ftype(weight), out=out)
+        return _normalise(data[:, :, j], *lohi[j], weight, out, divide)
 
     planes: list[np.ndarray] = []
-    rows_done: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
+    done: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
     for row in plan.rows:
-        if row in rows_done:
-            planes.append(rows_done[row])
-            continue
-        if not row:
-            out = np.zeros((h, w), ftype)
-        elif len(row) == 1:
-            out = plane(row[0][0], row[0][1] * scale)
-        else:
-            out = np.zeros((h, w), ftype)
-            for j, weight in row:
-                np.add(out, plane(j, weight * scale), out=out)
-        rows_done[row] = out
-        planes.append(out)
+        if row not in done:
+            if not row:
+                out = np.zeros((h, w), ftype)
+            else:
+                out = term(row[0][0], row[0][1] * scale, np.empty((h, w), ftype))
+                if len(row) > 1:
+                    tmp = np.empty((h, w), ftype)
+                    for j, weight in row[1:]:
+                        out += term(j, weight * scale, tmp)
+            done[row] = out
+        planes.append(done[row])
     return planes
 
 
@@ -430,7 +456,7 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     return _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
 
 
-def _render_int(data: np.ndarray, lohi: np.ndarray, plan: _Plan, transfer: Transfer) -> np.ndarray:
+def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, transfer: Transfer) -> np.ndarray:
     """8/16-bit data whose outputs each come from one input channel: one exact table lookup each."""
     unsigned = np.dtype(f"u{data.dtype.itemsize}")
     outs: list[np.ndarray] = []
@@ -438,9 +464,9 @@ def _render_int(data: np.ndarray, lohi: np.ndarray, plan: _Plan, transfer: Trans
     for row in plan.rows:
         if row not in done:
             j, weight = row[0] if row else (0, 0.0)
-            table = _int_table(data.dtype.str, float(lohi[j, 0]), float(lohi[j, 1]), weight, transfer)
+            table = _int_table(data.dtype.str, *lohi[j], weight, transfer)
             index = data[:, :, j].view(unsigned)
-            done[row] = np.take(table, index, mode="clip")
+            done[row] = np.take(table, index, mode="wrap")
         outs.append(done[row])
     if transfer.colormap:
         return _unpack_rgbx(np.ascontiguousarray(outs[0]))
@@ -488,36 +514,44 @@ def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool)
     ):
         return _render_int(data, lohi, plan, transfer)
 
-    table = None if exact else _quantised(transfer)
-    if table is None:
-        planes = _linear(data, lohi, plan, np.float64, 1.0)
-        levels = [transfer.levels(p) for p in planes]
-        if transfer.colormap:
-            return np.ascontiguousarray(levels[0])
-        return np.ascontiguousarray(np.concatenate(levels, axis=2))
-
-    scale = table.scale if table.roots == 0 else 1.0
-    planes = _linear(data, lohi, plan, np.float32, scale)
-    indices: list[np.ndarray] = []
-    done: dict[int, np.ndarray] = {}
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):
+        table = None if exact else _quantised(transfer)
+        if table is None:
+            planes = _linear(data, lohi, plan, np.float64, 1.0)
+            levels = [transfer.levels(p) for p in planes]
+            if transfer.colormap:
+                return np.ascontiguousarray(levels[0])
+            return np.ascontiguousarray(np.concatenate(levels, axis=2))
+        planes = _linear(data, lohi, plan, np.float32, table.fold, divide=bool(table.gap))
+        looked_up: dict[int, np.ndarray] = {}
         for p in planes:
-            if id(p) in done:
-                indices.append(done[id(p)])
-                continue
-            if table.roots:
-                np.clip(p, 0, np.float32(table.x_top), out=p)
-                for _ in range(table.roots):
-                    np.sqrt(p, out=p)
-                np.multiply(p, np.float32(table.scale), out=p)
-            elif table.offset:
-                np.floor(p, out=p)
-                np.add(p, np.float32(table.offset), out=p)
-            np.clip(p, 0, np.float32(LUT_SIZE - 0.5), out=p)
-            index = p.astype(np.int32)  # NaN (only from inf * 0 mixing) -> clipped to bin 0 by take
-            out = np.take(table.lut, index, mode="clip")
-            done[id(p)] = out
-            indices.append(out)
+            if id(p) not in looked_up:
+                looked_up[id(p)] = _lookup(p, table)
+        outs = [looked_up[id(p)] for p in planes]
     if transfer.colormap:
-        return _unpack_rgbx(indices[0])
-    return _assemble(indices)
+        return _unpack_rgbx(outs[0])
+    return _assemble(outs)
+
+
+def _lookup(p: np.ndarray, table: _Table) -> np.ndarray:
+    """Quantise a plane already multiplied by ``table.fold`` (in place) and look it up.
+
+    With roots, the plane holds x * scale**(2**roots), so the square roots leave
+    x**(1/2**roots) * scale without a separate multiply. NaN (only possible from
+    inf * 0 when CTW mixes channels) casts to INT_MIN (x86) or 0 (ARM); both wrap
+    to bin 0. mode="wrap" is also the cheapest bounds mode of np.take.
+    """
+    if table.gap:
+        np.copyto(p, np.float32(np.inf), where=p > np.float32(table.gap))
+    if table.roots:
+        np.clip(p, 0, np.float32(table.top), out=p)
+        for _ in range(table.roots):
+            np.sqrt(p, out=p)
+        if table.post != 1.0:
+            np.multiply(p, np.float32(table.post), out=p)
+    else:
+        if table.offset:
+            np.floor(p, out=p)
+            p += np.float32(table.offset)
+        np.clip(p, 0, np.float32(table.top), out=p)
+    return np.take(table.lut, p.astype(np.int32), mode="wrap")
