@@ -1,7 +1,7 @@
 """Encoders from uint8 pixel arrays to the output formats.
 
 JPEG goes through simplejpeg (libjpeg-turbo); PNG and WebP through
-imagecodecs; TIFF through tifffile. All work on in-memory arrays, no files.
+imagecodecs; TIFF through tifffile; GIF through libvips. All work on in-memory arrays, no files.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import io
 
 import imagecodecs
 import numpy as np
+import pyvips
 import simplejpeg
 import tifffile
 
@@ -20,6 +21,7 @@ MIME = {
     "png": "image/png",
     "webp": "image/webp",
     "tif": "image/tiff",
+    "gif": "image/gif",
 }
 
 
@@ -66,4 +68,8 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
             extrasamples=("unassalpha",) if pixels.shape[2] in (2, 4) else None,
         )
         return buffer.getvalue()
+    if fmt == "gif":
+        # libvips quantises to a 256-colour palette (cgif), keeping alpha as transparency.
+        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=True))
+        return pyvips.Image.new_from_array(pixels).gifsave_buffer()
     raise UnsupportedFormat(f"unsupported output format {fmt!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
 QUALITIES = ("default", "color", "gray", "bitonal")
-FORMATS = ("jpg", "png", "webp", "tif")
+FORMATS = ("jpg", "png", "webp", "tif", "gif")
 
 
 @dataclass(frozen=True, slots=True)

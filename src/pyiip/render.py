@@ -95,16 +95,30 @@ def _resize(pixels: np.ndarray, width: int, height: int, nearest: bool) -> np.nd
     return out.reshape(height, width, bands)
 
 
-def _orient(pixels: np.ndarray, mirror: bool, rotation: float) -> np.ndarray:
+# Output formats with an alpha channel: arbitrary rotations get a transparent background there.
+_ALPHA_FORMATS = ("png", "webp", "tif", "gif")
+
+
+def _orient(pixels: np.ndarray, mirror: bool, rotation: float, transparent: bool = False) -> np.ndarray:
+    """Mirror, then rotate clockwise (libvips ``rotate`` turns clockwise, as IIIF wants).
+
+    Arbitrary angles enlarge the canvas to the rotated bounding box; the corners
+    are transparent when the format has alpha (IIIF's recommendation), else white.
+    """
     if mirror:
         pixels = pixels[:, ::-1]
     turns = rotation / 90.0
     if turns == int(turns):
         k = int(turns) % 4
         return np.rot90(pixels, k=-k) if k else pixels
+    bands = pixels.shape[2]
+    if transparent and bands in (1, 3):
+        opaque = np.full((*pixels.shape[:2], 1), 255, dtype=pixels.dtype)
+        pixels, bands = np.concatenate([pixels, opaque], axis=2), bands + 1
+    background = [0] * bands if transparent and bands in (2, 4) else [255] * bands
     image = pyvips.Image.new_from_array(np.ascontiguousarray(pixels))
-    rotated = image.rotate(rotation, background=[255] * pixels.shape[2])
-    return rotated.numpy().reshape(rotated.height, rotated.width, pixels.shape[2]).astype(np.uint8)
+    rotated = image.rotate(rotation, background=background)
+    return rotated.numpy().reshape(rotated.height, rotated.width, bands).astype(np.uint8)
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
@@ -192,6 +206,6 @@ class Renderer:
         if process.needs_processing(pixels.dtype, request.display):
             pixels = process.apply_display(pixels, image.minmax, request.display)
         pixels = _color(pixels, request.color)
-        pixels = _orient(pixels, request.mirror, request.rotation)
+        pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)
         body = encode(pixels, request.format, self.quality(request), png_level=self.settings.png_quality)
         return Rendered(body, MIME[request.format])

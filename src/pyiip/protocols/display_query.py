@@ -1,0 +1,28 @@
+"""The astro display parameters of IIP, read from the query of a IIIF, DeepZoom or Zoomify request.
+
+IIIF viewers cannot send IIP commands, but they can keep a query string on
+image URLs: ``.../full/max/0/default.jpg?MINMAX=1:0,100&GAM=0.5&CMP=jet&INV``.
+The values are parsed by the IIP module's own setters, so they mean exactly
+what they mean in IIP (1-based MINMAX channels, GAM as an exponent, CTW
+rows by ``;``...), and a bad value is the same 400.
+"""
+
+from __future__ import annotations
+
+from ..http import Request
+from ..model import IDENTITY, Display
+from ..service import Service
+from . import iip
+
+DISPLAY_KEYS = ("minmax", "gam", "cnt", "cmp", "inv", "ctw", "shd", "qlt")
+
+
+def display_from_query(service: Service, request: Request, query: str) -> tuple[Display, int | None]:
+    """(display, JPEG/WebP quality) from the query; other keys (cache busters, IIIF=) are ignored."""
+    if not query:
+        return IDENTITY, None
+    session = iip.Session(service, request)
+    for key, value in iip.split_query(query):
+        if key in DISPLAY_KEYS:
+            iip.SETTINGS[key](session, value)
+    return session.display, session.quality

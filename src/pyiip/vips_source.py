@@ -1,0 +1,192 @@
+"""Non-pyramidal images (JPEG, PNG, WebP, flat TIFF, JPEG 2000 where libvips reads it) through pyvips.
+
+The renderer wants a pyramid, so one is offered without ever holding a
+large image in numpy: levels come from the format's own reduced
+resolutions when it has them (JPEG DCT shrink-on-load, WebP scale-on-load,
+TIFF pages or SubIFDs, JPEG 2000 resolution levels), then from a virtual
+pyramid of halvings that libvips computes lazily on access. ``read`` crops
+the level's libvips image, so only the requested rectangle reaches numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyvips
+
+from .errors import SourceError
+from .source import ImageInfo, LevelInfo
+
+TILE = 256
+# Levels at most this many pixels are kept decoded in memory once used, so
+# thumbnails and overview tiles do not recompute a chain of halvings.
+MATERIALIZE_PIXELS = 2048 * 2048
+
+_DTYPES = {
+    "uchar": np.uint8,
+    "char": np.int8,
+    "ushort": np.uint16,
+    "short": np.int16,
+    "uint": np.uint32,
+    "int": np.int32,
+    "float": np.float32,
+    "double": np.float64,
+}
+# Interpretations whose pixels are not what a viewer shows: convert once, lazily.
+_TO_SRGB = ("cmyk", "lab", "labq", "labs", "lch", "cmc", "xyz", "yxy", "scrgb", "hsv")
+_METADATA = {"image-description": "description", "exif-ifd0-Copyright": "copyright", "exif-ifd0-Artist": "artist"}
+
+
+@dataclass(slots=True)
+class _Level:
+    info: LevelInfo
+    make: Callable[[], pyvips.Image]
+    image: pyvips.Image | None = None
+    in_memory: bool = False
+
+
+def _prepare(image: pyvips.Image, rotate: bool) -> pyvips.Image:
+    """Make a loaded image displayable: upright, in sRGB or grey, of a plain numeric type."""
+    if rotate:
+        image = image.autorotate()
+    if image.coding != "none":
+        image = image.decode()
+    if image.interpretation in _TO_SRGB:
+        image = image.colourspace("srgb")
+    if image.format not in _DTYPES:
+        raise SourceError("unsupported pixel type")
+    return image
+
+
+def _field(image: pyvips.Image, name: str) -> object | None:
+    return image.get(name) if image.get_typeof(name) else None
+
+
+class VipsSource:
+    """An image libvips reads, seen as a pyramid of (native or virtual) levels."""
+
+    def __init__(self, path: str, tile: int = TILE) -> None:
+        self.path = path
+        self.tile = tile
+        try:
+            header = pyvips.Image.new_from_file(path, access="random")
+            self._loader = str(_field(header, "vips-loader") or "")
+            orientation = _field(header, "orientation")
+            self._rotate = isinstance(orientation, int) and orientation > 1
+            first = _prepare(header, self._rotate)
+            self._levels: list[_Level] = [_Level(self._level_info(first), lambda: first, first)]
+            self._add_native_levels()
+            self._add_virtual_levels()
+        except pyvips.Error as exc:
+            raise SourceError("unsupported image type") from exc
+        self.info = self._build_info(first, header)
+
+    # ------------------------------------------------------------ structure
+
+    def _level_info(self, image: pyvips.Image) -> LevelInfo:
+        return LevelInfo(image.width, image.height, self.tile, self.tile)
+
+    def _open(self, **options: object) -> pyvips.Image:
+        return _prepare(pyvips.Image.new_from_file(self.path, access="random", **options), self._rotate)
+
+    def _native_candidates(self) -> list[dict[str, object]]:
+        """Loader options giving successively smaller versions of the image, cheapest first."""
+        loader = self._loader
+        if loader.startswith("jpegload"):
+            return [{"shrink": s} for s in (2, 4, 8)]
+        if loader.startswith("webpload"):
+            return [{"scale": 1 / s} for s in (2, 4, 8, 16, 32, 64)]
+        if loader.startswith("tiffload"):
+            first = self._levels[0].image
+            assert first is not None
+            subifds = _field(first, "n-subifds")
+            if isinstance(subifds, int) and subifds > 0:
+                return [{"subifd": i} for i in range(subifds)]
+            pages = _field(first, "n-pages")
+            return [{"page": i} for i in range(1, pages)] if isinstance(pages, int) else []
+        if loader.startswith("jp2kload"):
+            return [{"page": i} for i in range(1, 32)]
+        return []
+
+    def _add_native_levels(self) -> None:
+        """Keep each reduced version that is about half the previous level, in order."""
+        for options in self._native_candidates():
+            previous = self._levels[-1].info
+            if max(previous.width, previous.height) <= self.tile:
+                return
+            try:
+                candidate = self._open(**options)
+            except pyvips.Error:
+                return
+            w, h = candidate.width, candidate.height
+            if not (previous.width // 2 - 1 <= w <= (previous.width + 1) // 2 + 1 and 1 <= h < previous.height):
+                continue  # not the next halving (a thumbnail page, a mask...)
+            if candidate.bands != self._levels[0].image.bands:  # type: ignore[union-attr]
+                continue
+            self._levels.append(_Level(self._level_info(candidate), lambda o=options: self._open(**o), candidate))
+
+    def _add_virtual_levels(self) -> None:
+        """Halvings computed by libvips from the level above, floor-sized as TIFF pyramids are."""
+        while max(self._levels[-1].info.width, self._levels[-1].info.height) > self.tile:
+            above = len(self._levels) - 1
+            prev = self._levels[above].info
+            w, h = max(1, prev.width // 2), max(1, prev.height // 2)
+            self._levels.append(
+                _Level(LevelInfo(w, h, self.tile, self.tile), lambda a=above, w=w, h=h: self._halve(a, w, h))
+            )
+
+    def _halve(self, above: int, width: int, height: int) -> pyvips.Image:
+        source = self._image(above)
+        shrunk = source.shrink(source.width / width, source.height / height)
+        if (shrunk.width, shrunk.height) != (width, height):
+            shrunk = shrunk.crop(0, 0, min(width, shrunk.width), min(height, shrunk.height))
+            shrunk = shrunk.gravity("north-west", width, height, extend="copy")
+        return shrunk
+
+    def _image(self, level: int) -> pyvips.Image:
+        entry = self._levels[level]
+        if entry.image is None:
+            entry.image = entry.make()
+        if level > 0 and not entry.in_memory and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
+            entry.image = entry.image.copy_memory()
+            entry.in_memory = True
+        return entry.image
+
+    def _build_info(self, first: pyvips.Image, header: pyvips.Image) -> ImageInfo:
+        dtype = np.dtype(_DTYPES[first.format])
+        bits = int(_field(header, "bits-per-sample") or dtype.itemsize * 8)
+        metadata = {}
+        for field, name in _METADATA.items():
+            value = _field(header, field)
+            if isinstance(value, str) and value.strip():
+                metadata[name] = value.strip()
+        return ImageInfo(
+            levels=tuple(level.info for level in self._levels),
+            channels=first.bands,
+            dtype=dtype,
+            bits=bits if dtype.kind in "ui" else dtype.itemsize * 8,
+            colorspace="grey" if first.bands < 3 else "rgb",
+            metadata=metadata,
+        )
+
+    # ------------------------------------------------------------ pixels
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Decode only the rectangle (libvips reads or computes just what the crop covers)."""
+        image = self._image(level)
+        try:
+            pixels = image.crop(x, y, w, h).numpy()
+        except pyvips.Error as exc:
+            raise SourceError("image cannot be decoded") from exc
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        return pixels
+
+    def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
+        return None  # no stored tiles: everything is encoded from pixels
+
+    def close(self) -> None:
+        for entry in self._levels:
+            entry.image = None
