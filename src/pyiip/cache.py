@@ -1,0 +1,379 @@
+"""Caches of encoded images: a per-process LRU in front of an optional memcached cluster.
+
+Both tiers are keyed on the canonical request (the protocol-neutral model,
+so IIP and IIIF asking for the same pixels share one entry) together with
+the source file's identity (path, mtime_ns, size, inode): a replaced or
+rewritten image gets new keys, so a stale rendering is never served, and
+nothing has to be invalidated.
+
+The per-process LRU is the hot path (the "same tile again" case): its key is
+a plain tuple in a dict, hashed, never serialised. Only memcached, which is
+shared between processes and hosts, needs a string key: a blake2b digest of
+the key's repr, which is canonical because the model holds plain values and
+also names the pyiip version and the settings that change the encoded bytes.
+
+memcached can never fail a request: a server that refuses, times out or
+dies is dropped from the hash ring for ``dead_timeout`` seconds (its keys go
+to the others, or are simply rendered), logged once, and tried again after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, Settings
+from .images import OpenImage
+from .model import ImageRequest
+from .render import Rendered
+
+LOGGER = logging.getLogger("pyiip")
+
+DEFAULT_PORT = 11211
+# memcached refuses items over its item size (-I, 1 MB by default), key and
+# item header included; leave room for them.
+ITEM_LIMIT = 1024 * 1024 - 2048
+# memcached reads an expiry over 30 days as a Unix time.
+_RELATIVE_EXPIRY_MAX = 30 * 24 * 3600
+KEY_PREFIX = "pyiip:"
+
+
+class Body(bytes):
+    """Encoded bytes that carry their ETag, so a cache hit never digests anything again.
+
+    A ``bytes`` subclass passes unchanged through every protocol handler into
+    the Response, where ``Application.finish`` reads ``etag``.
+    """
+
+    etag: str
+
+
+def tagged(body: bytes | memoryview, etag: str) -> Body:
+    tagged_body = Body(body)
+    tagged_body.etag = etag
+    return tagged_body
+
+
+def key_etag(digest: str) -> str:
+    """The ETag of a rendered image: weak, and derived from its cache key.
+
+    The key names everything the output depends on (file identity, canonical
+    request, pyiip version, encoder settings), so equal tags mean equivalent
+    images. Weak (``W/``) because the bytes themselves may differ between
+    hosts or after a re-render with another codec build; a strong tag would
+    need a digest of every body (~40 µs for a 20 KB tile), and If-None-Match
+    compares weakly anyway. Byte ranges, the one use of strong tags, are not served.
+    """
+    return f'W/"{digest}"'
+
+
+def content_etag(body: bytes) -> str:
+    """A strong ETag for replies that are not rendered images (OBJ text, info.json): their digest."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def response_etag(body: bytes) -> str:
+    """The ETag of a reply body: the one a rendered image carries, else the body's digest."""
+    etag = getattr(body, "etag", None)
+    return etag if etag is not None else content_etag(body)
+
+
+class LRUCache:
+    """Encoded images under a byte budget (MAX_IMAGE_CACHE_SIZE, in MB as in iipsrv).
+
+    An entry bigger than a quarter of the budget is not kept, so one large
+    CVT cannot flush the whole working set of tiles. ``hits``, ``misses`` and
+    ``evictions`` are plain counters for /metrics.
+    """
+
+    ENTRY_OVERHEAD = 256  # key, entry and dict slot, roughly
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, max_bytes)
+        self.max_entry = self.max_bytes // 4
+        self._entries: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> Rendered | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: Hashable, entry: Rendered) -> None:
+        size = len(entry.body) + self.ENTRY_OVERHEAD
+        if size > self.max_entry:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.body) + self.ENTRY_OVERHEAD
+        self._entries[key] = entry
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _key, dropped = self._entries.popitem(last=False)
+            self.bytes -= len(dropped.body) + self.ENTRY_OVERHEAD
+            self.evictions += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+def parse_servers(text: str) -> list[tuple[str, int] | str]:
+    """MEMCACHED_SERVERS: ``host[:port]`` items (``[v6]:port``, or a socket path), comma or space separated."""
+    servers: list[tuple[str, int] | str] = []
+    for item in text.replace(",", " ").split():
+        if item.startswith(("/", "unix:")):
+            servers.append(item.removeprefix("unix:"))
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":")
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        else:
+            host, port = item, ""  # a bare name, or a bare IPv6 address
+        if not host:
+            raise ConfigError(f"MEMCACHED_SERVERS: no host in {item!r}")
+        try:
+            number = int(port) if port else DEFAULT_PORT
+        except ValueError:
+            raise ConfigError(f"MEMCACHED_SERVERS: bad port in {item!r}") from None
+        if not 0 < number < 65536:
+            raise ConfigError(f"MEMCACHED_SERVERS: bad port in {item!r}")
+        servers.append((host, number))
+    return servers
+
+
+def _server_name(server: Any) -> str:
+    """The name HashClient gives a server on its hash ring (``host:port`` or the socket path)."""
+    return "%s:%s" % server if isinstance(server, tuple) else str(server)
+
+
+def _hash_client_class() -> type:
+    """pymemcache's HashClient, told to report the servers it gives up on."""
+    from pymemcache.client.hash import HashClient
+
+    class ReportingHashClient(HashClient):
+        on_dead: Callable[[Any], None] = staticmethod(lambda server: None)
+
+        def remove_server(self, server: Any, port: Any = None) -> None:
+            super().remove_server(server, port)
+            self.on_dead(server)
+
+    return ReportingHashClient
+
+
+class MemcachedCache:
+    """A memcached cluster through pymemcache's HashClient (rendezvous hashing over the servers).
+
+    Per-call timeouts are short (a slow memcached must not stall a request
+    more than that), a failing server is dropped at its first failure
+    (``retry_attempts=0``) and re-tried after ``dead_timeout``; the outage is
+    logged once and the return once. The processes are single-threaded, so
+    one connection per server, no pool. Sets are ``noreply``: no round trip.
+    """
+
+    def __init__(
+        self,
+        servers: str,
+        expire: int = 86400,
+        *,
+        timeout: float = 0.2,
+        dead_timeout: float = 5.0,
+        item_limit: int = ITEM_LIMIT,
+    ) -> None:
+        self.servers = parse_servers(servers)
+        if not self.servers:
+            raise ConfigError("MEMCACHED_SERVERS names no server")
+        self.expire = expire
+        self.item_limit = item_limit
+        client_class = _hash_client_class()
+        self.client = client_class(
+            self.servers,
+            connect_timeout=timeout,
+            timeout=timeout,
+            no_delay=True,
+            retry_attempts=0,
+            dead_timeout=dead_timeout,
+            use_pooling=False,
+            ignore_exc=False,
+            default_noreply=True,
+        )
+        self.client.on_dead = self._dead
+        self.down: set[str] = set()  # names of the servers in an outage, logged once
+        self.hits = 0
+        self.misses = 0
+        self.stores = 0
+        self.skipped = 0  # values over the item limit
+        self.errors = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [_server_name(s) for s in self.servers]
+
+    def _dead(self, server: Any) -> None:
+        name = _server_name(server)
+        if name not in self.down:
+            self.down.add(name)
+            LOGGER.error(
+                "memcached %s unreachable: serving from the images; retrying every %g s",
+                name,
+                self.client.dead_timeout,
+            )
+
+    def _check_back(self, key: str) -> None:
+        """After a reply, log the return of the server it came from if that one was down."""
+        node = self.client.hasher.get_node(key)
+        if node is not None and node in self.down:
+            self.down.discard(node)
+            LOGGER.warning("memcached %s reachable again", node)
+
+    def _expiry(self) -> int:
+        if self.expire > _RELATIVE_EXPIRY_MAX:
+            return int(time.time()) + self.expire
+        return self.expire
+
+    def get(self, key: str) -> Rendered | None:
+        """The entry under ``key``, or None for a miss or any failure."""
+        try:
+            value = self.client.get(key)
+        except Exception as exc:
+            self._failed("get", exc)
+            self.misses += 1
+            return None
+        if self.down:
+            self._check_back(key)
+        if value is None:
+            self.misses += 1
+            return None
+        newline = value.find(b"\n")
+        if newline < 0:
+            self.misses += 1
+            return None
+        self.hits += 1
+        body = memoryview(value)[newline + 1 :]  # one copy, into the Body
+        return Rendered(tagged(body, key_etag(key.removeprefix(KEY_PREFIX))), value[:newline].decode("latin-1"))
+
+    def set(self, key: str, entry: Rendered) -> None:
+        """Store, unless the value is over memcached's item limit; failures are not errors of the request."""
+        if len(entry.body) + len(entry.mime) + 1 > self.item_limit:
+            self.skipped += 1
+            return
+        value = entry.mime.encode("latin-1") + b"\n" + entry.body
+        try:
+            self.client.set(key, value, expire=self._expiry(), noreply=True)
+        except Exception as exc:
+            self._failed("set", exc)
+            return
+        self.stores += 1
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.errors += 1
+        if "All servers seem to be down" in str(exc):
+            return  # every server is already known to be down
+        LOGGER.debug("memcached %s failed: %s", what, exc)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception as exc:
+            LOGGER.debug("memcached close failed: %s", exc)
+
+
+def render_namespace(settings: Settings) -> str:
+    """What, besides the request and the file, changes the encoded bytes: shared memcached keys must differ."""
+    return repr(
+        (
+            __version__,
+            settings.jpeg_quality,
+            settings.png_quality,
+            settings.webp_quality,
+            settings.interpolation,
+            settings.codec_passthrough,
+        )
+    )
+
+
+class RenderCache:
+    """The two tiers in front of the renderer: per-process LRU, then memcached (when configured)."""
+
+    def __init__(self, settings: Settings, memcached: MemcachedCache | None = None) -> None:
+        self.lru = LRUCache(int(settings.max_image_cache_size * 1024 * 1024))
+        if memcached is None and settings.memcached_servers.strip():
+            memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
+        self.memcached = memcached
+        self.namespace = render_namespace(settings)
+
+    def digest(self, image: OpenImage, request: ImageRequest) -> str:
+        """The memcached key: short, printable, the same in every process and host that renders alike."""
+        text = repr((self.namespace, image.resolved.identity, request))
+        return KEY_PREFIX + hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=16).hexdigest()
+
+    def fetch(
+        self,
+        image: OpenImage,
+        request: ImageRequest,
+        render: Callable[[OpenImage, ImageRequest], Rendered],
+    ) -> Rendered:
+        """The cached rendering of ``request``, rendered and stored on a miss (errors are never stored)."""
+        lru = self.lru
+        key = (image.resolved.identity, request)
+        if lru.max_bytes:
+            found = lru.get(key)
+            if found is not None:
+                return found
+        digest = self.digest(image, request)
+        memcached = self.memcached
+        if memcached is not None:
+            found = memcached.get(digest)
+            if found is not None:
+                lru.put(key, found)
+                return found
+        rendered = render(image, request)
+        rendered = Rendered(tagged(rendered.body, key_etag(digest.removeprefix(KEY_PREFIX))), rendered.mime)
+        lru.put(key, rendered)
+        if memcached is not None:
+            memcached.set(digest, rendered)
+        return rendered
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics."""
+        out = {
+            "lru_hits": self.lru.hits,
+            "lru_misses": self.lru.misses,
+            "lru_evictions": self.lru.evictions,
+            "lru_entries": len(self.lru),
+            "lru_bytes": self.lru.bytes,
+        }
+        if self.memcached is not None:
+            mc = self.memcached
+            out.update(
+                memcached_hits=mc.hits,
+                memcached_misses=mc.misses,
+                memcached_stores=mc.stores,
+                memcached_skipped=mc.skipped,
+                memcached_errors=mc.errors,
+                memcached_down=len(mc.down),
+            )
+        return out
+
+    def clear(self) -> None:
+        """Empty the LRU and drop memcached connections (SIGHUP); memcached entries need no flush."""
+        self.lru.clear()
+        if self.memcached is not None:
+            self.memcached.close()
