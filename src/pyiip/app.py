@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from . import index, static_files
+from .cache import response_etag
 from .config import Settings
 from .errors import HTTPError
 from .http import Request, Response, http_date, status_line, text
@@ -63,7 +64,23 @@ def request_from_environ(environ: dict) -> Request:
     )
 
 
-def _not_modified(request: Request, response: Response) -> bool:
+def _etag_matches(header: str, etag: str | None) -> bool:
+    """If-None-Match with the weak comparison (RFC 9110 13.1.2): ``*`` or any listed tag."""
+    if header.strip() == "*":
+        return True
+    if etag is None:
+        return False
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
+
+
+def _not_modified(request: Request, response: Response, etag: str | None = None) -> bool:
+    """Conditional GET/HEAD: If-None-Match when sent (it overrides If-Modified-Since), else If-Modified-Since."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    match = request.header("if-none-match")
+    if match:
+        return _etag_matches(match, etag)
     since = request.header("if-modified-since")
     if not since or response.mtime is None:
         return False
@@ -82,9 +99,10 @@ class Application:
         self.service = Service(settings)
 
     def reload(self, settings: Settings) -> None:
+        service = Service(settings)  # first: if it cannot be built, the old one keeps serving
         self.service.clear()
         self.settings = settings
-        self.service = Service(settings)
+        self.service = service
 
     def route(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -124,6 +142,12 @@ class Application:
         headers = response.header_list()
         if response.mtime is not None:
             headers.append(("Last-Modified", http_date(response.mtime)))
+        etag = None
+        if response.status == 200:
+            etag = next((v for k, v in response.headers if k.lower() == "etag"), None)
+            if etag is None:
+                etag = response_etag(response.body)  # rendered images carry theirs: see cache.key_etag
+                headers.append(("ETag", etag))
         if response.status < 400 and response.cacheable:
             headers.append(("Cache-Control", settings.cache_control))
         else:
@@ -132,17 +156,23 @@ class Application:
             headers += [
                 ("Access-Control-Allow-Origin", settings.cors),
                 ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-                ("Access-Control-Allow-Headers", "Accept, Content-Type, X-Requested-With, If-Modified-Since"),
+                (
+                    "Access-Control-Allow-Headers",
+                    "Accept, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match",
+                ),
+                ("Access-Control-Expose-Headers", "ETag"),
                 ("Access-Control-Max-Age", "86400"),
             ]
         status, body = response.status, response.body
-        if status == 200 and _not_modified(request, response):
+        if status == 200 and _not_modified(request, response, etag):
             status, body = 304, b""
             headers = [h for h in headers if h[0] != "Content-Type"]
         if status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
         if request.method == "HEAD":
             body = b""
+        elif type(body) is not bytes:
+            body = bytes(body)  # WSGI wants exactly bytes, not a cache.Body
         return status_line(status), headers, body
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
