@@ -55,16 +55,31 @@ def grid_region(info: ImageInfo, x: int, y: int, w: int, h: int, out_w: int, out
 
 
 def ideal_tile(
-    info: ImageInfo, scale: int, tile: int, col: int, row: int
+    info: ImageInfo, scale: int, tile: int, col: int, row: int, *, ceil: bool = True
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]] | None:
     """Full-resolution rectangle and output size of tile (col, row) of the ideal level of ``scale``.
 
-    The ideal level is ceil(W / scale) x ceil(H / scale); None when the tile lies outside it.
+    The ideal level is ceil(W / scale) x ceil(H / scale) (DeepZoom), or floor
+    (Zoomify viewers, as TIFF pyramids); None when the tile lies outside it.
     """
-    level_w, level_h = -(-info.width // scale), -(-info.height // scale)
+    if ceil:
+        level_w, level_h = -(-info.width // scale), -(-info.height // scale)
+    else:
+        level_w, level_h = max(1, info.width // scale), max(1, info.height // scale)
     lx, ly = col * tile, row * tile
     if col < 0 or row < 0 or lx >= level_w or ly >= level_h:
         return None
     out_w, out_h = min(tile, level_w - lx), min(tile, level_h - ly)
     x, y = lx * scale, ly * scale
     return (x, y, min(out_w * scale, info.width - x), min(out_h * scale, info.height - y)), (out_w, out_h)
+
+
+def tile_request_region(
+    info: ImageInfo, scale: int, tile: int, col: int, row: int, *, ceil: bool = True
+) -> tuple[Region, tuple[int, int]] | None:
+    """``ideal_tile`` mapped onto the stored levels by ``grid_region``."""
+    found = ideal_tile(info, scale, tile, col, row, ceil=ceil)
+    if found is None:
+        return None
+    (x, y, w, h), (out_w, out_h) = found
+    return grid_region(info, x, y, w, h, out_w, out_h), (out_w, out_h)

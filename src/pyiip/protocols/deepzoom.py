@@ -1,0 +1,87 @@
+"""DeepZoom (``.dzi`` and ``_files/{level}/{col}_{row}.{ext}``), as iipsrv serves it.
+
+Reached as ``/deepzoom/{path}.dzi`` (URI_MAP style) or ``?DeepZoom={path}.dzi``.
+DeepZoom level L has scale 2^(N-L) with N = ceil(log2(max(W, H))) and size
+ceil(W / scale); tiles have no overlap and the stored tile size. Levels
+coarser than the pyramid's smallest are rendered from it, so every level a
+viewer asks for exists (iipsrv clamps them to its smallest level instead).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..app import PATH_PROTOCOLS
+from ..errors import BadRequest, NotFound
+from ..http import Request, Response
+from ..images import OpenImage
+from ..model import ImageRequest
+from ..service import Service
+from . import iip
+from .display_query import display_from_query
+from .tiling import tile_request_region
+
+PREFIX = "/deepzoom/"
+NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
+_TILE = re.compile(r"^(.+)_files/(\d+)/(\d+)_(\d+)\.(\w+)$")
+_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def max_level(width: int, height: int) -> int:
+    """N: the DeepZoom level of the full image (level 0 is 1x1)."""
+    return max(0, math.ceil(math.log2(max(width, height))))
+
+
+def descriptor(image: OpenImage) -> bytes:
+    """The .dzi document, without an XML declaration as iipsrv writes it."""
+    info = image.info
+    return (
+        f'<Image xmlns="{NAMESPACE}" TileSize="{info.tile_size[0]}" Overlap="0" Format="jpg">'
+        f'<Size Width="{info.width}" Height="{info.height}"/></Image>'
+    ).encode()
+
+
+def tile(
+    service: Service, request: Request, image: OpenImage, level: int, col: int, row: int, ext: str, query: str
+) -> Response:
+    info = image.info
+    top = max_level(info.width, info.height)
+    if level > top:
+        raise NotFound("DeepZoom level out of range")
+    found = tile_request_region(info, 1 << (top - level), info.tile_size[0], col, row)
+    if found is None:
+        raise NotFound("DeepZoom tile out of range")
+    region, size = found
+    display, quality = display_from_query(service, request, query)
+    model = ImageRequest(
+        region=region, size=size, format=_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
+    )
+    rendered = service.render(image, model)
+    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+
+
+def respond(service: Service, request: Request, path: str, query: str) -> Response:
+    """``path`` is decoded: ``{id}.dzi`` or ``{id}_files/{level}/{col}_{row}.{ext}``."""
+    if path.endswith(".dzi"):
+        image = service.image(path[: -len(".dzi")])
+        return Response(200, descriptor(image), "application/xml", mtime=image.resolved.mtime)
+    match = _TILE.match(path)
+    if match is None:
+        raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")
+    identifier, level, col, row, ext = match.groups()
+    image = service.image(identifier)
+    return tile(service, request, image, int(level), int(col), int(row), ext, query)
+
+
+def handle_path(service: Service, request: Request) -> Response:
+    return respond(service, request, iip.unquote(request.path[len(PREFIX) :].replace("+", "%2B")), request.query)
+
+
+def handle_query(service: Service, request: Request, value: str) -> Response:
+    query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("deepzoom="))
+    return respond(service, request, iip.unquote(value), query)
+
+
+iip.QUERY_PROTOCOLS["deepzoom"] = handle_query
+PATH_PROTOCOLS[PREFIX] = handle_path

@@ -1,0 +1,95 @@
+"""Zoomify (``ImageProperties.xml`` and ``TileGroupN/{tier}-{col}-{row}.jpg``), as iipsrv serves it.
+
+Reached as ``/zoomify/{path}/...`` (URI_MAP style) or ``?Zoomify={path}/...``.
+Tiers halve (floor) from the full size until the image fits one tile, as
+viewers compute them; tier 0 is the smallest. The TileGroup number only
+spreads files over directories in static Zoomify sets, so it is ignored
+(as iipsrv does): the tier and tile indices say everything.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..app import PATH_PROTOCOLS
+from ..errors import BadRequest, NotFound
+from ..http import Request, Response
+from ..images import OpenImage
+from ..model import ImageRequest
+from ..service import Service
+from ..source import ImageInfo
+from . import iip
+from .display_query import display_from_query
+from .tiling import tile_request_region
+
+PREFIX = "/zoomify/"
+_TILE = re.compile(r"^(.+)/TileGroup\d+/(\d+)-(\d+)-(\d+)\.(\w+)$")
+_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def tiers(info: ImageInfo) -> list[tuple[int, int, int]]:
+    """(scale, width, height) of each tier, smallest (tier 0) first."""
+    tile = info.tile_size[0]
+    scale, width, height = 1, info.width, info.height
+    found = [(scale, width, height)]
+    while width > tile or height > tile:
+        scale, width, height = scale * 2, max(1, width // 2), max(1, height // 2)
+        found.append((scale, width, height))
+    return found[::-1]
+
+
+def properties(image: OpenImage) -> bytes:
+    info = image.info
+    tile = info.tile_size[0]
+    count = sum(-(-w // tile) * -(-h // tile) for _s, w, h in tiers(info))
+    return (
+        f'<IMAGE_PROPERTIES WIDTH="{info.width}" HEIGHT="{info.height}" NUMTILES="{count}" '
+        f'NUMIMAGES="1" VERSION="1.8" TILESIZE="{tile}" />'
+    ).encode()
+
+
+def tile(
+    service: Service, request: Request, image: OpenImage, tier: int, col: int, row: int, ext: str, query: str
+) -> Response:
+    info = image.info
+    levels = tiers(info)
+    if tier >= len(levels):
+        raise NotFound("Zoomify tier out of range")
+    found = tile_request_region(info, levels[tier][0], info.tile_size[0], col, row, ceil=False)
+    if found is None:
+        raise NotFound("Zoomify tile out of range")
+    region, size = found
+    display, quality = display_from_query(service, request, query)
+    model = ImageRequest(
+        region=region, size=size, format=_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
+    )
+    rendered = service.render(image, model)
+    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+
+
+def respond(service: Service, request: Request, path: str, query: str) -> Response:
+    """``path`` is decoded: ``{id}/ImageProperties.xml`` or ``{id}/TileGroup{n}/{tier}-{col}-{row}.{ext}``."""
+    if path.endswith("/ImageProperties.xml"):
+        image = service.image(path[: -len("/ImageProperties.xml")])
+        return Response(200, properties(image), "application/xml", mtime=image.resolved.mtime)
+    match = _TILE.match(path)
+    if match is None:
+        raise BadRequest(
+            "Zoomify requests are {image}/ImageProperties.xml or {image}/TileGroup{n}/{tier}-{col}-{row}.jpg"
+        )
+    identifier, tier, col, row, ext = match.groups()
+    image = service.image(identifier)
+    return tile(service, request, image, int(tier), int(col), int(row), ext, query)
+
+
+def handle_path(service: Service, request: Request) -> Response:
+    return respond(service, request, iip.unquote(request.path[len(PREFIX) :].replace("+", "%2B")), request.query)
+
+
+def handle_query(service: Service, request: Request, value: str) -> Response:
+    query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("zoomify="))
+    return respond(service, request, iip.unquote(value), query)
+
+
+iip.QUERY_PROTOCOLS["zoomify"] = handle_query
+PATH_PROTOCOLS[PREFIX] = handle_path
