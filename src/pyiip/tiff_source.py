@@ -7,13 +7,14 @@ reads them. Only the tiles a request covers are read and decoded.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
 import tifffile
 
+from .byte_source import ByteSource, ByteStream, LocalFile
 from .errors import SourceError
 from .source import ImageInfo, LevelInfo
 
@@ -64,30 +65,31 @@ def _text(value) -> str:
 
 
 class TiffSource:
-    """An open pyramidal TIFF; the file descriptor stays open for pread."""
+    """An open pyramidal TIFF: tifffile parses the IFDs once, tiles are read by pread.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    Takes a path (a local file) or any ByteSource (e.g. ranges of a remote object).
+    """
+
+    def __init__(self, source: str | ByteSource) -> None:
+        self._bytes: ByteSource = LocalFile(source) if isinstance(source, str) else source
+        self.path = self._bytes.name
+        self._tif: tifffile.TiffFile | None = None
         try:
-            self._tif = tifffile.TiffFile(path)
+            self._tif = tifffile.TiffFile(io.BufferedReader(ByteStream(self._bytes), 65536), name=self.path)
             self._levels = self._find_levels()
+            self.info = self._build_info()
         except SourceError:
             self.close()
             raise
         except Exception as exc:  # tifffile raises many types on corrupt files
             self.close()
             raise SourceError("not a readable pyramidal TIFF") from exc
-        self._fd = os.open(path, os.O_RDONLY)
-        self.info = self._build_info()
 
     def close(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            os.close(fd)
-            self._fd = None
-        tif = getattr(self, "_tif", None)
-        if tif is not None:
-            tif.close()
+        if self._tif is not None:
+            self._tif.close()
+            self._tif = None
+        self._bytes.close()
 
     def _find_levels(self) -> list[_Level]:
         pages = self._tif.pages
@@ -161,7 +163,7 @@ class TiffSource:
         count = level.counts[index]
         if count <= 0 or count > 1 << 28:
             return b""
-        data = os.pread(self._fd, count, level.offsets[index])
+        data = self._bytes.pread(count, level.offsets[index])
         if len(data) != count:
             raise SourceError("TIFF file is truncated")
         return data
