@@ -64,12 +64,12 @@ class Limits:
             scale = min(scale, self.height / height)
         if self.area is not None:
             scale = min(scale, math.sqrt(self.area / (width * height)))
-        if scale == math.inf:
+        if scale == math.inf or scale == 1.0:
             return width, height
-        out_w, out_h = max(1, math.floor(width * scale + 1e-9)), max(1, math.floor(height * scale + 1e-9))
-        if scale == 1.0:
-            return width, height
-        return out_w, out_h
+        rounded = max(1, round(width * scale)), max(1, round(height * scale))
+        if self.allows(*rounded):
+            return rounded
+        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def _sizes(info: ImageInfo, limits: Limits) -> list[dict[str, int]]:
