@@ -63,10 +63,9 @@ class Memcached:
         return out
 
     def stop(self) -> None:
+        """SIGKILL: a test cache holds nothing worth a graceful shutdown, which takes memcached a second."""
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)  # a paused daemon cannot act on SIGTERM
-            stop(self.process)
+            stop(self.process, signal.SIGKILL)
 
 
 @contextlib.contextmanager

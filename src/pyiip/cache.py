@@ -282,6 +282,13 @@ class MemcachedCache:
             return
         self.stores += 1
 
+    def touch(self, key: str) -> None:
+        """Re-arm the expiry of an entry (``pyiip warm`` run again before MEMCACHED_TIMEOUT ends)."""
+        try:
+            self.client.touch(key, expire=self._expiry(), noreply=True)
+        except Exception as exc:
+            self._failed("touch", exc)
+
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
         if "All servers seem to be down" in str(exc):
@@ -318,6 +325,7 @@ class RenderCache:
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
         self.memcached = memcached
         self.namespace = render_namespace(settings)
+        self.touch_on_hit = False  # set by ``pyiip warm``
 
     def digest(self, image: OpenImage, request: ImageRequest) -> str:
         """The memcached key: short, printable, the same in every process and host that renders alike."""
@@ -342,6 +350,8 @@ class RenderCache:
         if memcached is not None:
             found = memcached.get(digest)
             if found is not None:
+                if self.touch_on_hit:
+                    memcached.touch(digest)
                 lru.put(key, found)
                 return found
         rendered = render(image, request)

@@ -99,6 +99,26 @@ def _render(args: argparse.Namespace) -> int:
     return 0 if response.status < 400 else 1
 
 
+def _warm(args: argparse.Namespace) -> int:
+    """Pre-render tiles into memcached (see warm.py)."""
+    from . import config
+    from .errors import HTTPError
+    from .warm import WarmError, warm
+
+    _root(args.root)
+    try:
+        settings = config.load()
+        failed = 0
+        for image in args.images:
+            report = warm(settings, image, args.levels, progress=not args.quiet)
+            print(f"{image}: {report}", file=sys.stderr)
+            failed += report.failed
+    except (config.ConfigError, WarmError, HTTPError) as exc:
+        print(f"pyiip warm: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pyiip", description="IIP and IIIF image server for very large images")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", help="write the body here (default: stdout)")
     p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
     p.set_defaults(run=_render)
+
+    p = commands.add_parser("warm", help="pre-render the tiles of chosen levels into memcached")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="identifier, as in FIF= (under FILESYSTEM_PREFIX)")
+    p.add_argument("--levels", help="IIP resolutions, 0 = smallest: e.g. 0-4 or 0,1,2 (default: all)")
+    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_warm)
 
     args = parser.parse_args(argv)
     sys.exit(args.run(args))
