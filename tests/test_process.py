@@ -518,7 +518,9 @@ def test_lookup_table_within_one_level_everywhere(gamma, contrast, invert, color
 @settings(max_examples=30, deadline=None)
 @given(
     samples=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=20),
-    lo=st.floats(-1e3, 1e3),
+    # The fast path holds normalised values in float32: a sample within ~1e-45 of the
+    # range from min underflows to min itself, so exclude mins that small but non-zero.
+    lo=st.floats(-1e3, 1e3).filter(lambda x: x == 0 or abs(x) > 1e-30),
     span=st.floats(1e-3, 1e4),
     gamma=st.sampled_from([1.0, 0.4545, 0.25, 2.2]),
     colormap=st.sampled_from([None, "jet", "hot", "cold"]),

@@ -201,7 +201,8 @@ def _quantised(transfer: Transfer) -> _Table | None:
     for roots in range(first, _MAX_ROOTS + 1 if lo >= 0 and not negative_bin else first + 1):
         table = _build_table(transfer, lo, hi, negative_bin, roots)
         if table is not None:
-            return replace(table, gap=hi * table.fold) if isolated_top else table
+            # A sample equal to max lands up to ~2**-21 above it (see _normalise).
+            return replace(table, gap=hi * table.fold * (1 + 2.0**-19)) if isolated_top else table
     return None
 
 
@@ -304,34 +305,46 @@ def _effective_minmax(
 # --------------------------------------------------------------------------- linear stage
 
 
-def _normalise(
-    plane: np.ndarray, lo: float, hi: float, weight: float, out: np.ndarray, divide: bool = False
-) -> np.ndarray:
-    """out = weight * (plane - lo) / (hi - lo), in the float type of ``out``; call under np.errstate.
+def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.ndarray) -> np.ndarray:
+    """out = weight * (plane - lo) / (hi - lo); call under np.errstate.
 
-    The range is the same float subtraction as the samples', as in iipsrv. In float64
-    (the exact path), or when ``divide`` is asked, it divides, so a sample equal to
-    max gives exactly ``weight``. Otherwise it multiplies by the reciprocal rounded
-    one ulp away from zero, which still maps max to at least ``weight`` when that is
-    a power of two (a table bin edge) and saves a division pass. Non-finite samples give 0
-    (astro: background), and |max - min| <= 1e-30 scales by 1e30.
+    The exact path (float64 ``out``), and 32/64-bit samples, work in float64 and
+    divide, so a sample equal to max gives exactly ``weight``. float32 and 8/16-bit
+    samples work in float32 with two refinements over iipsrv's float32 min/max:
+    min is subtracted as a float32 pair (high part, then the rounding remainder),
+    so values just above min keep their relative precision (which gamma < 1
+    magnifies); and the scale is nudged up by 2**-21, so a sample equal to max
+    still reaches ``weight`` (a table bin edge when it is a power of two) while a
+    multiply replaces the division. Non-finite samples give 0 (astro: background),
+    and |max - min| <= 1e-30 scales by 1e30.
     """
     ftype = out.dtype.type
-    lo_f = ftype(lo)
-    diff = ftype(ftype(hi) - lo_f)
-    np.subtract(plane, lo_f, out=out, casting="unsafe")
-    if abs(float(diff)) <= _DEGENERATE:
-        np.multiply(out, ftype(_HUGE * weight), out=out)
-    elif divide or ftype is np.float64:
-        divisor = float(diff) / weight
-        if divisor * weight == float(diff):
-            np.divide(out, ftype(divisor), out=out)
+    diff = hi - lo
+    lo_high = np.float32(lo)
+    lo_low = np.float32(lo - float(lo_high))
+    if (
+        ftype is np.float64
+        or plane.dtype.itemsize > 4
+        or (plane.dtype.kind in "iu" and plane.dtype.itemsize == 4)
+        or float(lo_high) + float(lo_low) != lo  # min not representable as a float32 pair
+    ):
+        work = out if ftype is np.float64 else np.empty(out.shape, np.float64)
+        np.subtract(plane, np.float64(lo), out=work, casting="unsafe")
+        if abs(diff) <= _DEGENERATE:
+            np.multiply(work, _HUGE * weight, out=work)
+        elif (diff / weight) * weight == diff:
+            np.divide(work, diff / weight, out=work)
         else:
-            np.divide(out, diff, out=out)
-            np.multiply(out, ftype(weight), out=out)
+            np.divide(work, diff, out=work)
+            np.multiply(work, weight, out=work)
+        if work is not out:
+            np.copyto(out, work, casting="unsafe")
     else:
-        factor = ftype(weight / float(diff))
-        np.multiply(out, np.nextafter(factor, ftype(math.copysign(np.inf, factor))), out=out)
+        np.subtract(plane, lo_high, out=out, casting="unsafe")
+        if lo_low:
+            np.subtract(out, lo_low, out=out)
+        factor = _HUGE * weight if abs(diff) <= _DEGENERATE else weight / diff * (1 + 2.0**-21)
+        np.multiply(out, ftype(factor), out=out)
     if plane.dtype.kind in "fc":
         finite = np.isfinite(plane)
         if not finite.all():
@@ -361,7 +374,7 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray
 
 
 def _linear(
-    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float, divide: bool = False
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float
 ) -> list[np.ndarray]:
     """One float plane per output channel: scale * sum(weight * normalised input).
 
@@ -370,13 +383,13 @@ def _linear(
     h, w, _ = data.shape
     shaded = None
     if plan.shade is not None:
-        normals = [_normalise(data[:, :, j], *lohi[j], 1.0, np.empty((h, w), ftype), True) for j in range(3)]
+        normals = [_normalise(data[:, :, j], *lohi[j], 1.0, np.empty((h, w), ftype)) for j in range(3)]
         shaded = _shade(normals, plan.shade)
 
     def term(j: int, weight: float, out: np.ndarray) -> np.ndarray:
         if shaded is not None:
             return np.multiply(shaded, ftype(weight), out=out)
-        return _normalise(data[:, :, j], *lohi[j], weight, out, divide)
+        return _normalise(data[:, :, j], *lohi[j], weight, out)
 
     planes: list[np.ndarray] = []
     done: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
@@ -522,7 +535,7 @@ def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool)
             if transfer.colormap:
                 return np.ascontiguousarray(levels[0])
             return np.ascontiguousarray(np.concatenate(levels, axis=2))
-        planes = _linear(data, lohi, plan, np.float32, table.fold, divide=bool(table.gap))
+        planes = _linear(data, lohi, plan, np.float32, table.fold)
         looked_up: dict[int, np.ndarray] = {}
         for p in planes:
             if id(p) not in looked_up:
