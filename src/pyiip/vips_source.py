@@ -50,7 +50,7 @@ class _Level:
 def _prepare(image: pyvips.Image, rotate: bool) -> pyvips.Image:
     """Make a loaded image displayable: upright, in sRGB or grey, of a plain numeric type."""
     if rotate:
-        image = image.autorotate()
+        image = image.autorot()
     if image.coding != "none":
         image = image.decode()
     if image.interpretation in _TO_SRGB:
