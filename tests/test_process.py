@@ -169,6 +169,15 @@ def test_colormaps_against_reference(name, gamma, invert):
     check(row(SPECIAL), UNIT, Display(colormap=name, gamma=gamma, invert=invert), lut=True)
 
 
+def test_vectorised_colormaps_equal_the_branch_chains():
+    knots = np.array([0, 1 / 8, 1 / 3, 3 / 8, 5 / 8, 2 / 3, 7 / 8, 1.0])
+    v = np.concatenate([np.linspace(-0.3, 1.3, 4001), knots, np.nextafter(knots, -1), np.nextafter(knots, 2)])
+    for name in colormaps.NAMES:
+        got = colormaps.apply(name, v)
+        want = np.array([reference_colormap(name, float(x)) for x in v])
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
 def test_jet_zero_is_blue_but_negative_is_black_when_gamma_is_skipped():
     # GAM=1 skips the gamma step, so v < 0 reaches jet unclamped (black), v == 0 is dark blue.
     out = check(row([0.0, -1e-6, -3.0, np.nan]), UNIT, Display(colormap="jet"), lut=True)
