@@ -184,19 +184,25 @@ def _write_fits(path: Path, size: int, band: str, sky: _Sky, seed: int) -> None:
 
 
 def _rgb_image(size: int):
-    """A colourful, textured RGB image built lazily by libvips (never whole in numpy)."""
+    """A colourful, textured RGB image built lazily by libvips (never whole in numpy).
+
+    The smooth colour fields are computed at 1/8 scale and enlarged, which is what keeps
+    an 8192 px image to seconds; full-resolution Perlin noise adds the fine texture JPEG has to encode.
+    """
     import pyvips
 
-    xyz = pyvips.Image.xyz(size, size)
+    small = max(16, -(-size // 8))
+    xyz = pyvips.Image.xyz(small, small)
     x, y = xyz[0], xyz[1]
-    k = 360.0 / size  # vips sin/cos take degrees: k * x goes once across the image
-    centre = ((x - size * 0.6) ** 2 + (y - size * 0.4) ** 2) ** 0.5
-    texture = pyvips.Image.perlin(size, size, cell_size=max(16, size // 32), seed=1)
-    fine = pyvips.Image.perlin(size, size, cell_size=max(8, size // 512), seed=2)
-    r = (x * (3 * k)).sin() * 80 + 128 + texture * 50 + fine * 20
-    g = (y * (2 * k)).cos() * 80 + 128 + (centre * (5 * k)).sin() * 40 + fine * 20
-    b = (x + y) * (200.0 / (2 * size)) + 40 + texture * 40 - fine * 20
-    return r.bandjoin([g, b]).cast("uchar").copy(interpretation="srgb")
+    k = 360.0 / small  # vips sin/cos take degrees: k * x goes once across the image
+    centre = ((x - small * 0.6) ** 2 + (y - small * 0.4) ** 2) ** 0.5
+    texture = pyvips.Image.perlin(small, small, cell_size=max(4, small // 32), seed=1)
+    r = (x * (3 * k)).sin() * 80 + 128 + texture * 50
+    g = (y * (2 * k)).cos() * 80 + 128 + (centre * (5 * k)).sin() * 40
+    b = (x + y) * (200.0 / (2 * small)) + 40 + texture * 40
+    base = r.bandjoin([g, b]).cast("uchar").resize(8, kernel="linear").crop(0, 0, size, size)
+    fine = pyvips.Image.perlin(size, size, cell_size=max(4, size // 1024), seed=2) * 30
+    return (base + fine).cast("uchar").copy(interpretation="srgb")
 
 
 def _write_rgb(path: Path, size: int, progress: bool) -> None:
