@@ -264,8 +264,9 @@ class _Plan:
 
 
 @lru_cache(maxsize=256)
-def _plan(channels: int, twist: tuple[tuple[float, ...], ...] | None, shade: tuple[float, float] | None,
-          colour_mapped: bool) -> _Plan:
+def _plan(
+    channels: int, twist: tuple[tuple[float, ...], ...] | None, shade: tuple[float, float] | None, colour_mapped: bool
+) -> _Plan:
     """CTW with the astro semantics, then flatten (2 -> 1, >3 -> 3), then CMP keeps channel 0.
 
     Astro keeps the channel count: only min(rows, channels) outputs are computed (from
@@ -294,7 +295,7 @@ def _effective_minmax(
     """
     rows = np.asarray(minmax, dtype=np.float64).reshape(-1, 2)[:channels].tolist()
     if len(rows) < channels:
-        rows += default_minmax(dtype, channels, None, None)[len(rows):].tolist()
+        rows += default_minmax(dtype, channels, None, None)[len(rows) :].tolist()
     table = [(lo if math.isfinite(lo) else 0.0, hi if math.isfinite(hi) else 1.0) for lo, hi in rows]
     for ch, lo, hi in display.minmax:
         if 0 <= ch < channels and math.isfinite(lo) and math.isfinite(hi):
@@ -345,10 +346,11 @@ def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
             np.subtract(out, lo_low, out=out)
         factor = _HUGE * weight if abs(diff) <= _DEGENERATE else weight / diff * (1 + 2.0**-21)
         np.multiply(out, ftype(factor), out=out)
-    if plane.dtype.kind in "fc":
-        finite = np.isfinite(plane)
-        if not finite.all():
-            out[~finite] = 0
+    # Check the contiguous result, not the (often strided) samples: a non-finite
+    # sample always gives a non-finite result; overflow (1e30 rule) may too, so the
+    # samples are only looked at when something is found.
+    if plane.dtype.kind in "fc" and not np.isfinite(out).all():
+        out[~np.isfinite(plane)] = 0
     return out
 
 
@@ -378,31 +380,36 @@ def _linear(
 ) -> list[np.ndarray]:
     """One float plane per output channel: scale * sum(weight * normalised input).
 
-    Identical rows share one array (mono mode sends three identical CTW rows).
+    A row of one input folds its weight and the scale into that input's
+    normalisation (exact for weight 1: permutations and mono mode); a mixing row
+    sums weighted copies of inputs normalised once each. Identical rows share one
+    array (mono mode sends three identical CTW rows).
     """
     h, w, _ = data.shape
-    shaded = None
+    normalised: dict[int, np.ndarray] = {}
     if plan.shade is not None:
         normals = [_normalise(data[:, :, j], *lohi[j], 1.0, np.empty((h, w), ftype)) for j in range(3)]
-        shaded = _shade(normals, plan.shade)
+        normalised[0] = _shade(normals, plan.shade)
 
-    def term(j: int, weight: float, out: np.ndarray) -> np.ndarray:
-        if shaded is not None:
-            return np.multiply(shaded, ftype(weight), out=out)
-        return _normalise(data[:, :, j], *lohi[j], weight, out)
+    def unit(j: int) -> np.ndarray:
+        if j not in normalised:
+            normalised[j] = _normalise(data[:, :, j], *lohi[j], 1.0, np.empty((h, w), ftype))
+        return normalised[j]
 
     planes: list[np.ndarray] = []
     done: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
     for row in plan.rows:
         if row not in done:
-            if not row:
-                out = np.zeros((h, w), ftype)
-            else:
-                out = term(row[0][0], row[0][1] * scale, np.empty((h, w), ftype))
-                if len(row) > 1:
-                    tmp = np.empty((h, w), ftype)
-                    for j, weight in row[1:]:
-                        out += term(j, weight * scale, tmp)
+            out = np.zeros((h, w), ftype) if not row else np.empty((h, w), ftype)
+            if len(row) == 1 and plan.shade is None:
+                j, weight = row[0]
+                _normalise(data[:, :, j], *lohi[j], weight * scale, out)
+            elif row:
+                tmp = np.empty((h, w), ftype)
+                for i, (j, weight) in enumerate(row):
+                    np.multiply(unit(j), ftype(weight * scale), out=out if i == 0 else tmp)
+                    if i:
+                        out += tmp
             done[row] = out
         planes.append(done[row])
     return planes
@@ -442,15 +449,15 @@ def _assemble(grey: list[np.ndarray]) -> np.ndarray:
     """Stack 1 or 3 uint8 (h, w) planes into a C-contiguous (h, w, 1|3) array."""
     if len(grey) == 1:
         return grey[0][:, :, None]
-    h, w = grey[0].shape
     if grey[0] is grey[1] is grey[2] and np.little_endian:
         packed = grey[0].astype(np.uint32)
         packed *= 0x010101  # bytes l, l, l, 0
         return _unpack_rgbx(packed)
-    rgbx = np.empty((h, w, 4), np.uint8)
+    h, w = grey[0].shape
+    out = np.empty((h, w, 3), np.uint8)
     for k in range(3):
-        rgbx[:, :, k] = grey[k]
-    return _unpack_rgbx(rgbx.view(np.uint32)[:, :, 0])
+        out[:, :, k] = grey[k]  # inner loop runs along rows: fast despite the stride
+    return out
 
 
 # --------------------------------------------------------------------------- integer tables
