@@ -16,7 +16,8 @@ from pyiip.app import Application
 from pyiip.errors import SourceError
 from pyiip.http import Request
 from pyiip.images import open_source
-from pyiip.vips_source import VipsSource
+from pyiip.tiff_source import TiffSource
+from pyiip.vips_source import SingleLevelTiff, VipsSource
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,12 @@ def flat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rotated = image.crop(0, 0, 600, 400).copy()
     rotated.set_type(pyvips.GValue.gint_type, "orientation", 6)
     rotated.jpegsave(str(root / "exif6.jpg"))
+    tifffile.imwrite(root / "single.tif", rgb, tile=(256, 256), photometric="rgb", compression="zlib")
+    cube = np.random.default_rng(5).normal(100, 5, (700, 900, 2)).astype(np.float32)
+    extratags = [(340, "d", 2, [90.0, 91.0], True), (341, "d", 2, [130.0, 131.0], True)]
+    options = {"tile": (128, 128), "photometric": "minisblack", "planarconfig": "contig", "extratags": extratags}
+    tifffile.imwrite(root / "cube1.tif", cube, **options)
+    np.save(root / "cube1.npy", cube)
     (root / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 50)
     np.save(root / "photo.npy", rgb)
     return root
@@ -112,6 +119,33 @@ def test_reads_only_the_requested_rectangle(flat: Path, monkeypatch: pytest.Monk
     source.read(0, 1000, 500, 64, 32)
     source.read(len(source.info.levels) - 1, 0, 0, 10, 10)
     assert sizes == [(64, 32), (10, 10)]
+
+
+def test_single_level_tiled_tiff_gets_halvings(flat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full resolution from the TIFF reader (exact, metadata kept), reduced levels from libvips."""
+    source = open_source(str(flat / "single.tif"))
+    assert isinstance(source, SingleLevelTiff) and isinstance(source.base, TiffSource)
+    assert level_sizes(source) == [(1503, 1001), (751, 500), (375, 250), (187, 125)]
+    original = np.load(flat / "photo.npy")
+    assert np.array_equal(source.read(0, 300, 200, 256, 256), original[200:456, 300:556])
+    cube = open_source(str(flat / "cube1.tif"))
+    assert isinstance(cube, SingleLevelTiff)
+    assert (cube.info.smin, cube.info.smax, cube.info.dtype) == ((90.0, 91.0), (130.0, 131.0), np.float32)
+    assert cube.info.levels[1].tile_width == 128  # one tile size for every level, as IIP clients assume
+    small = cube.read(2, 0, 0, 225, 175)
+    expected = np.load(flat / "cube1.npy")[:700, :900].reshape(175, 4, 225, 4, 2).mean(axis=(1, 3))
+    assert small.dtype == np.float32 and np.allclose(small, expected, atol=1e-3)
+    sizes: list[tuple[int, int]] = []
+    original_numpy = pyvips.Image.numpy
+
+    def spy(image: pyvips.Image, *args, **kwargs):
+        sizes.append((image.width, image.height))
+        return original_numpy(image, *args, **kwargs)
+
+    monkeypatch.setattr(pyvips.Image, "numpy", spy)
+    app = Application(config.load({"FILESYSTEM_PREFIX": str(flat) + "/", "VERBOSITY": "0"}))
+    assert app.respond(Request("GET", "/iiif/3/single.tif/full/150,/0/default.jpg", "")).status == 200
+    assert sizes and max(w * h for w, h in sizes) <= 375 * 250  # a thumbnail reads a small level only
 
 
 def test_unreadable_files(flat: Path) -> None:

@@ -42,7 +42,7 @@ def open_source(path: str) -> ImageSource:
         raise SourceError("image cannot be read") from exc
     if magic in _TIFF_MAGIC:
         try:
-            return TiffSource(path)
+            return _reduced_levels(TiffSource(path), path)
         except SourceError:
             if _flat_reader() is None:
                 raise
@@ -50,6 +50,15 @@ def open_source(path: str) -> ImageSource:
     if reader is None:
         raise SourceError("unsupported image type")
     return reader(path)
+
+
+def _reduced_levels(source: ImageSource, path: str) -> ImageSource:
+    """A tiled TIFF without reduced levels gets libvips halvings, so thumbnails never read it whole."""
+    try:
+        from .vips_source import with_reduced_levels
+    except ImportError:
+        return source
+    return with_reduced_levels(source, path)
 
 
 def _flat_reader():

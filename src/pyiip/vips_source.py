@@ -11,13 +11,13 @@ the level's libvips image, so only the requested rectangle reaches numpy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyvips
 
 from .errors import SourceError
-from .source import ImageInfo, LevelInfo
+from .source import ImageInfo, ImageSource, LevelInfo
 
 TILE = 256
 # Levels at most this many pixels are kept decoded in memory once used, so
@@ -35,7 +35,7 @@ _DTYPES = {
     "double": np.float64,
 }
 # Interpretations whose pixels are not what a viewer shows: convert once, lazily.
-_TO_SRGB = ("cmyk", "lab", "labq", "labs", "lch", "cmc", "xyz", "yxy", "scrgb", "hsv")
+_TO_SRGB = ("cmyk", "lab", "labq", "labs", "lch", "cmc", "xyz", "yxy", "hsv")  # not scrgb: float data stays numbers
 _METADATA = {"image-description": "description", "exif-ifd0-Copyright": "copyright", "exif-ifd0-Artist": "artist"}
 
 
@@ -67,9 +67,10 @@ def _field(image: pyvips.Image, name: str) -> object | None:
 class VipsSource:
     """An image libvips reads, seen as a pyramid of (native or virtual) levels."""
 
-    def __init__(self, path: str, tile: int = TILE) -> None:
+    def __init__(self, path: str, tile: int = TILE, tile_height: int | None = None) -> None:
         self.path = path
         self.tile = tile
+        self.tile_height = tile_height or tile
         try:
             header = pyvips.Image.new_from_file(path, access="random")
             self._loader = str(_field(header, "vips-loader") or "")
@@ -86,7 +87,7 @@ class VipsSource:
     # ------------------------------------------------------------ structure
 
     def _level_info(self, image: pyvips.Image) -> LevelInfo:
-        return LevelInfo(image.width, image.height, self.tile, self.tile)
+        return LevelInfo(image.width, image.height, self.tile, self.tile_height)
 
     def _open(self, **options: object) -> pyvips.Image:
         return _prepare(pyvips.Image.new_from_file(self.path, access="random", **options), self._rotate)
@@ -134,7 +135,7 @@ class VipsSource:
             prev = self._levels[above].info
             w, h = max(1, prev.width // 2), max(1, prev.height // 2)
             self._levels.append(
-                _Level(LevelInfo(w, h, self.tile, self.tile), lambda a=above, w=w, h=h: self._halve(a, w, h))
+                _Level(LevelInfo(w, h, self.tile, self.tile_height), lambda a=above, w=w, h=h: self._halve(a, w, h))
             )
 
     def _halve(self, above: int, width: int, height: int) -> pyvips.Image:
@@ -190,3 +191,49 @@ class VipsSource:
     def close(self) -> None:
         for entry in self._levels:
             entry.image = None
+
+
+class SingleLevelTiff:
+    """A tiled TIFF without reduced levels: its own reader at full resolution, libvips halvings below.
+
+    Full-resolution tiles keep the TIFF reader's exact reads and stored-JPEG
+    pass-through, and the image keeps its TIFF metadata (SMin/SMaxSampleValue,
+    the FITS header); thumbnails and overviews no longer need the whole image
+    in memory. The halvings use the TIFF's tile size, since IIP clients assume
+    one tile size for every level.
+    """
+
+    def __init__(self, base: ImageSource, path: str) -> None:
+        self.base = base
+        tw, th = base.info.tile_size
+        self.halvings = VipsSource(path, tile=tw, tile_height=th)
+        levels = (base.info.levels[0], *self.halvings.info.levels[1:])
+        self.info = replace(base.info, levels=levels)
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if level == 0:
+            return self.base.read(0, x, y, w, h)
+        return self.halvings.read(level, x, y, w, h)
+
+    def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
+        return self.base.stored_jpeg(level, col, row) if level == 0 else None
+
+    def close(self) -> None:
+        self.base.close()
+        self.halvings.close()
+
+
+def with_reduced_levels(source: ImageSource, path: str) -> ImageSource:
+    """``source`` itself when it has reduced levels or is small, else wrapped in SingleLevelTiff."""
+    info = source.info
+    tw, th = info.tile_size
+    if len(info.levels) > 1 or (info.width <= tw and info.height <= th):
+        return source
+    try:
+        wrapped = SingleLevelTiff(source, path)
+    except SourceError:
+        return source  # libvips cannot read it: full-resolution reads still work
+    if (wrapped.halvings.info.width, wrapped.halvings.info.height) != (info.width, info.height):
+        wrapped.halvings.close()
+        return source
+    return wrapped
