@@ -306,3 +306,20 @@ def test_display_parameters_reach_iiif(ask) -> None:
     assert ask("/iiif/3/float.tif/full/max/0/default.png", "cachebuster=12").body == plain.body
     low = ask("/iiif/3/rgb.tif/full/max/0/default.jpg", "QLT=10")
     assert len(low.body) < len(ask("/iiif/3/rgb.tif/full/max/0/default.jpg").body) / 2
+
+
+def test_display_parameters_in_the_identifier(ask) -> None:
+    """``id;IIP-display-query``: viewers keep it in every tile URL they build from the info.json id."""
+    doc = info(ask("/iiif/3/float.tif;CMP=jet&MINMAX=1:90,140/info.json"))
+    assert doc["id"] == "http://testhost/iiif/3/float.tif;CMP=jet&MINMAX=1:90,140"
+    tile = ask("/iiif/3/float.tif;CMP=jet&MINMAX=1:90,140/0,0,256,256/256,/0/default.png")
+    same = ask("/iiif/3/float.tif/0,0,256,256/256,/0/default.png", "CMP=jet&MINMAX=1:90,140")
+    assert tile.status == 200 and tile.body == same.body
+    assert (
+        ask("/iiif/3/float.tif%3BCMP%3Djet/full/max/0/default.png").body
+        == ask("/iiif/3/float.tif/full/max/0/default.png", "CMP=jet").body
+    )
+    response = ask("/iiif/3/float.tif;CMP=jet")
+    assert header(response, "Location") == "http://testhost/iiif/3/float.tif;CMP=jet/info.json"
+    assert ask("/iiif/3/float.tif;GAM=x/info.json").status == 400
+    assert ask("/iiif/3/nosuch.tif;CMP=jet/info.json").status == 404

@@ -8,7 +8,9 @@ malformed request is a 400 whether or not the identifier exists, then
 translated into the shared model: nothing below this module knows IIIF.
 
 The astro display parameters of IIP ride along as a query string on image
-requests (``...default.jpg?MINMAX=1:0,100&CMP=jet``), see display_query.
+requests (``...default.jpg?MINMAX=1:0,100&CMP=jet``), see display_query, or
+after a ``;`` in the identifier (``cube.tif;CMP=jet/info.json``), which
+viewers carry into every tile URL they build from the info.json ``id``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .iiif_info import FORMATS, QUALITIES, Limits, content_type, info_v2, info_v
 from .tiling import grid_region
 
 PREFIX = "/iiif/"
+DISPLAY_SEPARATOR = ";"
 VERSIONS = (2, 3)
 _INT = r"\d+"
 _FLOAT = r"\d+(?:\.\d*)?|\.\d+"
@@ -297,6 +300,23 @@ def split_target(request: Request, raw: str, version: int, origin_path: str) -> 
     return Target(version, _decode(id_raw), origin_path + id_raw, "redirect")
 
 
+def open_image(service: Service, identifier: str) -> tuple[OpenImage, str]:
+    """The image, and the display query the identifier may carry after ``;``.
+
+    ``cube.tif;CMP=jet&MINMAX=1:0,200`` serves cube.tif with those IIP display
+    parameters: in the identifier they survive viewers that build tile URLs
+    from the info.json ``id`` and drop query strings. Only used when the
+    whole identifier names no file.
+    """
+    try:
+        return service.image(identifier), ""
+    except NotFound:
+        name, separator, display = identifier.partition(DISPLAY_SEPARATOR)
+        if not (separator and name and display):
+            raise
+        return service.image(name), display
+
+
 def _link(target: Target, canonical: str | None) -> tuple[str, str]:
     """One Link header with both relations (the 1.0.5 validator reads only the first Link header)."""
     links = f'<{profile_uri(target.version)}>;rel="profile"'
@@ -306,7 +326,8 @@ def _link(target: Target, canonical: str | None) -> tuple[str, str]:
 
 
 def _info(service: Service, request: Request, target: Target, negotiated: bool) -> Response:
-    image = service.image(target.identifier)
+    image, display = open_image(service, target.identifier)
+    display_from_query(service, request, display)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or target.base  # iipsrv: a proxy may name the id itself
     build = info_v3 if target.version >= 3 else info_v2
     doc = build(uri, image.info, service.settings)
@@ -353,7 +374,8 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
             return _redirect(service, whole)
         except (NotFound, BadRequest):
             raise error from None
-    image = service.image(target.identifier)
+    image, display = open_image(service, target.identifier)
+    query = "&".join(part for part in (display, query) if part)  # the URL's own query string wins
     model, canonical = build_request(image, params, target.version, service, request, query)
     rendered = service.render(image, model)
     headers = [_link(target, canonical)]
@@ -363,7 +385,7 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
 
 
 def _redirect(service: Service, target: Target) -> Response:
-    service.image(target.identifier)  # 404 for an unknown identifier, not a redirect to one
+    open_image(service, target.identifier)  # 404 for an unknown identifier, not a redirect to one
     location = target.base + "/info.json"
     return Response(303, b"", "text/plain; charset=utf-8", headers=[("Location", location)], cacheable=False)
 
