@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 
 class ConfigError(ValueError):
@@ -41,6 +41,20 @@ class Settings:
     copyright: str = ""
     codec_passthrough: bool = True
     max_request_memory: int = 1024
+    # Images in object storage (remote.py, block_cache.py).
+    remote_url_template: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str = field(default="", repr=False)
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_session_token: str = field(default="", repr=False)
+    block_cache_dir: str = ""
+    block_cache_size: float = 1024.0
+    remote_block_size: int = 256
+    remote_metadata_ttl: float = 60.0
+    remote_timeout: float = 10.0
 
     @property
     def max_output_side(self) -> int | None:
@@ -96,6 +110,20 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "COPYRIGHT": ("copyright", str),
     "CODEC_PASSTHROUGH": ("codec_passthrough", _bool),
     "MAX_REQUEST_MEMORY": ("max_request_memory", _int),
+    "REMOTE_URL_TEMPLATE": ("remote_url_template", str),
+    "S3_BUCKET": ("s3_bucket", str),
+    "S3_PREFIX": ("s3_prefix", str),
+    "S3_ENDPOINT_URL": ("s3_endpoint_url", str),
+    "AWS_DEFAULT_REGION": ("aws_region", str),
+    "AWS_REGION": ("aws_region", str),  # after AWS_DEFAULT_REGION: it wins, as in the AWS SDKs
+    "AWS_ACCESS_KEY_ID": ("aws_access_key_id", str),
+    "AWS_SECRET_ACCESS_KEY": ("aws_secret_access_key", str),
+    "AWS_SESSION_TOKEN": ("aws_session_token", str),
+    "BLOCK_CACHE_DIR": ("block_cache_dir", str),
+    "BLOCK_CACHE_SIZE": ("block_cache_size", _float),
+    "REMOTE_BLOCK_SIZE": ("remote_block_size", _int),
+    "REMOTE_METADATA_TTL": ("remote_metadata_ttl", _float),
+    "REMOTE_TIMEOUT": ("remote_timeout", _float),
 }
 
 

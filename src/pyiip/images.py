@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import process
+from .byte_source import ByteSource
 from .errors import SourceError
 from .resolver import Resolved, Resolver
 from .source import ImageInfo, ImageSource
@@ -33,8 +34,13 @@ class OpenImage:
         return self.source.info
 
 
-def open_source(path: str) -> ImageSource:
-    """Open a file by its magic bytes, as iipsrv does, not by its extension."""
+def open_source(path: str | ByteSource) -> ImageSource:
+    """Open a file by its magic bytes, as iipsrv does, not by its extension.
+
+    A ByteSource (a remote object) must be a TIFF: it is read by ranges, never copied whole.
+    """
+    if not isinstance(path, str):
+        return _open_bytes(path)
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
@@ -50,6 +56,32 @@ def open_source(path: str) -> ImageSource:
     if reader is None:
         raise SourceError("unsupported image type")
     return reader(path)
+
+
+def _open_bytes(data: ByteSource) -> ImageSource:
+    """A TIFF over a ByteSource; a read that failed on the way fails the open with its own error.
+
+    tifffile catches some read errors and carries on with fewer pages: a
+    parse that saw a failed read is never trusted (nor kept in any cache).
+    """
+    try:
+        if data.pread(4, 0) not in _TIFF_MAGIC:
+            raise SourceError("remote images must be pyramidal TIFF")
+        try:
+            source = TiffSource(data)
+        except SourceError:
+            failure = getattr(data, "failure", None)
+            if failure is not None:
+                raise failure from None
+            raise
+        failure = getattr(data, "failure", None)
+        if failure is not None:
+            source.close()
+            raise failure
+        return source
+    except BaseException:
+        data.close()
+        raise
 
 
 def _reduced_levels(source: ImageSource, path: str) -> ImageSource:
@@ -108,7 +140,7 @@ class ImageStore:
             return entry
         if entry is not None:
             self._drop(resolved.path)
-        source = open_source(resolved.path)
+        source = open_source(resolved.opener() if resolved.opener is not None else resolved.path)
         try:
             entry = OpenImage(resolved, source, default_minmax(source))
         except Exception:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from .byte_source import ByteSource
 from .config import Settings
 from .errors import BadRequest, Forbidden, NotFound
 
@@ -27,10 +29,18 @@ class Resolved:
     size: int
     inode: int
     mtime_ns: int
+    # Remote objects (remote.py): their ETag, and how to open them; ``path`` is then their URL.
+    version: str = ""
+    opener: Callable[[], ByteSource] | None = field(default=None, compare=False, repr=False)
 
     @property
-    def identity(self) -> tuple[str, int, int, int]:
-        """Changes whenever the file is replaced or rewritten."""
+    def identity(self) -> tuple[str, int | str, int, int]:
+        """Changes whenever the file is replaced or rewritten (a remote object: its URL, ETag and size).
+
+        A remote identity names no host-local detail, so hosts sharing memcached share its entries.
+        """
+        if self.opener is not None:
+            return (self.path, self.version, self.size, 0)
         return (self.path, self.mtime_ns, self.size, self.inode)
 
 
@@ -45,6 +55,9 @@ class Resolver:
         base = self.prefix or os.getcwd() + os.sep
         root = base if base.endswith(os.sep) else os.path.dirname(base) or "."
         self.root = os.path.realpath(root)
+        from .remote import remote_store  # images in object storage, when REMOTE_URL_TEMPLATE or S3_BUCKET is set
+
+        self.remote = remote_store(settings)
 
     def candidate(self, identifier: str) -> str:
         """The real path an identifier names, refusing anything outside the root."""
@@ -65,6 +78,8 @@ class Resolver:
 
     def resolve(self, identifier: str) -> Resolved:
         """Resolve and stat: a missing or non-regular file is a 404 that names no path."""
+        if self.remote is not None:
+            return self.remote.resolve(identifier)
         real = self.candidate(identifier)
         try:
             st = os.stat(real)
@@ -82,7 +97,10 @@ class Resolver:
         """Identifiers of the image files under the root, for the index page.
 
         An identifier is what, put between prefix and suffix, names the file.
+        Remote objects are not listed.
         """
+        if self.remote is not None:
+            return []
         prefix = self.prefix or self.root + os.sep
         base = os.path.abspath(prefix) + (os.sep if prefix.endswith(os.sep) else "")
         found: list[str] = []

@@ -1,0 +1,658 @@
+"""Images in object storage (http(s):// URL templates, S3), read by HTTP range requests.
+
+A request never copies a whole image: the first ranged GET of an object
+(``bytes=0-`` one block, not a HEAD, which pre-signed URLs refuse) gives its
+ETag, size and first block, which holds the TIFF header; tifffile then reads
+the IFDs it needs and the renderer only the tiles it covers, all as aligned
+blocks (``REMOTE_BLOCK_SIZE``) kept in a small per-process memory LRU and a
+bounded disk cache shared by the host's processes (block_cache.py).
+
+The object's version (URL, ETag, size) is the image's identity, so every
+cache above (open images, rendered tiles in the LRU and in memcached, blocks)
+is keyed on it: a replaced object gets new keys everywhere, and hosts reading
+the same object store compute the same memcached keys. The version is
+re-validated after ``REMOTE_METADATA_TTL`` seconds (a conditional GET that is
+a body-less 304 when nothing changed).
+
+Every reply is checked before a byte of it is used or cached: 206 with the
+Content-Range asked for, the object's size, exactly that many bytes, the same
+ETag (reads also send If-Match, so a replaced object answers 412). A 200 to a
+range request (a server ignoring ranges, or an error page sent as 200) is an
+error, never data. A changed object fails the request with a 503 to retry and
+drops the cached version, so the next request sees the new one.
+
+Identifiers are refused if they hold ``.``/``..`` segments, control characters
+or look like URLs, and are percent-encoded into the path of the configured
+template or key: a client cannot make the server fetch another host.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import http.client
+import logging
+import os
+import re
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from functools import partial
+from urllib.parse import quote, urlsplit
+
+from . import __version__
+from .block_cache import BlockCache
+from .config import ConfigError, Settings
+from .errors import BadRequest, Forbidden, HTTPError, NotFound, SourceError, Unavailable
+from .resolver import MAX_IDENTIFIER, Resolved
+
+LOGGER = logging.getLogger("pyiip")
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+RETRIES = 2  # after a connection error, a timeout or a 429/5xx
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RUN_BLOCKS = 64  # blocks fetched by one GET at most
+MEMORY_BYTES = 8 * 1024 * 1024  # blocks kept in memory per process
+MAX_VERSIONS = 10000  # object versions remembered per process
+STALE_GRACE = 5.0  # seconds an expired version is still used while the origin fails
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)\s*$")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$")
+
+
+class UpstreamError(HTTPError):
+    """The object store answered something unusable (a 200 to a range request, a short body, a denial)."""
+
+    status, reason = 502, "Bad Gateway"
+
+
+class UpstreamUnavailable(Unavailable):
+    """The object store cannot be reached or keeps failing: retry later."""
+
+
+class UpstreamChanged(Unavailable):
+    """The object changed while being read: nothing was cached, the next request sees the new version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one identifier's object lives. ``name`` is public (no credentials) and keys the caches."""
+
+    name: str
+    scheme: str
+    host: str  # host[:port], as sent in the Host header
+    path: str  # percent-encoded path (and query) of the request line
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an object: what the caches key on."""
+
+    name: str
+    etag: str  # the ETag as sent, or "lm:" + Last-Modified when there is none
+    size: int
+    mtime: float
+    digest: str  # names its blocks in the block caches
+
+    @property
+    def if_match(self) -> tuple[str, str] | None:
+        """The precondition that makes a replaced object answer 412 instead of other bytes."""
+        if self.etag.startswith('"'):
+            return ("If-Match", self.etag)  # If-Match compares strongly: never with a W/ tag
+        if self.etag.startswith("lm:"):
+            return ("If-Unmodified-Since", self.etag[3:])
+        return None
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+# --- identifiers --------------------------------------------------------------------------------
+
+
+def check_identifier(identifier: str) -> None:
+    """Refuse identifiers that could name anything but an object under the configured location."""
+    if not identifier:
+        raise BadRequest("no image given")
+    if len(identifier) > MAX_IDENTIFIER:
+        raise BadRequest("image identifier too long")
+    if any(ord(c) < 32 or ord(c) == 127 for c in identifier):
+        raise BadRequest("invalid character in image identifier")
+    if identifier.startswith(("/", "\\")) or "://" in identifier or identifier.startswith("//"):
+        raise Forbidden("image path outside the image root")
+    if any(segment in (".", "..") for segment in re.split(r"[/\\]", identifier)):
+        raise Forbidden("image path outside the image root")
+
+
+def encode_path(text: str) -> str:
+    """Percent-encode all but unreserved characters and ``/`` (S3's UriEncode of an object key)."""
+    return quote(text, safe="/")
+
+
+# --- locations ----------------------------------------------------------------------------------
+
+
+class HttpLocation:
+    """REMOTE_URL_TEMPLATE: ``{id}`` replaced by the percent-encoded identifier (+ FILESYSTEM_SUFFIX)."""
+
+    def __init__(self, template: str, suffix: str = "") -> None:
+        if template.count("{id}") != 1:
+            raise ConfigError("REMOTE_URL_TEMPLATE must contain {id} exactly once")
+        parts = urlsplit(template.replace("{id}", "\x00"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("REMOTE_URL_TEMPLATE must be an http:// or https:// URL with a host")
+        if "\x00" in parts.netloc or "@" in parts.netloc:
+            raise ConfigError("REMOTE_URL_TEMPLATE: {id} must be in the path, and no credentials in the URL")
+        self.template = template
+        self.suffix = suffix
+        self.scheme = parts.scheme
+        self.host = parts.netloc
+        self._path_start = template.index(parts.netloc) + len(parts.netloc)
+
+    def locate(self, identifier: str) -> Target:
+        check_identifier(identifier)
+        url = self.template.replace("{id}", encode_path(identifier + self.suffix))
+        path = url[self._path_start :] or "/"
+        return Target(url, self.scheme, self.host, path)
+
+    def headers(self, target: Target, headers: dict[str, str]) -> dict[str, str]:
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    token: str = ""
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
+
+
+def signing_key(secret_key: str, date: str, region: str, service: str = "s3") -> bytes:
+    key = _hmac(("AWS4" + secret_key).encode("utf-8"), date)
+    return _hmac(_hmac(_hmac(key, region), service), "aws4_request")
+
+
+def sign_v4(
+    method: str,
+    host: str,
+    path: str,
+    headers: dict[str, str],
+    credentials: Credentials,
+    region: str,
+    *,
+    now: _dt.datetime | None = None,
+    query: str = "",
+    service: str = "s3",
+    payload_hash: str = EMPTY_SHA256,
+    key_cache: dict[tuple[str, str], bytes] | None = None,
+) -> dict[str, str]:
+    """AWS Signature Version 4 in the Authorization header, for a request without a body.
+
+    ``path`` is already percent-encoded once (S3 does not encode it again);
+    host, range and x-amz-* headers are signed. Returns the headers to send.
+    """
+    stamp = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    date = stamp[:8]
+    out = {**headers, "x-amz-date": stamp, "x-amz-content-sha256": payload_hash}
+    if credentials.token:
+        out["x-amz-security-token"] = credentials.token
+    signed = {"host": host}
+    for name, value in out.items():
+        lower = name.lower()
+        if lower == "range" or lower.startswith("x-amz-"):
+            signed[lower] = " ".join(str(value).split())
+    names = sorted(signed)
+    pairs = sorted(
+        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+        for k, _, v in (item.partition("=") for item in query.split("&") if item)
+    )
+    canonical = "\n".join(
+        [
+            method,
+            path,
+            "&".join(f"{k}={v}" for k, v in pairs),
+            "".join(f"{n}:{signed[n]}\n" for n in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
+    scope = f"{date}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+    cache_key = (date, region)
+    key = key_cache.get(cache_key) if key_cache is not None else None
+    if key is None:
+        key = signing_key(credentials.secret_key, date, region, service)
+        if key_cache is not None:
+            key_cache.clear()
+            key_cache[cache_key] = key
+    signature = hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    out["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    return out
+
+
+class S3Location:
+    """S3_BUCKET / S3_PREFIX: key = prefix + identifier + FILESYSTEM_SUFFIX, fetched by signed range GETs.
+
+    Path-style URLs on S3_ENDPOINT_URL (MinIO, Ceph, moto...), virtual-hosted
+    ones on AWS. Without credentials requests are unsigned (public buckets).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str = "",
+        region: str = "us-east-1",
+        credentials: Credentials | None = None,
+        suffix: str = "",
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}", bucket):
+            raise ConfigError(f"S3_BUCKET is not a bucket name: {bucket!r}")
+        self.bucket, self.prefix, self.suffix = bucket, prefix, suffix
+        self.region = region or "us-east-1"
+        self.credentials = credentials
+        self._keys: dict[tuple[str, str], bytes] = {}
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or "@" in parts.netloc:
+                raise ConfigError("S3_ENDPOINT_URL must be an http:// or https:// URL without credentials")
+            self.scheme, self.host = parts.scheme, parts.netloc
+            self.base = parts.path.rstrip("/") + "/" + encode_path(bucket) + "/"
+        elif "." in bucket:
+            self.scheme, self.host, self.base = "https", f"s3.{self.region}.amazonaws.com", f"/{bucket}/"
+        else:
+            self.scheme, self.host, self.base = "https", f"{bucket}.s3.{self.region}.amazonaws.com", "/"
+
+    def locate(self, identifier: str) -> Target:
+        check_identifier(identifier)
+        key = self.prefix + identifier + self.suffix
+        return Target(f"s3://{self.bucket}/{key}", self.scheme, self.host, self.base + encode_path(key))
+
+    def headers(self, target: Target, headers: dict[str, str]) -> dict[str, str]:
+        if self.credentials is None:
+            return headers
+        return sign_v4("GET", target.host, target.path, headers, self.credentials, self.region, key_cache=self._keys)
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+class Connections:
+    """Keep-alive connections, one per origin, owned by one (single-threaded) process."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._pid = os.getpid()
+        self._open: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def _connection(self, scheme: str, host: str) -> http.client.HTTPConnection:
+        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
+            self._open, self._pid = {}, os.getpid()
+        connection = self._open.get((scheme, host))
+        if connection is None:
+            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            connection = kind(host, timeout=self.timeout)
+            self._open[(scheme, host)] = connection
+        return connection
+
+    def get(self, target: Target, headers: dict[str, str]) -> Reply:
+        """One GET; the connection is closed (and reopened by the next request) after any failure."""
+        connection = self._connection(target.scheme, target.host)
+        try:
+            connection.request("GET", target.path, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        return Reply(response.status, response.headers, body)
+
+    def close(self) -> None:
+        for connection in self._open.values():
+            connection.close()
+        self._open.clear()
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def _etag(reply: Reply) -> str:
+    etag = (reply.headers.get("ETag") or "").strip()
+    if etag:
+        return etag
+    modified = (reply.headers.get("Last-Modified") or "").strip()
+    return "lm:" + modified if modified else ""
+
+
+def _mtime(reply: Reply) -> float:
+    try:
+        return parsedate_to_datetime(reply.headers["Last-Modified"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        return time.time()  # never 0: If-Modified-Since would then match anything
+
+
+def _content_range(reply: Reply) -> tuple[int, int, int] | None:
+    match = _CONTENT_RANGE.match(reply.headers.get("Content-Range") or "")
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+
+
+class RemoteObject:
+    """A ByteSource over one version of a remote object: pread by blocks, through the caches."""
+
+    def __init__(self, store: RemoteStore, target: Target, version: Version) -> None:
+        self._store, self._target, self._version = store, target, version
+        self.name = version.name
+        self.size = version.size
+        self.failure: HTTPError | None = None  # the first failed read, for open_source to check
+
+    def pread(self, count: int, offset: int) -> bytes:
+        try:
+            return self._store.read(self._target, self._version, count, offset)
+        except HTTPError as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise
+
+    def close(self) -> None:
+        pass  # connections and blocks belong to the store
+
+
+class RemoteStore:
+    """Resolves identifiers to object versions and reads their blocks; one per process."""
+
+    def __init__(self, location: HttpLocation | S3Location, settings: Settings) -> None:
+        self.location = location
+        self.block_size = settings.remote_block_size * 1024
+        self.ttl = settings.remote_metadata_ttl
+        self.connections = Connections(settings.remote_timeout)
+        directory = settings.block_cache_dir or os.path.join(tempfile.gettempdir(), f"pyiip-blocks-{os.getuid()}")
+        self.blocks = BlockCache(directory, int(settings.block_cache_size * 1024 * 1024))
+        self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._memory_bytes = 0
+        self._versions: OrderedDict[str, tuple[Version, float]] = OrderedDict()
+        self.requests = 0  # GETs sent (retries included)
+        self.fetched = 0  # body bytes received
+        self.memory_hits = 0
+        self.probes = 0
+        self.not_modified = 0
+        self.changed = 0
+
+    # identifiers -> versions
+
+    def resolve(self, identifier: str) -> Resolved:
+        """The current version of the identifier's object, as the Resolved every cache keys on."""
+        target = self.location.locate(identifier)
+        version = self.version(target)
+        return Resolved(
+            version.name,
+            version.mtime,
+            version.size,
+            0,
+            int(version.mtime * 1e9),
+            version=version.etag,
+            opener=partial(RemoteObject, self, target, version),
+        )
+
+    def version(self, target: Target) -> Version:
+        now = time.monotonic()
+        cached = self._versions.get(target.name)
+        if cached is not None and cached[1] > now:
+            self._versions.move_to_end(target.name)
+            return cached[0]
+        old = cached[0] if cached is not None else None
+        try:
+            version = self._probe(target, old)
+        except NotFound:
+            self._versions.pop(target.name, None)
+            raise
+        except (UpstreamError, UpstreamUnavailable):
+            if old is None:
+                raise
+            LOGGER.warning("%s: cannot revalidate, using version %s for %g s more", target.name, old.etag, STALE_GRACE)
+            self._versions[target.name] = (old, now + STALE_GRACE)
+            return old
+        self._versions[target.name] = (version, now + self.ttl)
+        self._versions.move_to_end(target.name)
+        while len(self._versions) > MAX_VERSIONS:
+            self._versions.popitem(last=False)
+        return version
+
+    def forget(self, name: str) -> None:
+        self._versions.pop(name, None)
+
+    def _probe(self, target: Target, old: Version | None) -> Version:
+        """A GET of the first block: the object's ETag and size, and its header bytes, in one round trip.
+
+        With a version already known it is conditional (If-None-Match): an
+        unchanged object costs a body-less 304.
+        """
+        self.probes += 1
+        headers = {"Range": f"bytes=0-{self.block_size - 1}"}
+        if old is not None and old.etag and not old.etag.startswith("lm:"):
+            headers["If-None-Match"] = old.etag
+        reply = self._get(target, headers)
+        if reply.status == 304 and old is not None:
+            self.not_modified += 1
+            return old
+        if reply.status == 416:
+            unsatisfied = _UNSATISFIED_RANGE.match(reply.headers.get("Content-Range") or "")
+            if unsatisfied is not None and unsatisfied[1] == "0":
+                raise SourceError("not a readable image")  # an empty object
+        self._expect_partial(target, reply)
+        bounds = _content_range(reply)
+        if bounds is None or bounds[0] != 0 or bounds[2] <= 0:
+            raise self._bad(target, f"bad Content-Range {reply.headers.get('Content-Range')!r}")
+        start, end, size = bounds
+        if end != min(self.block_size, size) - 1 or len(reply.body) != end + 1:
+            raise self._bad(target, f"{len(reply.body)} bytes for range {start}-{end}/{size}")
+        etag = _etag(reply)
+        if not etag:
+            LOGGER.warning(
+                "%s has neither ETag nor Last-Modified: a replacement of the same size goes unseen", target.name
+            )
+        key = repr((target.name, etag, size, self.block_size))
+        digest = hashlib.blake2b(key.encode("utf-8", "backslashreplace"), digest_size=20).hexdigest()
+        version = Version(target.name, etag, size, _mtime(reply), digest)
+        if old is not None and old.etag != etag:
+            LOGGER.info("%s changed: version %s replaces %s", target.name, etag, old.etag)
+        self._keep(version, 0, reply.body)
+        return version
+
+    # blocks
+
+    def read(self, target: Target, version: Version, count: int, offset: int) -> bytes:
+        """``count`` bytes at ``offset`` (fewer only at the end of the object)."""
+        end = min(offset + count, version.size)
+        if count <= 0 or offset >= end:
+            return b""
+        size = self.block_size
+        first, last = offset // size, (end - 1) // size
+        blocks: dict[int, bytes] = {}
+        missing: list[int] = []
+        for index in range(first, last + 1):
+            data = self._cached(version, index)
+            if data is None:
+                missing.append(index)
+            else:
+                blocks[index] = data
+        run: list[int] = []
+        for index in missing:
+            if run and (index != run[-1] + 1 or len(run) >= MAX_RUN_BLOCKS):
+                blocks.update(self._fetch(target, version, run[0], run[-1]))
+                run = []
+            run.append(index)
+        if run:
+            blocks.update(self._fetch(target, version, run[0], run[-1]))
+        base = first * size
+        if first == last:
+            return blocks[first][offset - base : end - base]
+        return b"".join(blocks[i] for i in range(first, last + 1))[offset - base : end - base]
+
+    def _block_length(self, version: Version, index: int) -> int:
+        return min(self.block_size, version.size - index * self.block_size)
+
+    def _cached(self, version: Version, index: int) -> bytes | None:
+        key = (version.digest, index)
+        data = self._memory.get(key)
+        if data is not None:
+            self._memory.move_to_end(key)
+            self.memory_hits += 1
+            return data
+        data = self.blocks.get(f"{version.digest}.{index}", self._block_length(version, index))
+        if data is not None:
+            self._remember(key, data)
+        return data
+
+    def _remember(self, key: tuple[str, int], data: bytes) -> None:
+        old = self._memory.pop(key, None)
+        if old is not None:
+            self._memory_bytes -= len(old)
+        self._memory[key] = data
+        self._memory_bytes += len(data)
+        while self._memory_bytes > MEMORY_BYTES and len(self._memory) > 1:
+            _key, dropped = self._memory.popitem(last=False)
+            self._memory_bytes -= len(dropped)
+
+    def _keep(self, version: Version, first: int, data: bytes) -> None:
+        """Cache validated bytes starting at block ``first``: whole blocks only."""
+        size = self.block_size
+        for position in range(0, len(data), size):
+            index = first + position // size
+            block = data[position : position + size]
+            if len(block) != self._block_length(version, index):
+                break
+            self._remember((version.digest, index), block)
+            self.blocks.put(f"{version.digest}.{index}", block)
+
+    def _fetch(self, target: Target, version: Version, first: int, last: int) -> dict[int, bytes]:
+        """Blocks ``first``..``last`` in one range GET, validated against ``version`` before anything is kept."""
+        start = first * self.block_size
+        end = min((last + 1) * self.block_size, version.size) - 1
+        headers = {"Range": f"bytes={start}-{end}"}
+        condition = version.if_match
+        if condition is not None:
+            headers[condition[0]] = condition[1]
+        reply = self._get(target, headers)
+        if reply.status in (412, 416):
+            raise self._changed(target, version, f"status {reply.status}")
+        self._expect_partial(target, reply)
+        bounds = _content_range(reply)
+        if bounds is not None and bounds[2] != version.size:
+            raise self._changed(target, version, f"size {bounds[2]} instead of {version.size}")
+        if _etag(reply) != version.etag:
+            raise self._changed(target, version, f"ETag {_etag(reply)} instead of {version.etag}")
+        if bounds is None or bounds[:2] != (start, end):
+            raise self._bad(target, f"Content-Range {reply.headers.get('Content-Range')!r} for {start}-{end}")
+        if len(reply.body) != end - start + 1:
+            raise self._bad(target, f"short read: {len(reply.body)} of {end - start + 1} bytes")
+        self._keep(version, first, reply.body)
+        size = self.block_size
+        return {first + i: reply.body[i * size : (i + 1) * size] for i in range(last - first + 1)}
+
+    # HTTP
+
+    def _get(self, target: Target, headers: dict[str, str]) -> Reply:
+        """A GET, retried after connection errors, timeouts and 429/5xx; then the status is checked."""
+        headers = {**headers, "User-Agent": f"pyiip/{__version__}", "Accept-Encoding": "identity"}
+        failure = ""
+        for attempt in range(RETRIES + 1):
+            if attempt:
+                time.sleep(0.05 * 4 ** (attempt - 1))
+            self.requests += 1
+            try:
+                reply = self.connections.get(target, self.location.headers(target, headers))
+            except (OSError, http.client.HTTPException) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            self.fetched += len(reply.body)
+            if reply.status in RETRY_STATUSES:
+                failure = f"status {reply.status}"
+                continue
+            break
+        else:
+            LOGGER.error("%s: image store unavailable (%s)", target.name, failure)
+            raise UpstreamUnavailable("image store unavailable", (("Retry-After", "5"),))
+        if reply.status in (404, 410):
+            self.forget(target.name)
+            raise NotFound("image not found")
+        if reply.status in (401, 403):
+            LOGGER.warning("%s: access denied by the image store (status %d)", target.name, reply.status)
+            raise UpstreamError("image store refused access")
+        return reply
+
+    def _expect_partial(self, target: Target, reply: Reply) -> None:
+        if reply.status == 200:
+            raise self._bad(target, "a 200 answered a range request (ranges unsupported, or an error page)")
+        if reply.status != 206:
+            raise self._bad(target, f"status {reply.status}")
+        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise self._bad(target, f"Content-Encoding {encoding}")
+
+    def _bad(self, target: Target, why: str) -> UpstreamError:
+        LOGGER.error("%s: unusable reply from the image store: %s", target.name, why)
+        return UpstreamError("bad reply from the image store")
+
+    def _changed(self, target: Target, version: Version, why: str) -> UpstreamChanged:
+        self.changed += 1
+        self.forget(target.name)
+        LOGGER.warning("%s changed while being read (%s): request failed, version dropped", target.name, why)
+        return UpstreamChanged("image changed while being read: retry", (("Retry-After", "1"),))
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "remote_requests": self.requests,
+            "remote_bytes": self.fetched,
+            "remote_probes": self.probes,
+            "remote_not_modified": self.not_modified,
+            "remote_changed": self.changed,
+            "remote_memory_hits": self.memory_hits,
+            **self.blocks.stats(),
+        }
+
+    def close(self) -> None:
+        self.connections.close()
+
+
+def remote_store(settings: Settings) -> RemoteStore | None:
+    """The store the settings configure (REMOTE_URL_TEMPLATE or S3_BUCKET), or None for local files."""
+    if settings.remote_url_template and settings.s3_bucket:
+        raise ConfigError("set REMOTE_URL_TEMPLATE or S3_BUCKET, not both")
+    if settings.remote_block_size < 4 or settings.remote_block_size > 65536:
+        raise ConfigError("REMOTE_BLOCK_SIZE must be between 4 and 65536 KiB")
+    if settings.remote_metadata_ttl < 0 or settings.remote_timeout <= 0 or settings.block_cache_size < 0:
+        raise ConfigError("REMOTE_METADATA_TTL and BLOCK_CACHE_SIZE must be >= 0, REMOTE_TIMEOUT > 0")
+    if settings.remote_url_template:
+        location: HttpLocation | S3Location = HttpLocation(settings.remote_url_template, settings.filesystem_suffix)
+    elif settings.s3_bucket:
+        credentials = None
+        if settings.aws_access_key_id and settings.aws_secret_access_key:
+            credentials = Credentials(
+                settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token
+            )
+        location = S3Location(
+            settings.s3_bucket,
+            settings.s3_prefix,
+            endpoint=settings.s3_endpoint_url,
+            region=settings.aws_region,
+            credentials=credentials,
+            suffix=settings.filesystem_suffix,
+        )
+    else:
+        return None
+    return RemoteStore(location, settings)
