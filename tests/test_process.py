@@ -408,6 +408,19 @@ def test_max_equal_min_uses_the_1e30_factor():
     check(row([0, 7, 8, 9], np.uint16), [(8, 8)], Display(colormap="hot"), lut=False)
 
 
+@pytest.mark.parametrize("d", [Display(gamma=0.4545), Display(colormap="jet", gamma=0.4545, invert=True),
+                               Display(colormap="hot", gamma=3.0)])
+def test_max_equal_min_with_gamma_tables(d):
+    check(row([4.0, 4.0 + 1e-6, 3.0, 1e30, -1e30, np.nan, 5.0]), [(4.0, 4.0)], d, lut=True)
+    check(row([4.0, 4.5, 3.0]), [(4.0, 4.0 + 1e-31)], d, lut=True)
+
+
+def test_zero_contrast_is_black():
+    out = apply_display(row([np.nan, 0.0, 0.5, 1.0, np.inf]), np.array(UNIT), Display(colormap="jet", contrast=0.0))
+    assert out.shape == (1, 5, 3) and not out.any()
+    check(row([-1.0, 2.0]), UNIT, Display(invert=True, contrast=-0.5), lut=False)  # negative: exact path
+
+
 def test_float_without_range_defaults_never_crash():
     out = apply_display(row([0.5, np.nan]), np.array([[np.nan, np.nan]]), Display())
     assert out[0, :, 0].tolist() == [127, 0]
@@ -502,6 +515,7 @@ def test_default_minmax():
     np.testing.assert_array_equal(mm[:2], [[1, 3], [2, 4]])
     assert np.isnan(mm[2]).all()
     assert default_minmax(np.dtype(np.float32), 2, None, None).shape == (2, 2)
+    np.testing.assert_array_equal(default_minmax(np.dtype(bool), 1, None, None), [[0, 1]])
 
 
 # --------------------------------------------------------------------------- table accuracy

@@ -69,9 +69,11 @@ def default_minmax(
     dtype = np.dtype(dtype)
     out = np.full((channels, 2), np.nan)
     is_int = dtype.kind in "iub"
-    if is_int:
-        info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
-        out[:] = (float(info.min), float(max(info.max, 1)))
+    if dtype.kind == "b":
+        out[:] = (0.0, 1.0)
+    elif is_int:
+        info = np.iinfo(dtype)
+        out[:] = (float(info.min), float(info.max))
 
     def expand(values: Sequence[float] | None) -> np.ndarray:
         if values is None:
@@ -227,7 +229,9 @@ def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, r
     mid = (left + right) / 2
 
     def x_of(s: np.ndarray) -> np.ndarray:
-        return s if roots == 0 else np.power(np.maximum(s, 0.0), power)
+        for _ in range(roots):
+            s = s * s
+        return s
 
     samples = np.stack([transfer.levels(x_of(s)).astype(np.int16) for s in (left, mid, right)])
     low, high = samples.min(axis=0), samples.max(axis=0)
@@ -241,6 +245,7 @@ def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, r
     at_start = np.all((high - start_levels <= 1) & (start_levels - low <= 1), axis=1) | constant
     levels = np.where(at_start[:, None], start_levels, (low + high) // 2).astype(np.uint8)
     lut = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
+    lut.flags.writeable = False  # shared by every request through the cache
     if roots == 0:
         return _Table(lut, 0, scale, -start, scale, n - 0.5, 1.0)
     if scale**power < 2.0**100:  # float32 headroom: fold scale**power into the normalisation
@@ -345,6 +350,7 @@ def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
         if lo_low:
             np.subtract(out, lo_low, out=out)
         factor = _HUGE * weight if abs(diff) <= _DEGENERATE else weight / diff * (1 + 2.0**-21)
+        factor = math.copysign(min(abs(factor), 1e37), factor)  # finite in float32: min * factor stays 0
         np.multiply(out, ftype(factor), out=out)
     # Check the contiguous result, not the (often strided) samples: a non-finite
     # sample always gives a non-finite result; overflow (1e30 rule) may too, so the
@@ -473,7 +479,9 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     with np.errstate(all="ignore"):
         x = weight * ((x - lo) / diff if abs(diff) > _DEGENERATE else (x - lo) * _HUGE)
     levels = transfer.levels(x)
-    return _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
+    table = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
+    table.flags.writeable = False  # shared by every request through the cache
+    return table
 
 
 def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, transfer: Transfer) -> np.ndarray:
@@ -522,7 +530,7 @@ def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool)
     twist = display.twist or None
     plan = _plan(channels, twist, display.shade, transfer.colormap is not None)
 
-    if h == 0 or w == 0:
+    if h == 0 or w == 0 or transfer.contrast == 0:  # CNT=0: v * 255 * 0 is black everywhere
         return np.zeros((h, w, 3 if transfer.colormap or len(plan.rows) == 3 else 1), np.uint8)
 
     if (
