@@ -8,13 +8,12 @@ process down.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
-from . import index, static_files
+from . import index, ops, static_files
 from .cache import response_etag
 from .config import Settings
 from .errors import HTTPError
@@ -109,6 +108,8 @@ class Application:
             return Response(204, cacheable=False, headers=[("Allow", "GET, HEAD, POST, OPTIONS")])
         if request.method not in ("GET", "HEAD", "POST"):
             return text(405, "method not allowed", [("Allow", "GET, HEAD, POST, OPTIONS")])
+        if request.path in ops.PATHS or (len(request.query) == 6 and request.query.upper() == "HEALTH"):
+            return ops.answer(self.service, request)
         for prefix, handler in PATH_PROTOCOLS.items():
             if request.path.startswith(prefix):
                 return handler(self.service, request)
@@ -181,15 +182,5 @@ class Application:
         response = self.respond(request)
         status, headers, body = self.finish(request, response)
         start_response(status, headers)
-        if LOGGER.isEnabledFor(logging.INFO):
-            LOGGER.info(
-                "%s %s%s%s -> %s %d bytes %.2f ms",
-                request.method,
-                request.path,
-                "?" if request.query else "",
-                request.query[:300],
-                status[:3],
-                len(body),
-                (time.perf_counter() - started) * 1000,
-            )
+        ops.finished(request, int(status[:3]), len(body), started)  # counters; the log line at VERBOSITY >= 2
         return [body]

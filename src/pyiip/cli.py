@@ -25,7 +25,7 @@ def _fcgi(args: argparse.Namespace) -> int:
     from . import fcgi
 
     _root(args.root)
-    return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, max(1, args.workers))
+    return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bind", help="HOST:PORT or /path/to/socket")
     p.add_argument("--backlog", type=int, default=2048)
     p.add_argument("--mode", help="octal permissions of a unix socket, e.g. 660")
-    p.add_argument("--workers", type=int, default=1, help="processes on the socket, restarted if they die")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes on the socket, restarted if they die; 0: one per core"
+    )
     p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
     p.set_defaults(run=_fcgi)
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import socket
 import stat
 import sys
@@ -75,7 +76,7 @@ def _fd0_is_socket() -> bool:
 
 
 def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, workers: int = 1) -> int:
-    """Serve FastCGI until SIGTERM/SIGINT, in ``workers`` supervised processes when more than one."""
+    """Serve FastCGI until SIGTERM/SIGINT, in ``workers`` supervised processes when more than one (0: per core)."""
     try:
         settings = config.load()
     except config.ConfigError as exc:
@@ -98,6 +99,12 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
             file=sys.stderr,
         )
         return 2
+    # Several processes accept on this socket (--workers, spawn-fcgi -F, a web server's
+    # pool): all wake up for one connection, and a losing accept() would block until the
+    # next one, deaf to SIGTERM. Non-blocking, it fails with EAGAIN, which flup skips.
+    os.set_blocking(0, False)
+    if workers <= 0:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if workers > 1:
         return supervise(workers, lambda: _serve(settings, logger), logger)
     return _serve(settings, logger)
@@ -105,6 +112,9 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
 
 def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     """One single-threaded FastCGI process accepting on fd 0; SIGHUP reloads and carries on."""
+    # flup handles HUP while serving and puts back this disposition between runs: a HUP
+    # during start-up or a reload then changes nothing, instead of killing the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
     server = WSGIServer(app, bindAddress=None, debug=False)
@@ -130,7 +140,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--mode", help="octal permissions of a --bind unix socket, e.g. 660")
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes on the socket, restarted if they die (default 1)"
+        "--workers", type=int, default=1, help="processes on the socket, restarted if they die; 0: one per core"
     )
     args = parser.parse_args()
-    sys.exit(run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, max(1, args.workers)))
+    sys.exit(run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers))

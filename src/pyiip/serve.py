@@ -45,6 +45,9 @@ def _worker(server: _Server) -> None:
     log.setup(settings)
     server.set_app(Application(settings))
     server.timeout = 0.5  # handle_request returns at least this often to look at the flag
+    # All workers wake up for each connection; a losing accept() must fail (EAGAIN), not
+    # block until the next connection, deaf to SIGTERM.
+    server.socket.setblocking(False)
     try:
         while not stop:
             server.handle_request()

@@ -60,8 +60,9 @@ def supervise(count: int, serve: Callable[[], int], logger: logging.Logger) -> i
         if pid == 0:
             status = 1
             try:
-                for sig in SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before serving: nothing to reload yet
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
                 _die_with_parent()
                 if os.getppid() != parent:  # the supervisor died before prctl
