@@ -133,18 +133,22 @@
     createTile: function (coords, done) {
       var tile = L.TileLayer.prototype.createTile.call(this, coords, done);
       var rect = this.pyramid.tileRect(coords.x, coords.y, coords.z);
-      tile.dataset.crop = rect[2] + "," + rect[3];
+      var grid = this.pyramid.grids[coords.z];
+      /* cropped size, and whether a neighbour follows on the right / below */
+      tile.dataset.crop = [rect[2], rect[3], coords.x + 1 < grid[0] ? 1 : 0, coords.y + 1 < grid[1] ? 1 : 0].join(",");
       return tile;
     },
 
-    /* Edge tiles are smaller than the tile size: give them their own size (scaled when over-zoomed). */
+    /* Edge tiles are smaller than the tile size: give them their own size (scaled when over-zoomed).
+     * Inner tiles overlap their right and bottom neighbours by one pixel, so that no hairline of
+     * background shows between anti-aliased tile edges at fractional zooms. */
     _initTile: function (tile) {
       L.TileLayer.prototype._initTile.call(this, tile);
-      var crop = tile.dataset.crop && tile.dataset.crop.split(",");
+      var crop = tile.dataset.crop && tile.dataset.crop.split(",").map(Number);
       if (!crop) return;
       var size = this.getTileSize();
-      tile.style.width = (size.x * crop[0]) / this.pyramid.tileWidth + "px";
-      tile.style.height = (size.y * crop[1]) / this.pyramid.tileHeight + "px";
+      tile.style.width = (size.x * crop[0]) / this.pyramid.tileWidth + crop[2] + "px";
+      tile.style.height = (size.y * crop[1]) / this.pyramid.tileHeight + crop[3] + "px";
     },
 
     _isValidTile: function (coords) {
