@@ -411,3 +411,15 @@ def test_error_during_write_cleans_temporaries(three_bands, tmp_path, monkeypatc
     assert calls["n"] == 1
     assert _leftovers(tmp_path, before) == []
     monkeypatch.setattr(module._RawRows, "rows", original)
+
+
+def test_degenerate_fourth_axis(tmp_path):
+    """NAXIS4 = 1 (common in radio cubes) is a 3-D cube, also when tile-compressed."""
+    data = np.random.default_rng(2).integers(0, 1000, (1, 2, 40, 50)).astype(np.int32)
+    plain, packed = tmp_path / "plain.fits", tmp_path / "packed.fits"
+    fits.PrimaryHDU(data).writeto(plain)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data)]).writeto(packed)
+    for path in (plain, packed):
+        out = path.with_suffix(".tif")
+        convert([path], out, progress=False)
+        np.testing.assert_array_equal(tifffile.imread(out, key=0), np.moveaxis(data[0], 0, -1)[::-1])

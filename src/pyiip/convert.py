@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import re
 import secrets
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,8 +79,9 @@ class _Input:
         """FITS rows [start, stop) of one plane as float32, bad values as NaN."""
         try:
             if self.raw_dtype is None:
-                section = self.file.section
-                data = section[plane, start:stop] if len(self.file.shape) >= 3 else section[start:stop]
+                ndim = len(self.file.shape)  # degenerate NAXIS4... come first in numpy order
+                lead = (0,) * (ndim - 3) + (plane,) if ndim >= 3 else ()
+                data = self.file.section[(*lead, slice(start, stop))]
                 return np.asarray(data, dtype=np.float32).reshape(stop - start, self.width)
             count = (stop - start) * self.width
             first = self.offset + ((plane * self.height + start) * self.width) * self.raw_dtype.itemsize
@@ -364,6 +367,7 @@ class _RawRows:
         self.file = open(path, "w+b")  # noqa: SIM115 - closed by close()
 
     def append(self, rows: np.ndarray) -> None:
+        self.file.seek(0, os.SEEK_END)
         self.file.write(np.ascontiguousarray(rows, dtype=np.float32).data)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
@@ -398,15 +402,10 @@ def _fits_rows(channels: list[_Channel], height: int, width: int) -> Callable[[i
     return rows
 
 
-def _level_tiles(
-    rows: Callable[[int, int], np.ndarray],
-    size: tuple[int, int],
-    tile: int,
-    below: _RawRows | None,
-    advance: Callable[[int], None],
+def _level_strips(
+    rows: Callable[[int, int], np.ndarray], height: int, tile: int, below: _RawRows | None
 ) -> Iterator[np.ndarray]:
-    """Row-major tiles of one level; each strip's 2x2 averages go to the next level first."""
-    width, height = size
+    """Strips of tile rows of one level; each strip's 2x2 averages go to the next level first."""
     for start in range(0, height, tile):
         stop = min(start + tile, height)
         strip = rows(start, stop)
@@ -415,7 +414,52 @@ def _level_tiles(
             if pairs > 0:
                 below.append(_halve(strip, pairs, below.width))
         strip[~np.isfinite(strip)] = 0  # STIFF's BADPIXEL_REPLACEMENT default
-        advance(stop - start)
+        yield strip
+
+
+def _ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Make the next strip in a thread while tifffile's workers compress the current one."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((end, exc))
+
+    worker = threading.Thread(target=produce, name="pyiip-convert-strips", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = slot.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _level_tiles(strips: Iterator[np.ndarray], width: int, tile: int, advance: Callable[[int], None]):
+    """Row-major tiles, cut from the strips (tifffile pads the edge tiles)."""
+    for strip in strips:
+        advance(strip.shape[0])
         for x in range(0, width, tile):
             yield strip[:, x : x + tile]
 
@@ -581,12 +625,16 @@ def _write(
         steps: list[tuple[int, int]] = []
         for level, size in enumerate(sizes):
             below = make_raw(*sizes[level + 1]) if level + 1 < len(sizes) else None
-            tiles = _level_tiles(rows, size, tile, below, bar.update)
+            strips = _ahead(_level_strips(rows, size[1], tile, below))
+            tiles = _level_tiles(strips, size[0], tile, bar.update)
             if nchan == 1:
                 tiles = (t[:, :, 0] for t in tiles)
             shape = (size[1], size[0], nchan) if nchan > 1 else (size[1], size[0])
             description = _cards(header if level == 0 else _level_header(header, size[0], size[1], steps))
-            tif.write(tiles, shape=shape, description=description, subfiletype=1 if level else 0, **options)
+            try:
+                tif.write(tiles, shape=shape, description=description, subfiletype=1 if level else 0, **options)
+            finally:
+                strips.close()  # stops the producer thread, also when tifffile failed
             if source is not None:
                 source.close()  # its level is written: free the disk space now
             if below is not None:
