@@ -212,19 +212,27 @@ def _channels(inputs: list[_Input]) -> list[_Channel]:
 
 
 def _cd_matrix(header) -> np.ndarray | None:
-    """CDi_j equivalent of CDELT/PC/CROTA (VisiOmatic reads only CD), or None when not needed."""
-    keys = [k for k in header if _LINEAR.match(k)]
-    if not keys or all(k.startswith("CD") and "_" in k for k in keys):
-        return None  # no linear WCS, or already a CD matrix
-    from astropy.wcs import WCS
+    """CDi_j equivalent of CDELT/PC/CROTA (VisiOmatic reads only CD), or None when not needed.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            wcs = WCS(header, naxis=2, relax=True, fix=False)
-            return np.asarray(wcs.pixel_scale_matrix, dtype=float)
-        except Exception:
-            return None
+    Same rules as wcslib: CD = diag(CDELT) PC, with PC from CROTA2 (AIPS convention) when the
+    header has no PC matrix; a header that already has CD keeps it.
+    """
+    keys = {k for k in header if _LINEAR.match(k)}
+    if not keys or any(k.startswith("CD") and "_" in k for k in keys):
+        return None
+
+    def number(key: str, default: float) -> float:
+        value = header.get(key, default)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+    cdelt = np.array([number("CDELT1", 1.0), number("CDELT2", 1.0)])
+    if any(k.startswith("PC") for k in keys):
+        pc = np.array([[number(f"PC{i}_{j}", number(f"PC00{i}00{j}", float(i == j))) for j in (1, 2)] for i in (1, 2)])
+    else:
+        rho = math.radians(number("CROTA2", number("CROTA1", 0.0)))
+        ratio = cdelt[1] / cdelt[0] if cdelt[0] else 1.0
+        pc = np.array([[math.cos(rho), -math.sin(rho) * ratio], [math.sin(rho) / ratio, math.cos(rho)]])
+    return cdelt[:, None] * pc
 
 
 def _header(first: _Input, width: int, height: int, labels: list[str]):
