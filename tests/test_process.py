@@ -383,7 +383,8 @@ def test_multichannel_integer_tables():
 
 @pytest.mark.parametrize("d", [Display(), Display(colormap="jet"), Display(colormap="jet", gamma=0.4545),
                                Display(invert=True), Display(colormap="hot", invert=True, gamma=2),
-                               Display(invert=True, contrast=0.5)])
+                               Display(invert=True, contrast=0.5), Display(colormap="jet", invert=True),
+                               Display(colormap="jet", invert=True, gamma=0.4545)])
 def test_non_finite_samples_are_background(d):
     data = row([np.nan, np.inf, -np.inf, 0.0, 0.5])
     out = check(data, UNIT, d, lut=True)
@@ -397,6 +398,20 @@ def test_non_finite_in_one_channel_of_a_mix():
     data[1, 1] = (np.nan, 0.5, 0.25)
     data[2, 2] = (0.5, np.inf, -np.inf)
     check(data, mm, Display(twist=((0.5, 0.5, 0), (0, 1, 1), (1, 0, 1))), lut=True)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.4545])
+def test_inverted_jet_tells_max_from_just_above(gamma):
+    # 1 - 1 = 0 is dark blue, anything above max gives 1 - v < 0: black. Decided exactly.
+    hi = 1.482254728269254  # not a float32: the sample just above it rounds to it in float32
+    above = float(np.nextafter(np.float32(hi), np.float32(2)))
+    data = row([np.float32(hi), above, hi * 2, 0.0, np.inf], np.float32)
+    for d in (Display(colormap="jet", invert=True, gamma=gamma),
+              Display(colormap="jet", invert=True, gamma=gamma, twist=((1.0,),))):
+        check(data, [(0.0, hi)], d, lut=True)
+    exact_max = row([2.5, 2.5000002, 3.0], np.float32)
+    out = check(exact_max, [(0.5, 2.5)], Display(colormap="jet", invert=True, gamma=gamma), lut=True)
+    assert [tuple(p) for p in out[0]] == [(0, 0, 127), (0, 0, 0), (0, 0, 0)]
 
 
 def test_max_equal_min_uses_the_1e30_factor():
@@ -552,6 +567,30 @@ def test_lookup_table_within_one_level_everywhere(gamma, contrast, invert, color
 def test_random_float_samples_against_reference(samples, lo, span, gamma, colormap, invert):
     d = Display(gamma=gamma, colormap=colormap, invert=invert)
     check(row(samples), [(lo, lo + span)], d, lut=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    channels=st.integers(1, 5),
+    twist=st.lists(st.lists(st.sampled_from([0.0, 1.0, 0.5, -0.25, 0.3333333333333333, 2.0]), max_size=6),
+                   max_size=4),
+    gamma=st.sampled_from([1.0, 0.4545, 2.0]),
+    colormap=st.sampled_from([None, "jet", "hot"]),
+    invert=st.booleans(),
+    integer=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_ctw_against_reference(channels, twist, gamma, colormap, invert, integer, seed):
+    rng = np.random.default_rng(seed)
+    if integer:
+        data = rng.integers(0, 65536, size=(3, 4, channels), dtype=np.uint16)
+        mm = [(rng.uniform(0, 30000), rng.uniform(30000, 65535)) for _ in range(channels)]
+    else:
+        data = rng.uniform(-0.3, 1.3, size=(3, 4, channels)).astype(np.float32)
+        data[0, 0, 0] = np.nan
+        mm = [(0.0, 1.0)] * channels
+    d = Display(twist=tuple(tuple(r) for r in twist) or None, gamma=gamma, colormap=colormap, invert=invert)
+    check(data, mm, d, lut=True)
 
 
 def test_tables_are_cached_and_fallback_is_exact():

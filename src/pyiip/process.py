@@ -181,7 +181,7 @@ class _Table:
     fold: float
     top: float
     post: float
-    gap: float = 0.0  # when set, folded values above it jump to the last bin (isolated_top)
+    gap: float = 0.0  # when set, values above it (folded) must jump past the bin of 1 (isolated_top)
 
 
 def _pack_rgbx(levels: np.ndarray) -> np.ndarray:
@@ -203,7 +203,7 @@ def _quantised(transfer: Transfer) -> _Table | None:
     for roots in range(first, _MAX_ROOTS + 1 if lo >= 0 and not negative_bin else first + 1):
         table = _build_table(transfer, lo, hi, negative_bin, roots)
         if table is not None:
-            # A sample equal to max lands up to ~2**-21 above it (see _normalise).
+            # A mixed sum equal to 1 lands up to ~2**-21 above it (see _normalise).
             return replace(table, gap=hi * table.fold * (1 + 2.0**-19)) if isolated_top else table
     return None
 
@@ -382,7 +382,7 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray
 
 
 def _linear(
-    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float, gap: float = 0.0
 ) -> list[np.ndarray]:
     """One float plane per output channel: scale * sum(weight * normalised input).
 
@@ -390,6 +390,11 @@ def _linear(
     normalisation (exact for weight 1: permutations and mono mode); a mixing row
     sums weighted copies of inputs normalised once each. Identical rows share one
     array (mono mode sends three identical CTW rows).
+
+    ``gap`` (inverted jet) asks for values above 1 to be told apart from 1 itself,
+    which rounding cannot do: a one-input row compares the samples with max in
+    float64 and sends those above to +inf; a mixed row sends values above ``gap``
+    (1 plus a 2**-19 margin, folded) there.
     """
     h, w, _ = data.shape
     normalised: dict[int, np.ndarray] = {}
@@ -410,15 +415,30 @@ def _linear(
             if len(row) == 1 and plan.shade is None:
                 j, weight = row[0]
                 _normalise(data[:, :, j], *lohi[j], weight * scale, out)
+                if gap:
+                    _above_one(data[:, :, j], *lohi[j], weight, out)
             elif row:
                 tmp = np.empty((h, w), ftype)
                 for i, (j, weight) in enumerate(row):
                     np.multiply(unit(j), ftype(weight * scale), out=out if i == 0 else tmp)
                     if i:
                         out += tmp
+                if gap:
+                    np.copyto(out, ftype(np.inf), where=out > ftype(gap))
             done[row] = out
         planes.append(done[row])
     return planes
+
+
+def _above_one(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.ndarray) -> None:
+    """Send to +inf where weight * (plane - lo) / (hi - lo) > 1, decided in float64 on the samples."""
+    diff = hi - lo
+    bound = hi if weight == 1.0 else lo + (diff / weight if abs(diff) > _DEGENERATE else _DEGENERATE / weight)
+    rising = (diff > 0) == (weight > 0) if abs(diff) > _DEGENERATE else weight > 0
+    above = np.greater(plane, np.float64(bound)) if rising else np.less(plane, np.float64(bound))
+    if plane.dtype.kind == "f":
+        above &= np.abs(plane) < np.inf  # non-finite samples stay background (0)
+    np.copyto(out, out.dtype.type(np.inf), where=above)
 
 
 # --------------------------------------------------------------------------- output assembly
@@ -550,7 +570,7 @@ def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool)
             if transfer.colormap:
                 return np.ascontiguousarray(levels[0])
             return np.ascontiguousarray(np.concatenate(levels, axis=2))
-        planes = _linear(data, lohi, plan, np.float32, table.fold)
+        planes = _linear(data, lohi, plan, np.float32, table.fold, table.gap)
         looked_up: dict[int, np.ndarray] = {}
         for p in planes:
             if id(p) not in looked_up:
@@ -569,8 +589,6 @@ def _lookup(p: np.ndarray, table: _Table) -> np.ndarray:
     inf * 0 when CTW mixes channels) casts to INT_MIN (x86) or 0 (ARM); both wrap
     to bin 0. mode="wrap" is also the cheapest bounds mode of np.take.
     """
-    if table.gap:
-        np.copyto(p, np.float32(np.inf), where=p > np.float32(table.gap))
     if table.roots:
         np.clip(p, 0, np.float32(table.top), out=p)
         for _ in range(table.roots):
