@@ -138,7 +138,8 @@ def _open_input(path: Path) -> _Input:
                     found = index, hdu
                     break
         except Exception as exc:
-            raise ConvertError(f"{path}: not a readable FITS file ({exc})") from exc
+            reason = str(exc).split(". ")[0].strip() or type(exc).__name__
+            raise ConvertError(f"{path}: not a readable FITS file ({reason})") from exc
         if found is None:
             hdul.close()
             raise ConvertError(f"{path}: no image data in this FITS file")
