@@ -58,12 +58,13 @@ class _Connection(Connection):
 
     def process_input(self) -> None:
         while self._keepGoing:
-            if not self._requests and not self.server._keepGoing:
+            stopping = not self.server._keepGoing
+            readable, _, _ = select.select([self._sock], [], [], 0 if stopping else 1.0)
+            if readable:
+                break  # records sent before the stop are read: a request begun is a request in flight
+            if stopping and not self._requests:
                 self._keepGoing = False
                 return
-            readable, _, _ = select.select([self._sock], [], [], 1.0)
-            if readable:
-                break
         if self._keepGoing:
             super().process_input()
 
