@@ -20,6 +20,19 @@ everything after it is one scalar function applied to each output channel: the
 Colour output is produced as packed RGBX uint32 and unpacked to a C-contiguous
 (h, w, 3) array with one overlapping strided copy, which is much faster than any
 numpy operation whose innermost axis has length 3.
+
+Where this differs from iipsrv-astro, on purpose:
+
+* red/green/blue colour maps work (upstream formulas); astro leaves the buffer
+  uninitialised.
+* NaN produced inside the pipeline (inf * 0) gives 0, not an undefined cast.
+* min/max are not rounded to float32 before use (float64, or a float32 pair), so
+  tight ranges far from 0 stay accurate; 32-bit integers are normalised in float64.
+* SHD on fewer than 3 channels is ignored (iipsrv reads past the buffer);
+  non-finite MINMAX values and CTW coefficients are ignored / taken as 0.
+* Float images without min/max tags get NaN from default_minmax so the caller
+  computes a range, where astro would divide by zero and saturate.
+* CTW rows are computed from the untouched input channels (a copy, not in place).
 """
 
 from __future__ import annotations
