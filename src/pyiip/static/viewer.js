@@ -131,6 +131,7 @@
   var shown = null; /* the layer on screen */
   var pending = null; /* its replacement, shown once its tiles are in */
   var image = null; /* what is open: identifier, metadata, pyramid, wcs, state */
+  var opening = null; /* the latest metadata request: older replies are ignored */
 
   function makeLayer() {
     if (image.protocol === "iiif") {
@@ -395,7 +396,9 @@
     document.title = identifier + " · pyiip";
     mapElement.dataset.state = "metadata";
     var base = IIP.baseUrl(endpoint, identifier);
+    var ticket = (opening = {});
     IIP.loadMetadata(base, function (error, meta) {
+      if (ticket !== opening) return; /* another image was asked for meanwhile */
       if (error) return fail(identifier + ": " + error.message);
       var header = WCS.parseHeader(meta.header);
       var names = [];
