@@ -86,5 +86,5 @@ def test_landing_page_lists_and_views(app):
             assert f">{identifier}</a>" in page
         assert 'href="/viewer.html?image=nested%2Fdeeper%2Ffloat_notags.tif"' in page
         for script in ("vendor/leaflet/leaflet.js", "wcs.js", "iip.js", "viewer.js"):
-            assert f'src="/static/{script}"' in page
+            assert f'src="/static/{script}?v=' in page
         assert 'data-iip="/fcgi-bin/iipsrv.fcgi"' in page

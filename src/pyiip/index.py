@@ -34,10 +34,11 @@ def page(service: Service, request: Request) -> Response:
     images = service.resolver.images(IMAGE_SUFFIXES)
     rows = "\n".join(_row(identifier) for identifier in images) or "<li>No images under the image root.</li>"
     missing = "" if static_files.available(LEAFLET_JS) else MISSING_LEAFLET
+    static = static_files.url
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pyiip viewer</title><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/{LEAFLET_CSS}"><link rel="stylesheet" href="/static/viewer.css">
+<link rel="stylesheet" href="{static(LEAFLET_CSS)}"><link rel="stylesheet" href="{static("viewer.css")}">
 </head>
 <body data-iip="{IIP_ENDPOINT}" data-version="{__version__}">
 <div id="app">
@@ -58,9 +59,9 @@ IIIF at <code>/iiif/3/&lt;identifier&gt;/info.json</code> and <code>/iiif/2/...<
 </aside>
 <main id="map" aria-label="image view">{missing}</main>
 </div>
-<script src="/static/{LEAFLET_JS}" defer></script>
-<script src="/static/wcs.js" defer></script><script src="/static/iip.js" defer></script>
-<script src="/static/viewer.js" defer></script>
+<script src="{static(LEAFLET_JS)}" defer></script>
+<script src="{static("wcs.js")}" defer></script><script src="{static("iip.js")}" defer></script>
+<script src="{static("viewer.js")}" defer></script>
 </body></html>
 """
     return Response(200, html.encode(), "text/html; charset=utf-8", cacheable=False)

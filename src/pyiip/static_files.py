@@ -81,3 +81,9 @@ def serve(request: Request) -> Response:
 def available(relative: str) -> bool:
     """True when a static file exists (the vendored Leaflet is built at install time)."""
     return resolve(relative) is not None
+
+
+def url(relative: str) -> str:
+    """The file's URL, versioned by its modification time so that cached copies never go stale."""
+    path = resolve(relative)
+    return PREFIX + relative + (f"?v={int(path.stat().st_mtime)}" if path is not None else "")
