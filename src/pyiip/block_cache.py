@@ -15,13 +15,15 @@ the budget since its last scan, under a non-blocking ``flock`` so only one
 process scans at a time. The bound can be overshot by at most that much per
 process between scans.
 
-Nothing here can fail a request: a full or read-only disk turns the cache
-into a no-op (logged once), a truncated file is a miss.
+Nothing here can fail a request: a full disk evicts (logged once a minute), an
+unusable directory turns the cache into a no-op (logged once), a truncated
+file is a miss.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -43,6 +45,7 @@ class BlockCache:
         self._scan_every = max(1, self.max_bytes // 16)
         self._written = self._scan_every  # scan at the first write: the directory may be over budget already
         self._broken = False
+        self._full_logged = -1e9
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -106,7 +109,10 @@ class BlockCache:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            self._disable(exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._full(exc)
+            else:
+                self._disable(exc)
             return
         self.stores += 1
         self._written += len(data)
@@ -168,6 +174,15 @@ class BlockCache:
     def usage(self) -> int:
         """Bytes stored now (a directory scan: for tests and tools, not the request path)."""
         return self._scan()[1]
+
+    def _full(self, exc: OSError) -> None:
+        """A full disk (shared with other data, or a budget set too high): evict, log once a minute."""
+        now = time.monotonic()
+        if now - self._full_logged > 60:
+            self._full_logged = now
+            LOGGER.error("block cache %s: %s; evicting (lower BLOCK_CACHE_SIZE?)", self.directory, exc.strerror)
+        if self._written:
+            self.trim()
 
     def _disable(self, exc: OSError) -> None:
         if not self._broken:
