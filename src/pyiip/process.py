@@ -47,6 +47,11 @@ import numpy as np
 from . import colormaps
 from .model import Display
 
+try:  # the clip ufunc itself: np.clip's Python wrapper costs more than the work on a tile
+    from numpy._core.umath import clip as _clip
+except ImportError:  # pragma: no cover - other numpy layouts
+    _clip = np.clip
+
 __all__ = ["Transfer", "apply_display", "default_minmax", "needs_processing"]
 
 #: Number of bins of the quantised transfer tables (indices fit in uint16).
@@ -311,7 +316,10 @@ def _effective_minmax(
 
     Non-finite override values are ignored rather than poisoning every pixel.
     """
-    rows = np.asarray(minmax, dtype=np.float64).reshape(-1, 2)[:channels].tolist()
+    if isinstance(minmax, np.ndarray) and minmax.shape == (channels, 2):
+        rows = minmax.tolist()
+    else:
+        rows = np.asarray(minmax, dtype=np.float64).reshape(-1, 2)[:channels].tolist()
     if len(rows) < channels:
         rows += default_minmax(dtype, channels, None, None)[len(rows) :].tolist()
     table = [(lo if math.isfinite(lo) else 0.0, hi if math.isfinite(hi) else 1.0) for lo, hi in rows]
@@ -548,6 +556,13 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display) -> np.
     return _render(data, minmax, display, exact=False)
 
 
+@lru_cache(maxsize=256)
+def _setup(display: Display, channels: int) -> tuple[Transfer, _Plan]:
+    """The per-request constants, cached: a viewer sends the same display for every tile."""
+    transfer = Transfer.from_display(display)
+    return transfer, _plan(channels, display.twist or None, display.shade, transfer.colormap is not None)
+
+
 def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool) -> np.ndarray:
     """apply_display, with ``exact`` forcing the float64 path (used by the tests)."""
     data = np.asarray(data)
@@ -559,9 +574,7 @@ def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool)
         data = data.view(np.uint8)
     h, w, channels = data.shape
     lohi = _effective_minmax(minmax, data.dtype, channels, display)
-    transfer = Transfer.from_display(display)
-    twist = display.twist or None
-    plan = _plan(channels, twist, display.shade, transfer.colormap is not None)
+    transfer, plan = _setup(display, channels)
 
     if h == 0 or w == 0 or transfer.contrast == 0:  # CNT=0: v * 255 * 0 is black everywhere
         return np.zeros((h, w, 3 if transfer.colormap or len(plan.rows) == 3 else 1), np.uint8)
@@ -603,7 +616,7 @@ def _lookup(p: np.ndarray, table: _Table) -> np.ndarray:
     to bin 0. mode="wrap" is also the cheapest bounds mode of np.take.
     """
     if table.roots:
-        np.clip(p, 0, np.float32(table.top), out=p)
+        _clip(p, np.float32(0), np.float32(table.top), out=p)
         for _ in range(table.roots):
             np.sqrt(p, out=p)
         if table.post != 1.0:
@@ -612,5 +625,5 @@ def _lookup(p: np.ndarray, table: _Table) -> np.ndarray:
         if table.offset:
             np.floor(p, out=p)
             p += np.float32(table.offset)
-        np.clip(p, 0, np.float32(table.top), out=p)
+        _clip(p, np.float32(0), np.float32(table.top), out=p)
     return np.take(table.lut, p.astype(np.int32), mode="wrap")
