@@ -278,7 +278,7 @@ def public_origin(request: Request, base_url: str, path: str) -> str:
     return origin + mount
 
 
-def split_target(request: Request, raw: str, version: int, origin_path: str) -> Target:
+def split_target(raw: str, version: int, origin_path: str) -> Target:
     """Split ``{identifier}[/info.json | /{region}/{size}/{rotation}/{quality}.{format}]``.
 
     ``raw`` is still percent-encoded; ``origin_path`` is the public URL up to
@@ -408,11 +408,11 @@ def handle_path(service: Service, request: Request) -> Response:
     settings = service.settings
     origin = public_origin(request, settings.base_url, request.path)
     if head in ("2", "3") and slash and tail:
-        target = split_target(request, tail, int(head), origin + PREFIX + head + "/")
+        target = split_target(tail, int(head), origin + PREFIX + head + "/")
         negotiated = False
     else:
         version = negotiated_version(request, settings.iiif_version)
-        target = split_target(request, rest, version, origin + PREFIX)
+        target = split_target(rest, version, origin + PREFIX)
         negotiated = True
     return respond(service, request, target, request.query, negotiated)
 
@@ -428,7 +428,7 @@ def handle_query(service: Service, request: Request, value: str) -> Response:
         start = settings.base_url + lead  # iipsrv style: BASE_URL ends with "...?IIIF="
     else:
         start = public_origin(request, settings.base_url, request.path) + request.path + f"?{key}={lead}"
-    target = split_target(request, raw.replace("+", "%20"), version, start)
+    target = split_target(raw.replace("+", "%20"), version, start)
     query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("iiif="))
     return respond(service, request, target, query, negotiated=True)
 
