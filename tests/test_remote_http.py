@@ -251,6 +251,8 @@ class Faulty(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "hang" and server.count > 1:  # type: ignore[attr-defined]
+            time.sleep(2)  # longer than REMOTE_TIMEOUT: the client gives up first
         if mode == "etag-flip" and server.count > 1:  # type: ignore[attr-defined]
             etag = '"v2"'  # and it ignores If-Match
         first, _, last = self.headers["Range"][6:].partition("-")
@@ -272,9 +274,16 @@ class Faulty(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True  # a hanging handler must not hold the teardown
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # the client gave up on a hanging reply: a broken pipe is expected
+
+
 @pytest.fixture
 def faulty(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
+    server = QuietServer(("127.0.0.1", 0), Faulty)
     server.data = (root / "rgb.tif").read_bytes()  # type: ignore[attr-defined]
     server.count = 0  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -286,15 +295,19 @@ def faulty(root: Path) -> Iterator[http.server.ThreadingHTTPServer]:
         server.server_close()
 
 
-@pytest.mark.parametrize(("mode", "status"), [("short", 503), ("lying", 502), ("etag-flip", 503), ("flaky", 200)])
+@pytest.mark.parametrize(
+    ("mode", "status"), [("short", 503), ("lying", 502), ("etag-flip", 503), ("hang", 503), ("flaky", 200)]
+)
 def test_faulty_origins_never_poison_a_cache(
     faulty: http.server.ThreadingHTTPServer, tmp_path: Path, mode: str, status: int
 ) -> None:
     faulty.mode = mode  # type: ignore[attr-defined]
     blocks = tmp_path / "blocks"
-    app = make_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x", REMOTE_TIMEOUT="5")
+    app = make_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x", REMOTE_TIMEOUT="0.5")
+    started = time.monotonic()
     reply = iip(app, "FIF=rgb.tif&JTL=4,100")
     assert reply.status == status, reply.body
+    assert time.monotonic() - started < 4  # three attempts of at most REMOTE_TIMEOUT, and short pauses
     stored = _block_files(blocks)
     if status == 200:
         return
