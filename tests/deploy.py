@@ -142,7 +142,9 @@ def warm_up(base: str, count: Callable[[], int], want: int, timeout: float = 20.
     assert count() >= want, f"only {count()} FastCGI processes"
 
 
-def load_and_kill(base: str, processes: Callable[[], list[int]], want: int = 2, total: int = 240) -> None:
+def load_and_kill(
+    base: str, processes: Callable[[], list[int]], want: int = 2, total: int = 160, clients: int = 4
+) -> None:
     """A load of distinct (uncached) requests; SIGKILL one FastCGI process a quarter of the way through.
 
     The load must complete with at most the killed process's request in
@@ -159,7 +161,7 @@ def load_and_kill(base: str, processes: Callable[[], list[int]], want: int = 2, 
         done.append(status)
         return status
 
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(clients) as pool:
         futures = [pool.submit(one, path) for path in paths]
         assert wait_for(lambda: len(done) >= total // 4, timeout=60)
         os.kill(victim, signal.SIGKILL)
@@ -230,7 +232,7 @@ def lighttpd_conf(directory: Path, port: int, env: dict[str, str], procs: int = 
             "var.pyiip_images": f'var.pyiip_images = "{env["FILESYSTEM_PREFIX"]}"',
             "var.pyiip_socket": f'var.pyiip_socket = "{directory}/pyiip.sock"',
             "var.pyiip_logfile": f'var.pyiip_logfile = "{env["LOGFILE"]}"',
-            "var.pyiip_workers": f'var.pyiip_workers = "{procs}"',
+            "var.pyiip_procs": f"var.pyiip_procs = {procs}",
         },
     )
     extra = {k: v for k, v in env.items() if k not in ("FILESYSTEM_PREFIX", "LOGFILE")}
