@@ -423,3 +423,11 @@ def test_degenerate_fourth_axis(tmp_path):
         out = path.with_suffix(".tif")
         convert([path], out, progress=False)
         np.testing.assert_array_equal(tifffile.imread(out, key=0), np.moveaxis(data[0], 0, -1)[::-1])
+
+
+def test_non_ascii_file_name_gives_ascii_label(tmp_path):
+    path = tmp_path / "m31_ré.fits"
+    fits.PrimaryHDU(np.zeros((20, 30), np.float32)).writeto(path)
+    out = tmp_path / "m31.tif"
+    convert([path], out, progress=False)
+    assert _visiomatic_key("CHAN0001", _description(out)) == "m31_r?"

@@ -205,6 +205,7 @@ def _channels(inputs: list[_Input]) -> list[_Channel]:
                 label = base
             else:
                 label = str(header.get(f"CHAN{plane + 1:04d}", "")).strip() or f"{base} {plane + 1}"
+            label = "".join(ch if " " <= ch <= "~" else "?" for ch in label)  # FITS strings are ASCII
             channels.append(_Channel(item, plane, label))
     return channels
 
