@@ -239,6 +239,24 @@ def test_metrics_of_memcached_tier(images, memcached):
     assert value(samples, "pyiip_cache_servers_down", cache="memcached") == 0
 
 
+def test_metrics_and_health_with_images_in_object_storage(images):
+    """The remote store's counters (object storage requests, disk block cache) join the cache families."""
+
+    class Store:
+        def stats(self) -> dict[str, int]:
+            return {"remote_requests": 7, "remote_bytes": 4096, "block_cache_hits": 3, "block_cache_misses": 1}
+
+    app = make_app(images.root)
+    app.service.resolver.remote = Store()
+    samples = parse_metrics(call(app, "/metrics")[2].decode())
+    assert value(samples, "pyiip_remote_requests_total") == 7
+    assert value(samples, "pyiip_remote_bytes_total") == 4096
+    assert value(samples, "pyiip_cache_hits_total", cache="disk") == 3
+    assert value(samples, "pyiip_cache_hit_ratio", cache="disk") == 0.75
+    reply = json.loads(call(app, "/health")[2])
+    assert reply["status"] == "ok" and reply["checks"]["image_root"]["source"] == "object storage, not probed"
+
+
 def test_metrics_are_cheap():
     """The per-request accounting is a few dict operations: well under 20 µs."""
     metrics = ops.Metrics()

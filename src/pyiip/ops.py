@@ -74,7 +74,7 @@ def kind_of(request: Request) -> str:
 
 
 class Metrics:
-    """This process's counters since it started (or since the last SIGHUP for caches)."""
+    """This process's request counters since it started (the cache tiers count their own lookups)."""
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -136,7 +136,14 @@ def finished(request: Request, status: int, size: int, started: float) -> None:
 
 
 def _check_root(service: Service) -> dict[str, Any]:
-    """The image root must be a directory this process can list; the reply never names it."""
+    """The image root must be a directory this process can list; the reply never names it.
+
+    Images in object storage are not probed here: a probe per health check
+    would be a request to the store each time, and a failing store shows in
+    the requests themselves (503) and in pyiip_remote_* metrics.
+    """
+    if service.resolver.remote is not None:
+        return {"ok": True, "source": "object storage, not probed"}
     root = service.resolver.root
     try:
         with os.scandir(root) as entries:
@@ -160,7 +167,11 @@ def _probe_memcached(server: tuple[str, int] | str) -> dict[str, Any]:
         if isinstance(server, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(MEMCACHED_PROBE_TIMEOUT)
-            sock.connect(server)
+            try:
+                sock.connect(server)
+            except OSError:
+                sock.close()
+                raise
         else:
             sock = socket.create_connection(server, timeout=MEMCACHED_PROBE_TIMEOUT)
         with sock:
@@ -314,7 +325,20 @@ def metrics(service: Service) -> Response:
         duration.append(("_sum", _labels(pid, kind=kind), m.seconds[kind]))
         duration.append(("_count", _labels(pid, kind=kind), running))
     lines += _family("pyiip_request_duration_seconds", "histogram", "Time from request to reply, by kind.", duration)
-    lines += cache_families(pid, service.cache.stats())
+    stats = dict(service.cache.stats())
+    remote = service.resolver.remote
+    if remote is not None:  # images in object storage: the disk block cache is one more tier
+        for key, count in remote.stats().items():
+            if key.startswith("block_cache_"):
+                stats["disk_" + key.removeprefix("block_cache_")] = count
+            elif key.startswith("remote_"):
+                lines += _family(
+                    f"pyiip_{key}_total",
+                    "counter",
+                    f"Object storage: {key.removeprefix('remote_').replace('_', ' ')}.",
+                    [("", _labels(pid), count)],
+                )
+    lines += cache_families(pid, stats)
     cpu, rss = _process_samples()
     lines += _family(
         "pyiip_process_start_time_seconds",
