@@ -47,11 +47,26 @@ run: $(STAMP)
 	$(BIN)/pyiip serve --root $(DATA) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Side-by-side benchmark against Debian's iipsrv (README, "Performance"). QUICK=1: 3 s runs, a smoke test.
+BENCH_SECONDS ?= 20
+BENCH_CONC    ?= 1 8 64
+BENCH_SOAK    ?= 600
+BENCH_STAMP   := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP)
+	scripts/system-packages.sh bench
+	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" \
+	  $(if $(QUICK),--quick,--seconds $(BENCH_SECONDS) --soak $(BENCH_SOAK))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor

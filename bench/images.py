@@ -1,0 +1,151 @@
+"""The benchmark images, made once and cached under bench/data/ (generation takes minutes).
+
+- ``rgb_jpeg.tif``: 10000 x 10000 RGB, 256 px tiles, JPEG Q90 (libvips writes Q >= 90 as RGB,
+  no chroma subsampling, as in the iipsrv baseline), a pyramid halving down to one tile.
+- ``rgb_deflate.tif``: the same pixels, deflate.
+- ``cube.tif``: an 8000 x 8000 float32 astronomy image (sky, noise, stars, galaxies), written by
+  ``pyiip convert`` uncompressed, with display cuts in SMin/SMaxSampleValue and the FITS header.
+- ``rgb_jpeg-1.tif``... : hard links to those files under other names (no disk space), so a URL
+  list can name many more distinct tiles than the caches of either server hold.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RGB_SIZE = 10000
+FLOAT_SIZE = 8000
+TILE = 256
+ALIASES = 9  # names per image: rgb_jpeg.tif, rgb_jpeg-1.tif ... rgb_jpeg-8.tif (hard links)
+IMAGES = ("rgb_jpeg.tif", "rgb_deflate.tif", "cube.tif")
+
+
+@dataclass(frozen=True, slots=True)
+class Pyramid:
+    """An image's identifier and its level sizes, full resolution first."""
+
+    name: str
+    levels: tuple[tuple[int, int], ...]
+    tile: int = TILE
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.levels[0]
+
+    def aliases(self, count: int) -> list[str]:
+        """The identifier and ``count - 1`` of its hard-linked aliases."""
+        stem, _, ext = self.name.rpartition(".")
+        return [self.name] + [f"{stem}-{k}.{ext}" for k in range(1, count)]
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _rgb_source(size: int):
+    """A colourful, textured RGB image built lazily by libvips, with sensor noise so JPEG has work to do."""
+    import pyvips
+
+    small = max(16, -(-size // 8))
+    xyz = pyvips.Image.xyz(small, small)
+    x, y = xyz[0], xyz[1]
+    k = 360.0 / small  # vips sin/cos take degrees
+    centre = ((x - small * 0.6) ** 2 + (y - small * 0.4) ** 2) ** 0.5
+    texture = pyvips.Image.perlin(small, small, cell_size=max(4, small // 32), seed=1)
+    r = (x * (3 * k)).sin() * 80 + 128 + texture * 50
+    g = (y * (2 * k)).cos() * 80 + 128 + (centre * (5 * k)).sin() * 40
+    b = (x + y) * (200.0 / (2 * small)) + 40 + texture * 40
+    base = r.bandjoin([g, b]).cast("uchar").resize(8, kernel="linear").crop(0, 0, size, size)
+    fine = pyvips.Image.perlin(size, size, cell_size=max(4, size // 1024), seed=2) * 30
+    noise = pyvips.Image.gaussnoise(size, size, sigma=1.5, mean=0, seed=3)
+    return (base + fine + noise).cast("uchar").copy(interpretation="srgb")
+
+
+def _save_pyramid(image, path: Path, compression: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    options = {"Q": 90} if compression == "jpeg" else {}
+    image.tiffsave(
+        str(partial),
+        tile=True,
+        pyramid=True,
+        tile_width=TILE,
+        tile_height=TILE,
+        compression=compression,
+        bigtiff=True,
+        **options,
+    )
+    os.replace(partial, path)
+
+
+def _make_rgb(directory: Path) -> None:
+    import pyvips
+
+    source = directory / ".rgb_source.v"
+    started = time.monotonic()
+    _log(f"making the {RGB_SIZE} x {RGB_SIZE} RGB source (a few minutes on a busy machine)")
+    _rgb_source(RGB_SIZE).write_to_file(str(source))
+    try:
+        image = pyvips.Image.new_from_file(str(source))
+        for name, compression in (("rgb_jpeg.tif", "jpeg"), ("rgb_deflate.tif", "deflate")):
+            if not (directory / name).exists():
+                _log(f"writing {name}")
+                _save_pyramid(image, directory / name, compression)
+    finally:
+        source.unlink(missing_ok=True)
+    _log(f"RGB pyramids made in {time.monotonic() - started:.0f} s")
+
+
+def _make_cube(directory: Path) -> None:
+    import numpy as np
+
+    # The demo's synthetic sky (Moffat stars, Sersic galaxies, a real WCS); private helpers of the
+    # same project, used for one band at the benchmark's size.
+    from pyiip.convert import convert
+    from pyiip.demo import _catalogue, _write_fits
+
+    started = time.monotonic()
+    fits = directory / ".cube_r.fits"
+    _log(f"making the {FLOAT_SIZE} x {FLOAT_SIZE} float32 cube")
+    try:
+        _write_fits(fits, FLOAT_SIZE, "r", _catalogue(FLOAT_SIZE, np.random.default_rng(20261123)), 1)
+        convert([fits], directory / "cube.tif", compression="none", progress=sys.stderr.isatty())
+    finally:
+        fits.unlink(missing_ok=True)
+    _log(f"cube made in {time.monotonic() - started:.0f} s")
+
+
+def levels_of(path: Path) -> tuple[tuple[int, int], ...]:
+    """(width, height) of each tiled page, largest first: the pyramid as both servers read it."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        sizes = [(p.imagewidth, p.imagelength) for p in tif.pages if p.is_tiled]
+    return tuple(sorted(sizes, reverse=True))
+
+
+def ensure(directory: Path) -> dict[str, Pyramid]:
+    """Make what is missing under ``directory`` and return the pyramids by file name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not all((directory / n).exists() for n in ("rgb_jpeg.tif", "rgb_deflate.tif")):
+        _make_rgb(directory)
+    if not (directory / "cube.tif").exists():
+        _make_cube(directory)
+    pyramids = {}
+    for name in IMAGES:
+        pyramid = Pyramid(name, levels_of(directory / name))
+        for link in pyramid.aliases(ALIASES)[1:]:
+            target = directory / link
+            if not target.exists() or not os.path.samefile(target, directory / name):
+                target.unlink(missing_ok=True)
+                os.link(directory / name, target)
+        pyramids[name] = pyramid
+    return pyramids
+
+
+if __name__ == "__main__":
+    for pyramid in ensure(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "data")).values():
+        print(pyramid.name, pyramid.levels)
