@@ -10,6 +10,7 @@ the level's libvips image, so only the requested rectangle reaches numpy.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,10 @@ TILE = 256
 # Levels at most this many pixels are kept decoded in memory once used, so
 # thumbnails and overview tiles do not recompute a chain of halvings.
 MATERIALIZE_PIXELS = 2048 * 2048
+# Decoded pixels the open non-pyramidal images of one process may keep between requests; past it the
+# least recently used give theirs back (and decode again when next asked), whatever the open-image LRU holds.
+DECODED_BUDGET = 512 * 1024 * 1024
+_RECENT: OrderedDict[int, VipsSource] = OrderedDict()
 
 _DTYPES = {
     "uchar": np.uint8,
@@ -77,8 +82,11 @@ class VipsSource:
             orientation = _field(header, "orientation")
             self._rotate = isinstance(orientation, int) and orientation > 1
             first = _prepare(header, self._rotate)
-            self._levels: list[_Level] = [_Level(self._level_info(first), lambda: first, first)]
+            self._levels: list[_Level] = [_Level(self._level_info(first), self._open, first)]
             self._add_native_levels()
+            self._native = len(self._levels)  # levels decoded from the file; the rest are computed
+            for entry in self._levels:
+                entry.image = None  # opened again on first read: only levels in use are held
             self._add_virtual_levels()
         except pyvips.Error as exc:
             raise SourceError("unsupported image type") from exc
@@ -153,7 +161,23 @@ class VipsSource:
         if level > 0 and not entry.in_memory and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
             entry.image = entry.image.copy_memory()
             entry.in_memory = True
+        _keep_within_budget(self)
         return entry.image
+
+    def decoded_bytes(self) -> int:
+        """Pixels this image may hold decoded: levels read from the file, and those kept in memory."""
+        item = self.info.channels * self.info.dtype.itemsize if hasattr(self, "info") else 4
+        return sum(
+            entry.info.width * entry.info.height * item
+            for index, entry in enumerate(self._levels)
+            if entry.image is not None and (index < self._native or entry.in_memory)
+        )
+
+    def release(self) -> None:
+        """Drop every decoded level; each is made again from the file when next read."""
+        for entry in self._levels:
+            entry.image = None
+            entry.in_memory = False
 
     def _build_info(self, first: pyvips.Image, header: pyvips.Image) -> ImageInfo:
         dtype = np.dtype(_DTYPES[first.format])
@@ -189,8 +213,20 @@ class VipsSource:
         return None  # no stored tiles: everything is encoded from pixels
 
     def close(self) -> None:
+        _RECENT.pop(id(self), None)
         for entry in self._levels:
             entry.image = None
+
+
+def _keep_within_budget(source: VipsSource) -> None:
+    """Mark ``source`` most recently used; release the least recently used others beyond DECODED_BUDGET."""
+    _RECENT[id(source)] = source
+    _RECENT.move_to_end(id(source))
+    total = sum(s.decoded_bytes() for s in _RECENT.values())
+    while total > DECODED_BUDGET and len(_RECENT) > 1:
+        _key, oldest = _RECENT.popitem(last=False)
+        total -= oldest.decoded_bytes()
+        oldest.release()
 
 
 class SingleLevelTiff:
