@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,12 +112,26 @@ http {{
             if self.process.stderr is not None:
                 self.process.stderr.close()
 
-    def log(self) -> list[Access]:
-        """The requests logged so far (nginx writes each line when its request ends)."""
+    def _settled_log(self, at_least: int) -> str:
+        """The log once it holds ``at_least`` lines and stops growing.
+
+        nginx writes a line after sending the reply, so a client can hold the
+        reply before its line is written.
+        """
+        deadline = time.monotonic() + 5.0
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = self.log_path.read_text() if self.log_path.exists() else ""
+            if again == text and text.count("\n") >= at_least:
+                break
+            text = again
+        return text
+
+    def log(self, at_least: int = 1) -> list[Access]:
+        """The requests logged so far (waiting up to 5 s for ``at_least`` of them)."""
         out = []
-        if not self.log_path.exists():
-            return out
-        for line in self.log_path.read_text().splitlines():
+        for line in self._settled_log(at_least).splitlines():
             method, path, status, rest = line.split(" ", 3)
             quoted = rest.split('"')  # ['', range, ' sent ', if-match, ' ', if-none-match, '']
             out.append(
