@@ -182,3 +182,25 @@ def test_encoder_settings_change_the_memcached_key(own_root):
     assert a.service.cache.digest(image, request) != b.service.cache.digest(image, request)
     assert a.service.cache.digest(image, request) == make_app(own_root).service.cache.digest(image, request)
     assert len(a.service.cache.digest(image, request)) < 250
+
+
+def test_rendezvous_placement_is_even_and_consistent():
+    """Keys spread evenly; dropping a server moves only its own keys (what a cluster needs)."""
+    from pyiip.cache import _hash_client_class
+
+    _client, hasher_class = _hash_client_class()
+    nodes = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]
+    ring = hasher_class()
+    for node in nodes:
+        ring.add_node(node)
+    keys = [f"pyiip:{i:032x}" for i in range(3000)]
+    placed = {key: ring.get_node(key) for key in keys}
+    for node in nodes:
+        assert 850 < list(placed.values()).count(node) < 1150
+    ring.remove_node(nodes[1])
+    moved = [key for key in keys if ring.get_node(key) != placed[key]]
+    assert all(placed[key] == nodes[1] for key in moved) and len(moved) == list(placed.values()).count(nodes[1])
+    reordered = hasher_class()
+    for node in reversed(nodes):
+        reordered.add_node(node)
+    assert all(reordered.get_node(key) == placed[key] for key in keys)
