@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,11 @@ from .config import Settings
 from .errors import BadRequest, Forbidden, NotFound
 
 MAX_IDENTIFIER = 1024
+# realpath costs tens of µs (an lstat per component): its result is reused
+# for a moment. What is reused was checked to lie inside the root and is
+# opened by its real path, so a symlink changed meanwhile cannot lead out.
+REALPATH_TTL = 2.0
+REALPATH_ENTRIES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +64,21 @@ class Resolver:
         from .remote import remote_store  # images in object storage, when REMOTE_URL_TEMPLATE or S3_BUCKET is set
 
         self.remote = remote_store(settings)
+        self._real: dict[str, tuple[str, float]] = {}
 
     def candidate(self, identifier: str) -> str:
         """The real path an identifier names, refusing anything outside the root."""
+        now = time.monotonic()
+        known = self._real.get(identifier)
+        if known is not None and known[1] > now:
+            return known[0]
+        real = self._check(identifier)
+        if len(self._real) >= REALPATH_ENTRIES:
+            self._real.clear()
+        self._real[identifier] = (real, now + REALPATH_TTL)
+        return real
+
+    def _check(self, identifier: str) -> str:
         if not identifier:
             raise BadRequest("no image given")
         if len(identifier) > MAX_IDENTIFIER:
