@@ -323,3 +323,7 @@ def test_display_parameters_in_the_identifier(ask) -> None:
     assert header(response, "Location") == "http://testhost/iiif/3/float.tif;CMP=jet/info.json"
     assert ask("/iiif/3/float.tif;GAM=x/info.json").status == 400
     assert ask("/iiif/3/nosuch.tif;CMP=jet/info.json").status == 404
+    assert ask("/iiif/3/float.tif;junk=1/info.json").status == 404  # no display key: no alias of the image
+    # The validator's random regions may start with ";": still a 400, not the image's base URI.
+    assert ask("/iiif/3/float.tif/;CMP=jet/max/0/default.jpg").status == 400
+    assert ask("/iiif/3/float.tif/;VME`I/max/0/default.jpg").status == 400

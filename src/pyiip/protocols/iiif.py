@@ -27,7 +27,7 @@ from ..images import OpenImage
 from ..model import ImageRequest
 from ..service import Service
 from . import iip
-from .display_query import display_from_query
+from .display_query import DISPLAY_KEYS, display_from_query
 from .iiif_info import FORMATS, QUALITIES, Limits, content_type, info_v2, info_v3, profile_uri
 from .tiling import grid_region
 
@@ -312,8 +312,9 @@ def open_image(service: Service, identifier: str) -> tuple[OpenImage, str]:
         return service.image(identifier), ""
     except NotFound:
         name, separator, display = identifier.partition(DISPLAY_SEPARATOR)
-        if not (separator and name and display):
-            raise
+        keys = {key for key, _value in iip.split_query(display)}
+        if not (separator and name) or name.endswith("/") or "/" in display or not keys & set(DISPLAY_KEYS):
+            raise  # a display suffix ends the identifier and names IIP display parameters
         return service.image(name), display
 
 
