@@ -257,6 +257,7 @@ def write_demo_data(directory: Path, *, size: int = 8192, progress: bool = True)
     for seed, (band, path) in enumerate(iterator):
         _write_fits(path, size, band, sky, seed)
     cube, rgb = directory / "cube.tif", directory / "rgb.tif"
-    convert(bands, cube, progress=progress)
+    # Uncompressed: noise-dominated floats shrink little, and raw tiles cost no decoding to serve.
+    convert(bands, cube, compression="none", progress=progress)
     _write_rgb(rgb, size, progress)
     return [cube, rgb, *bands]
