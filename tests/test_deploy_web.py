@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -88,13 +89,18 @@ def test_lighttpd_health_and_metrics(lighttpd):
 
 
 def test_lighttpd_respawns_a_killed_process_under_load(lighttpd):
-    """As many clients as processes: lighttpd gives each process one request at a time.
+    """lighttpd gives each process its own socket and may send it several requests: those fail with it.
 
-    (With more, lighttpd queues requests on each process's own socket, and
-    those queued on the killed one fail with it: 2 failures with 4 clients.)
+    Every failure must be a request lighttpd had sent to the killed process
+    ("response not received, request sent ... on socket" of that process in
+    its log), none one of the surviving process's.
     """
-    base, processes, _ = lighttpd
-    load_and_kill(base, processes, clients=2)
+    base, processes, directory = lighttpd
+    log = directory / "error.log"
+    before = log.read_text().count("response not received")
+    failed = load_and_kill(base, processes, clients=4, in_flight=4)
+    lost = re.findall(r"response not received, request sent: \d+ on socket: (\S+)", log.read_text())[before:]
+    assert len(lost) == len(failed) and len(set(lost)) <= 1, (failed, lost)
 
 
 # --- nginx + spawn-fcgi ---------------------------------------------------------------------------
