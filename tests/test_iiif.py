@@ -193,11 +193,12 @@ def test_status_codes(ask, path: str, status: int) -> None:
 
 
 def test_no_upscaling_without_caret_in_v3(ask) -> None:
-    """The four sizes of the validator's size_noup that exceed the image are 400; !w,h is not an upscale."""
+    """The sizes of the validator's size_noup: all 400 without ^, and allowed with it."""
     base = "/iiif/3/rgb.tif/full/{}/0/default.jpg"
-    for size in ("1500,1500", ",1500", "1500,", "pct:200"):
+    for size in ("1500,1500", ",1500", "1500,", "pct:200", "!2000,3000"):
         assert ask(base.format(size)).status == 400, size
-    assert pixels(ask(base.format("!2000,3000"))).shape == (900, 1100, 3)
+    assert pixels(ask(base.format("^!2000,3000"))).shape == (1636, 2000, 3)
+    assert pixels(ask(base.format("!1100,1000"))).shape == (900, 1100, 3)  # fits the region exactly
 
 
 @pytest.mark.parametrize(

@@ -30,14 +30,6 @@ EXPECTED_FAILURES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "format_jp2": (("2.0", "3.0"), _URLOPEN, "1.0.5 calls the Python 2 urllib.urlopen: fails on any server"),
     "format_pdf": (("2.0", "3.0"), _URLOPEN, "1.0.5 calls the Python 2 urllib.urlopen: fails on any server"),
     "format_webp": (("2.0", "3.0"), _URLOPEN, "1.0.5 calls the Python 2 urllib.urlopen (webp is served: tested here)"),
-    "size_noup": (
-        ("3.0",),
-        "ValidatorError.__init__() missing",
-        "expects 400 for !2000,3000 on the 1000 px image, but IIIF 3.0 section 4.2 defines !w,h as never larger"
-        " than the region, so it is a valid request answered with the 1000x1000 image (the other four sizes of"
-        " the test do get 400, checked in test_iiif.py); its failure path raises ValidatorError() without"
-        " arguments (reference section 1.7 item 4)",
-    ),
     "size_up": (
         ("3.0",),
         "/full/^max/0/default.jpg']\n  got: (3000, 3000)\n  expected: (1000, 1000)",
@@ -119,12 +111,12 @@ def test_validator(reports, run) -> None:
 
 
 def test_validator_counts_at_level_2(reports) -> None:
-    """At level 2 every test passes but 3.0's size_noup (a validator defect, see EXPECTED_FAILURES)."""
+    """At level 2 every test passes, for both versions."""
     for (prefix, identifier, _version, level), (results, report) in reports.items():
         if level != 2:
             continue
         failed = [name for name, outcome in results.items() if outcome == "FAIL"]
-        assert failed in ([], ["size_noup"]), (prefix, identifier, report)
+        assert failed == [], (prefix, identifier, report)
 
 
 def test_validator_sees_cors_and_redirect(validator_server: str) -> None:

@@ -180,8 +180,13 @@ def output_size(
         width, height = spec.width, spec.height
     else:  # "fit": !w,h keeps the aspect ratio inside the box
         scale = min(spec.width / rw, spec.height / rh)
+        if scale > 1 and version >= 3 and not spec.upscale:
+            # The official validator (size_noup) and the IIIF reference server answer 400
+            # here rather than clamping to the region: a box larger than the region asks
+            # for an enlargement, which IIIF 3 allows only with ^.
+            raise BadRequest("upscaling needs the ^ size prefix in IIIF 3")
         if not (spec.upscale or (version < 3 and allow_upscaling)):
-            scale = min(scale, 1.0)  # v3 !w,h never enlarges; v2 may (sizeAboveFull)
+            scale = min(scale, 1.0)  # v2 without sizeAboveFull never enlarges
         width = min(spec.width, max(1, round(rw * scale)))
         height = min(spec.height, max(1, round(rh * scale)))
     if width < 1 or height < 1:
