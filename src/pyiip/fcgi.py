@@ -18,11 +18,11 @@ import socket
 import stat
 import sys
 
-from flup.server.fcgi_base import Connection
 from flup.server.fcgi_single import WSGIServer
 
 from . import config, log
 from .app import Application
+from .fcgi_io import BufferedConnection
 from .workers import supervise
 
 LISTEN_FD_START = 3
@@ -47,7 +47,7 @@ def _listening_socket(bind: str, backlog: int, mode: int | None) -> socket.socke
     return sock
 
 
-class _Connection(Connection):
+class _Connection(BufferedConnection):
     """flup's connection, ending a kept-alive one (FCGI_KEEP_CONN) between requests once SIGTERM came.
 
     flup stops accepting on SIGTERM but keeps serving a connection the web
