@@ -41,6 +41,7 @@ class Settings:
     copyright: str = ""
     codec_passthrough: bool = True
     max_request_memory: int = 1024
+    max_process_memory: int = 0  # MB of address space per process (RLIMIT_AS), 0 for none
     # Images in object storage (remote.py, block_cache.py).
     remote_url_template: str = ""
     s3_bucket: str = ""
@@ -110,6 +111,7 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "COPYRIGHT": ("copyright", str),
     "CODEC_PASSTHROUGH": ("codec_passthrough", _bool),
     "MAX_REQUEST_MEMORY": ("max_request_memory", _int),
+    "MAX_PROCESS_MEMORY": ("max_process_memory", _int),
     "REMOTE_URL_TEMPLATE": ("remote_url_template", str),
     "S3_BUCKET": ("s3_bucket", str),
     "S3_PREFIX": ("s3_prefix", str),
@@ -163,6 +165,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"INTERPOLATION must be 0 or 1, got {settings.interpolation}")
     if settings.max_request_memory <= 0:
         raise ConfigError("MAX_REQUEST_MEMORY must be a positive number of MB")
+    if settings.max_process_memory and settings.max_process_memory < settings.max_request_memory + 512:
+        # libvips and glibc reserve address space per thread: below this, ordinary requests would fail.
+        raise ConfigError("MAX_PROCESS_MEMORY must be 0 (no limit) or at least MAX_REQUEST_MEMORY + 512 MB")
     if settings.cors and any(c in settings.cors for c in "\r\n"):
         raise ConfigError("CORS must be a single header value")
     return _replace(settings, fixes)

@@ -20,7 +20,7 @@ import sys
 
 from flup.server.fcgi_single import WSGIServer
 
-from . import config, log
+from . import config, limits, log
 from .app import Application
 from .fcgi_io import BufferedConnection
 from .workers import supervise
@@ -116,6 +116,7 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     # flup handles HUP while serving and puts back this disposition between runs: a HUP
     # during start-up or a reload then changes nothing, instead of killing the process.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    limits.apply(settings)
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
     server = WSGIServer(app, bindAddress=None, debug=False)
@@ -124,6 +125,7 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
         try:
             app.reload(config.load())
             log.setup(app.settings)
+            limits.apply(app.settings)
             logger.warning("SIGHUP: caches emptied, settings reloaded")
         except config.ConfigError as exc:
             app.service.clear()

@@ -16,7 +16,7 @@ from .byte_source import ByteSource
 from .errors import SourceError
 from .resolver import Resolved, Resolver
 from .source import ImageInfo, ImageSource
-from .tiff_source import TiffSource
+from .tiff_source import TiffSource, UnsupportedCodec
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -46,16 +46,32 @@ def open_source(path: str | ByteSource) -> ImageSource:
             magic = handle.read(4)
     except OSError as exc:
         raise SourceError("image cannot be read") from exc
+    tiff_error: SourceError | None = None
     if magic in _TIFF_MAGIC:
         try:
             return _reduced_levels(TiffSource(path), path)
-        except SourceError:
+        except UnsupportedCodec:
+            raise
+        except SourceError as exc:
             if _flat_reader() is None:
                 raise
+            tiff_error = exc
     reader = _flat_reader()
     if reader is None:
         raise SourceError("unsupported image type")
-    return reader(path)
+    try:
+        source = reader(path)
+        if tiff_error is not None:
+            try:
+                source.read(0, 0, 0, 1, 1)  # libvips opens lazily: make sure it can decode this TIFF
+            except SourceError:
+                source.close()
+                raise
+        return source
+    except SourceError:
+        if tiff_error is not None:
+            raise tiff_error from None  # a broken TIFF: say what the TIFF reader found wrong
+        raise
 
 
 def _open_bytes(data: ByteSource) -> ImageSource:
@@ -102,16 +118,38 @@ def _flat_reader():
     return VipsSource
 
 
+# Pixels read, at most, to compute a default display range at open time.
+MINMAX_SAMPLE_PIXELS = 1 << 20
+
+
+def _minmax_sample(source: ImageSource) -> np.ndarray:
+    """The smallest level whole, or when it is large (a single-level image) a grid of windows over it.
+
+    Bounded whatever the file says, so opening an image never reads a whole
+    gigapixel level into memory.
+    """
+    info = source.info
+    # Computed levels (libvips halvings of a single-level TIFF) would read all of level 0: sample it instead.
+    level = min(len(info.levels), getattr(source, "direct_levels", len(info.levels))) - 1
+    small = info.levels[level]
+    if small.width * small.height <= MINMAX_SAMPLE_PIXELS:
+        return source.read(level, 0, 0, small.width, small.height).reshape(-1, info.channels)
+    grid = 8
+    side = int((MINMAX_SAMPLE_PIXELS // (grid * grid)) ** 0.5)
+    ws, hs = min(small.width, side), min(small.height, side)
+    xs = sorted({(small.width - ws) * i // (grid - 1) for i in range(grid)})
+    ys = sorted({(small.height - hs) * j // (grid - 1) for j in range(grid)})
+    windows = [source.read(level, x, y, ws, hs).reshape(-1, info.channels) for y in ys for x in xs]
+    return np.concatenate(windows)
+
+
 def default_minmax(source: ImageSource) -> np.ndarray:
     """Per-channel display range: TIFF tags, the type's range, or computed once from the smallest level."""
     info = source.info
     minmax = process.default_minmax(info.dtype, info.channels, info.smin, info.smax)
     missing = np.isnan(minmax)
     if missing.any():
-        level = len(info.levels) - 1
-        small = info.levels[level]
-        data = source.read(level, 0, 0, small.width, small.height).astype(np.float64)
-        data = data.reshape(-1, info.channels)
+        data = _minmax_sample(source).astype(np.float64).reshape(-1, info.channels)
         finite = np.where(np.isfinite(data), data, np.nan)
         with np.errstate(all="ignore"):
             low = np.nanmin(finite, axis=0) if finite.size else np.zeros(info.channels)

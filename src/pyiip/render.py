@@ -16,9 +16,10 @@ import pyvips
 from . import process
 from .config import Settings
 from .encode import MIME, encode
-from .errors import BadRequest, TooLarge
+from .errors import BadRequest, HTTPError, TooLarge
 from .images import OpenImage
 from .model import ImageRequest, Region
+from .source import ImageInfo
 
 _VIPS_FORMAT = {
     np.dtype(np.uint8): "uchar",
@@ -142,6 +143,69 @@ def _color(pixels: np.ndarray, color: str) -> np.ndarray:
     return pixels
 
 
+# The largest side each encoder can write (MAX_CVT=-1 or a scroll image can ask for more).
+_MAX_SIDE = {"jpg": 65500, "webp": 16383, "gif": 65535, "png": (1 << 31) - 1, "tif": (1 << 31) - 1}
+
+
+def rotated_size(width: int, height: int, rotation: float) -> tuple[int, int]:
+    """Output size after a clockwise rotation: swapped by 90 and 270, the bounding box otherwise."""
+    if rotation % 180 == 0:
+        return width, height
+    if rotation % 90 == 0:
+        return height, width
+    angle = math.radians(rotation)
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
+    return math.ceil(width * cos + height * sin), math.ceil(width * sin + height * cos)
+
+
+# How libvips, libjpeg, libpng, libwebp and imagecodecs word a failed allocation.
+_OUT_OF_MEMORY = ("out of memory", "out_of_memory", "cannot allocate", "memory allocation failed")
+# Encoder working memory per output pixel (measured on RGB; GIF quantises through libvips).
+_ENCODE_BYTES = {"jpg": 4, "png": 9, "webp": 20, "tif": 6, "gif": 32}
+
+
+def read_overhead(source: object, level: int, w: int, h: int) -> int:
+    """Bytes a source needs beyond the (h, w, c) array it returns (decoded tiles, decode buffers)."""
+    method = getattr(source, "read_overhead", None)
+    return int(method(level, w, h)) if method is not None else w * h * 8
+
+
+def memory_estimate(info: ImageInfo, chosen: Plan, request: ImageRequest, overhead: int) -> int:
+    """Peak bytes of one render: the largest stage, each counted with the arrays it holds.
+
+    Coefficients are measured (peak RSS of real requests, tests/test_limits.py
+    checks they stay above it): resampling holds the read pixels, a contiguous
+    copy and libvips' result twice; the display pipeline works in float
+    planes; orientation and the encoders hold a few RGBA copies of the output.
+    """
+    channels, item = info.channels, info.dtype.itemsize
+    out_w, out_h = request.size
+    out_px = out_w * out_h
+    raw = chosen.w * chosen.h * channels * item
+    work_item = item if info.dtype in _VIPS_FORMAT else 4
+    resized = out_px * channels * work_item
+    stages = [raw + overhead]
+    if (chosen.w, chosen.h) != (out_w, out_h):
+        stages.append(2 * raw + 3 * resized)
+    display = request.display
+    if process.needs_processing(info.dtype, display):
+        rows = len(display.twist) if display.twist else 0
+        planes = min(3, channels) + (2 if rows > 3 or channels > 3 else 0)
+        stages.append(resized + out_px * (16 + 8 * planes))
+    post = min(channels, 4)  # the processed uint8 pixels
+    if request.color in ("gray", "bitonal") and channels >= 3:
+        post += 28  # integer luma in uint32 temporaries
+    turned = 1
+    if request.rotation % 90:
+        turned = 2  # an arbitrary angle enlarges the canvas up to twice, with an alpha band
+        post += 24
+    elif request.rotation or request.mirror:
+        post += 4  # the contiguous copy the encoder makes of a rotated view
+    post += _ENCODE_BYTES.get(request.format, 32) * turned
+    stages.append(out_px * post)
+    return max(stages)
+
+
 class Renderer:
     """Renders image requests under the settings' limits."""
 
@@ -181,6 +245,11 @@ class Renderer:
             return None
         return image.source.stored_jpeg(region.level, col, row)
 
+    @property
+    def budget(self) -> int:
+        """MAX_REQUEST_MEMORY in bytes."""
+        return self.settings.max_request_memory * 1024 * 1024
+
     def check_limits(self, image: OpenImage, request: ImageRequest, chosen: Plan) -> None:
         """Refuse, before reading a pixel, what would exceed the per-request memory budget.
 
@@ -190,10 +259,19 @@ class Renderer:
         out_w, out_h = request.size
         if out_w <= 0 or out_h <= 0:
             raise BadRequest("output size must be positive")
+        side = _MAX_SIDE.get(request.format)
+        if side is not None and max(rotated_size(out_w, out_h, request.rotation)) > side:
+            raise BadRequest(f"{request.format.upper()} images are at most {side} pixels a side")
+        overhead = read_overhead(image.source, chosen.level, chosen.w, chosen.h)
+        if memory_estimate(image.info, chosen, request, overhead) > self.budget:
+            raise TooLarge("request needs more memory than MAX_REQUEST_MEMORY allows")
+
+    def check_read(self, image: OpenImage, level: int, w: int, h: int, per_value: int = 0) -> None:
+        """The budget check of a raw read (PFL): the pixels, the reader's working memory, ``per_value`` bytes each."""
         info = image.info
-        itemsize = max(info.dtype.itemsize, 4)
-        needed = chosen.w * chosen.h * info.channels * itemsize * 2 + out_w * out_h * 4 * 3
-        if needed > self.settings.max_request_memory * 1024 * 1024:
+        values = w * h * info.channels
+        needed = values * (info.dtype.itemsize + per_value) + read_overhead(image.source, level, w, h)
+        if needed > self.budget:
             raise TooLarge("request needs more memory than MAX_REQUEST_MEMORY allows")
 
     def render(self, image: OpenImage, request: ImageRequest) -> Rendered:
@@ -202,12 +280,20 @@ class Renderer:
             return Rendered(stored, MIME["jpg"])
         chosen = plan(image, request.region, request.size)
         self.check_limits(image, request, chosen)
-        pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
-        out_w, out_h = request.size
-        pixels = _resize(pixels, out_w, out_h, nearest=self.settings.interpolation == 0)
-        if process.needs_processing(pixels.dtype, request.display):
-            pixels = process.apply_display(pixels, image.minmax, request.display)
-        pixels = _color(pixels, request.color)
-        pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)
-        body = encode(pixels, request.format, self.quality(request), png_level=self.settings.png_quality)
+        try:
+            pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
+            out_w, out_h = request.size
+            pixels = _resize(pixels, out_w, out_h, nearest=self.settings.interpolation == 0)
+            if process.needs_processing(pixels.dtype, request.display):
+                pixels = process.apply_display(pixels, image.minmax, request.display)
+            pixels = _color(pixels, request.color)
+            pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)
+            body = encode(pixels, request.format, self.quality(request), png_level=self.settings.png_quality)
+        except (HTTPError, MemoryError):
+            raise
+        except Exception as exc:
+            # libvips and the codecs report a failed allocation (MAX_PROCESS_MEMORY) in their own errors.
+            if any(sign in str(exc).lower() for sign in _OUT_OF_MEMORY):
+                raise MemoryError(str(exc)) from exc
+            raise
         return Rendered(body, MIME[request.format])

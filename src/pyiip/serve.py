@@ -14,7 +14,7 @@ import socket
 import sys
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from . import config, log
+from . import config, limits, log
 from .app import Application
 
 
@@ -43,6 +43,7 @@ def _worker(server: _Server) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     settings = config.load()
     log.setup(settings)
+    limits.apply(settings)
     server.set_app(Application(settings))
     server.timeout = 0.5  # handle_request returns at least this often to look at the flag
     # All workers wake up for each connection; a losing accept() must fail (EAGAIN), not

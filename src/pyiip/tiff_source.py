@@ -19,6 +19,11 @@ from .errors import SourceError
 from .source import ImageInfo, LevelInfo
 
 JPEG = 7
+# A pyramid halves at each level, so 64 levels cover any TIFF size; later pages are not looked at.
+MAX_PAGES = 64
+# Largest tile decoded at once, in bytes (tiles are usually 256 x 256): absurd tile sizes are refused.
+MAX_TILE_BYTES = 1 << 28
+_MAX_COUNT = 1 << 28  # larger stored tiles are treated as missing
 _METADATA_TAGS = {
     270: "description",
     315: "artist",
@@ -32,6 +37,10 @@ _METADATA_TAGS = {
 }
 
 
+class UnsupportedCodec(SourceError):
+    """Tiles compressed with a codec imagecodecs lacks (libvips would show them black: not tried)."""
+
+
 @dataclass(slots=True)
 class _Level:
     info: LevelInfo
@@ -40,6 +49,7 @@ class _Level:
     counts: tuple[int, ...]
     planes: int  # separate sample planes (1 when contiguous)
     jpegtables: bytes | None
+    max_count: int  # the largest stored tile, in bytes (what one read may pread)
 
 
 def _tag(page: tifffile.TiffPage, code: int):
@@ -100,9 +110,13 @@ class TiffSource:
             raise SourceError("image is not tiled")
         candidates = [first]
         if first.subifds:
-            candidates += [p for p in first.pages if isinstance(p, tifffile.TiffPage)]
+            candidates += [p for p in first.pages[:MAX_PAGES] if isinstance(p, tifffile.TiffPage)]
         else:
-            candidates += [pages[i] for i in range(1, len(pages))]
+            for index in range(1, MAX_PAGES):  # not len(pages): it walks every IFD of the chain
+                try:
+                    candidates.append(pages[index])
+                except IndexError:
+                    break
         levels: list[_Level] = []
         for page in candidates:
             if not isinstance(page, tifffile.TiffPage) or not page.is_tiled:
@@ -120,6 +134,12 @@ class TiffSource:
         tw, th = int(page.tilewidth), int(page.tilelength)
         if width <= 0 or height <= 0 or tw <= 0 or th <= 0 or tw % 16 or th % 16:
             raise SourceError("invalid TIFF geometry")
+        if page.dtype is None or page.samplesperpixel < 1:
+            raise SourceError("unsupported TIFF sample format")
+        if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+            raise UnsupportedCodec(f"unsupported TIFF compression {int(page.compression)}")
+        if tw * th * page.samplesperpixel * page.dtype.itemsize > MAX_TILE_BYTES:
+            raise SourceError("TIFF tiles are too large")
         planes = page.samplesperpixel if page.planarconfig == 2 else 1
         info = LevelInfo(width, height, tw, th)
         needed = info.tiles_across * info.tiles_down * planes
@@ -127,7 +147,8 @@ class TiffSource:
         if len(offsets) < needed or len(counts) < needed:
             raise SourceError("TIFF tile tables are incomplete")
         page.decode  # noqa: B018 - build the decoder now, so a bad codec fails here
-        return _Level(info, page, offsets, counts, planes, page.jpegtables)
+        largest = max(counts[:needed], default=0)
+        return _Level(info, page, offsets, counts, planes, page.jpegtables, min(int(largest), _MAX_COUNT))
 
     def _build_info(self) -> ImageInfo:
         first = self._levels[0].page
@@ -159,9 +180,19 @@ class TiffSource:
             resolution=resolution,
         )
 
+    def read_overhead(self, level: int, w: int, h: int) -> int:
+        """Memory a read needs besides its result, for the request budget (render.memory_estimate).
+
+        One tile at a time: its stored bytes, the decoded tile, and a padded or
+        concatenated copy; plus the tile itself when the result is a view of it.
+        """
+        lv = self._levels[level]
+        tile = lv.info.tile_width * lv.info.tile_height * self.info.channels * self.info.dtype.itemsize
+        return lv.max_count + 3 * tile
+
     def _raw(self, level: _Level, index: int) -> bytes:
         count = level.counts[index]
-        if count <= 0 or count > 1 << 28:
+        if count <= 0 or count > _MAX_COUNT:
             return b""
         data = self._bytes.pread(count, level.offsets[index])
         if len(data) != count:

@@ -10,6 +10,7 @@ the level's libvips image, so only the requested rectangle reaches numpy.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -41,6 +42,25 @@ _DTYPES = {
 }
 # Interpretations whose pixels are not what a viewer shows: convert once, lazily.
 _TO_SRGB = ("cmyk", "lab", "labq", "labs", "lch", "cmc", "xyz", "yxy", "hsv")  # not scrgb: float data stays numbers
+# Loaders that read any region without decoding the whole image first.
+_PARTIAL_LOADERS = ("tiffload", "jp2kload", "vipsload", "openslideload")
+
+
+def _disc_threshold() -> int:
+    """libvips' VIPS_DISC_THRESHOLD (default 100 MB): larger full decodes go to a temporary file."""
+    text = os.environ.get("VIPS_DISC_THRESHOLD", "").strip().lower()
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    try:
+        if text and text[-1] == "b":
+            text = text[:-1]
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text) if text else 100 << 20
+    except ValueError:
+        return 100 << 20
+
+
+DISC_THRESHOLD = _disc_threshold()
 _METADATA = {"image-description": "description", "exif-ifd0-Copyright": "copyright", "exif-ifd0-Artist": "artist"}
 
 
@@ -50,6 +70,7 @@ class _Level:
     make: Callable[[], pyvips.Image]
     image: pyvips.Image | None = None
     in_memory: bool = False
+    virtual: bool = False  # computed from the level above, not decoded from the file
 
 
 def _prepare(image: pyvips.Image, rotate: bool) -> pyvips.Image:
@@ -143,7 +164,11 @@ class VipsSource:
             prev = self._levels[above].info
             w, h = max(1, prev.width // 2), max(1, prev.height // 2)
             self._levels.append(
-                _Level(LevelInfo(w, h, self.tile, self.tile_height), lambda a=above, w=w, h=h: self._halve(a, w, h))
+                _Level(
+                    LevelInfo(w, h, self.tile, self.tile_height),
+                    lambda a=above, w=w, h=h: self._halve(a, w, h),
+                    virtual=True,
+                )
             )
 
     def _halve(self, above: int, width: int, height: int) -> pyvips.Image:
@@ -200,14 +225,37 @@ class VipsSource:
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Decode only the rectangle (libvips reads or computes just what the crop covers)."""
-        image = self._image(level)
         try:
-            pixels = image.crop(x, y, w, h).numpy()
+            pixels = self._image(level).crop(x, y, w, h).numpy()
         except pyvips.Error as exc:
             raise SourceError("image cannot be decoded") from exc
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         return pixels
+
+    def read_overhead(self, level: int, w: int, h: int) -> int:
+        """Memory a read needs besides its result, for the request budget (render.memory_estimate).
+
+        libvips' result is copied into numpy; levels small enough are decoded
+        once and kept; a loader without random access (JPEG, PNG, WebP...)
+        decodes its whole level first, in memory up to libvips' disc threshold.
+        """
+        bands, item = self.info.channels, self.info.dtype.itemsize
+        cost = w * h * bands * item
+        index = level
+        while index >= 0:
+            entry = self._levels[index]
+            if entry.in_memory:
+                break
+            size = entry.info.width * entry.info.height * bands * item
+            if index > 0 and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
+                cost += size
+            if not entry.virtual:
+                if not self._loader.startswith(_PARTIAL_LOADERS):
+                    cost += min(size, DISC_THRESHOLD)
+                break
+            index -= 1
+        return cost
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
         return None  # no stored tiles: everything is encoded from pixels
@@ -239,6 +287,8 @@ class SingleLevelTiff:
     one tile size for every level.
     """
 
+    direct_levels = 1  # levels read from the file; the others are computed from level 0
+
     def __init__(self, base: ImageSource, path: str) -> None:
         self.base = base
         tw, th = base.info.tile_size
@@ -253,6 +303,11 @@ class SingleLevelTiff:
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
         return self.base.stored_jpeg(level, col, row) if level == 0 else None
+
+    def read_overhead(self, level: int, w: int, h: int) -> int:
+        source = self.base if level == 0 else self.halvings
+        method = getattr(source, "read_overhead", None)
+        return method(level, w, h) if method is not None else w * h * 8
 
     def close(self) -> None:
         self.base.close()

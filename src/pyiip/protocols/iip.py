@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, TooLarge
 from ..http import Request, Response
 from ..images import OpenImage
 from ..model import COLORMAPS, Display, ImageRequest, Region
@@ -28,6 +28,8 @@ OPT_COMMANDS = "CVT CNT QLT JTL JTLS PTL TIL WID HEI RGN ROT MINMAX SHD CMP INV 
 OPT_OBJECTS = "Horizontal-views Vertical-views Tile-size Bits-per-channel Min-Max-sample-values Resolutions"
 CVT_FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif"}
 MAX_TWIST = 16
+# Memory per profile value on its way to JSON (a Python float, its text, the joined reply).
+_PFL_BYTES_PER_VALUE = 128
 
 # Handlers of the other protocols reachable through the query string
 # (IIIF=, DeepZoom=, Zoomify=), registered by their modules.
@@ -145,6 +147,7 @@ class Session:
     mirror: bool = False
     quality: int | None = None
     color: str = "default"
+    layers: int = 0
     protocol_line: bool = False
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -247,7 +250,16 @@ def _col(s: Session, value: str) -> None:
 
 
 def _ignored(s: Session, value: str) -> None:
-    """SDS, LYR: views and quality layers do not apply to single TIFF images."""
+    """SDS: views do not apply to single TIFF images."""
+
+
+def _lyr(s: Session, value: str) -> None:
+    """JPEG 2000 quality layers: checked, and capped by MAX_LAYERS as iipsrv does; TIFF pixels have none."""
+    layers = _integer("lyr", value)
+    if layers < 0:
+        raise BadRequest("LYR needs a number of layers, 0 or more")
+    limit = s.service.settings.max_layers
+    s.layers = min(layers, limit) if limit > 0 else layers
 
 
 # ---------------------------------------------------------------- metadata
@@ -460,12 +472,15 @@ def _til(s: Session, value: str) -> Response | None:
     if (x1 - x0 + 1) * (y1 - y0 + 1) > 1024:
         raise BadRequest("TIL spans too many tiles")
     body = bytearray()
+    budget = s.service.settings.max_request_memory * 1024 * 1024
     for x in range(x0, x1 + 1):
         for y in range(y0, y1 + 1):
             index = y * across + x
             request = ImageRequest(region=_tile_region(image, res, index), size=(0, 0))
             request = replace(request, size=(request.region.w, request.region.h))
             data = s.service.render(image, request).body
+            if len(body) + len(data) > budget // 2:  # the reply is copied once more on its way out
+                raise TooLarge("TIL reply would need more memory than MAX_REQUEST_MEMORY allows")
             body += f"Tile,{res},{index},0/{len(data) + 8}:".encode()
             body += b"\x02\x00\x00\x00\x00\x11\x00\x00" + data + b"\r\n"
     return s.image_response(bytes(body), NETFPX)
@@ -538,6 +553,9 @@ def _pfl(s: Session, value: str) -> Response | None:
         if not (0 <= x <= lv.width and 0 <= y <= lv.height):
             raise BadRequest("PFL coordinates outside the image")
     x1, y1 = min(x1, lv.width - 1), min(y1, lv.height - 1)
+    w = min(x2, lv.width) - x1 if x2 > x1 else 1
+    h = min(y2, lv.height) - y1 if x2 <= x1 and y2 > y1 else 1
+    s.service.renderer.check_read(image, level, w, h, per_value=_PFL_BYTES_PER_VALUE)
     if x2 > x1:
         data = image.source.read(level, x1, y1, min(x2, lv.width) - x1, 1)
     elif y2 > y1:
@@ -571,7 +589,7 @@ SETTINGS: dict[str, Callable[[Session, str], None]] = {
     "qlt": _qlt,
     "col": _col,
     "sds": _ignored,
-    "lyr": _ignored,
+    "lyr": _lyr,
 }
 OUTPUTS: dict[str, Callable[[Session, str], Response | None]] = {
     "jtl": _jtl_like("jpg"),
