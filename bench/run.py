@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -534,11 +535,38 @@ def parse_wrk(output: str) -> dict:
     raise ValueError(f"no result line in wrk output:\n{output[-2000:]}")
 
 
-def wrk_command(base: str, urls: Path, conc: int, seconds: float, once: bool = False) -> list[str]:
+def wrk_command(base: str, urls: Path, conc: int, seconds: float) -> list[str]:
     threads = min(2, conc)
     command = ["wrk", "-t", str(threads), "-c", str(conc), "-d", f"{seconds:g}s", "--timeout", "10s"]
-    command += ["-s", str(LUA), base, "--", str(urls), str(threads)]
-    return [*command, "once"] if once else command
+    return [*command, "-s", str(LUA), base, "--", str(urls), str(threads)]
+
+
+def fetch_all(port: int, urls: Sequence[str], workers: int = 8) -> int:
+    """Ask for every URL once, ``workers`` at a time, on kept-alive connections; the number not 200."""
+    chunks = [urls[k::workers] for k in range(workers)]
+    failed = [0] * workers
+
+    def worker(k: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for url in chunks[k]:
+                try:
+                    connection.request("GET", url)
+                    reply = connection.getresponse()
+                    reply.read()
+                    failed[k] += reply.status != 200
+                except (OSError, http.client.HTTPException):
+                    failed[k] += 1
+                    connection.close()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(failed)
 
 
 def run_wrk(command: list[str], timeout: float) -> tuple[dict, float]:
@@ -620,7 +648,7 @@ def ratios(runs: Sequence[dict], scenarios: Sequence[Scenario]) -> list[dict]:
             for conc in sorted({r["conc"] for r in runs if r["scenario"] == scenario.name}):
                 mine, theirs = table.get((scenario.name, "pyiip", conc)), table.get((scenario.name, reference, conc))
                 if mine and theirs:
-                    ratio = mine["rps"] / theirs["rps"] if theirs["rps"] else math.inf
+                    ratio = mine["rps"] / theirs["rps"] if theirs["rps"] else None  # no reply at all: no ratio
                     out.append({"scenario": scenario.name, "reference": reference, "conc": conc, "ratio": ratio})
     return out
 
@@ -639,13 +667,18 @@ def targets(runs: Sequence[dict], scenarios: Sequence[Scenario], conc: int = 8) 
                 **entry,
                 "need": scenario.target,
                 "errors": errors,
-                "ok": entry["ratio"] >= scenario.target and errors == 0,
+                "ok": entry["ratio"] is not None
+                and entry["ratio"] >= scenario.target
+                and errors == 0
+                and table[(scenario.name, "pyiip", conc)]["rps"] > 0,
             }
         )
     return out
 
 
-def _num(value: float) -> str:
+def _num(value: float | None) -> str:
+    if value is None:
+        return "n/a"
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
@@ -713,9 +746,10 @@ def plot(runs: Sequence[dict], scenarios: Sequence[Scenario], path: Path, title:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     shown = [s for s in scenarios if any(r["scenario"] == s.name for r in runs)]
-    cols = 4
+    cols = max(1, min(4, len(shown)))
     rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     colours = {"iipsrv": "tab:blue", "iipsrv-omp1": "tab:green", "pyiip": "tab:orange"}
@@ -734,6 +768,9 @@ def plot(runs: Sequence[dict], scenarios: Sequence[Scenario], path: Path, title:
         ax.set_xticks(concs, [str(c) for c in concs])
         ax.set_ylim(bottom=0)
         right.set_yscale("log")
+        right.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        right.yaxis.set_major_formatter(ScalarFormatter())
+        right.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(scenario.title, fontsize=9)
         ax.set_xlabel("concurrency", fontsize=8)
         ax.set_ylabel("req/s", fontsize=8)
@@ -749,7 +786,7 @@ def plot(runs: Sequence[dict], scenarios: Sequence[Scenario], path: Path, title:
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.1 if rows == 1 else 0.06, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -963,7 +1000,9 @@ def main(argv: list[str] | None = None) -> int:
                 warnings += guard(scenario, group)
                 for server in group:
                     log(f"{scenario.name}: filling memcached through {server.name} ({len(scenario.urls)} URLs)")
-                    run_wrk(wrk_command(server.base, lists[scenario.name], 8, 3600, once=True), timeout=3700)
+                    failed = fetch_all(server.port, scenario.urls)
+                    if failed:
+                        warnings.append(f"{scenario.name}: {failed} URLs failed while filling through {server.name}")
             else:
                 group = [servers[v] for v in scenario.servers]
             for server in group:

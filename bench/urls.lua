@@ -1,10 +1,9 @@
 -- wrk script: cycle over a list of request paths, one per line.
 --
---   wrk -t T -c C -d 20s -s bench/urls.lua http://127.0.0.1:PORT -- LIST T [once]
+--   wrk -t T -c C -d 20s -s bench/urls.lua http://127.0.0.1:PORT -- LIST T
 --
 -- Each of the T threads starts at its own offset (thread k at k/T of the list), so the
--- connections do not march over the same URLs together. With "once", each thread asks for its
--- share of the list once and stops (to fill a cache). done() prints one JSON line starting
+-- connections do not march over the same URLs together. done() prints one JSON line starting
 -- with {"wrk": requests, bytes, errors by kind (wrk's connect/read/write/timeout, status >= 400,
 -- and non-2xx counted here, by class), latency p50/p90/p99/mean/max in milliseconds.
 
@@ -28,7 +27,7 @@ local function load_paths(file)
    return paths
 end
 
-local formatted, pos, slice
+local formatted, pos
 
 function init(args)
    local paths = load_paths(args[1])
@@ -43,9 +42,6 @@ function init(args)
    end
    local k = (id or 0) % nthreads
    pos = math.floor(n * k / nthreads)
-   if args[3] == "once" then
-      slice = math.floor(n * (k + 1) / nthreads) - pos
-   end
    received, non2xx, s1xx, s3xx, s4xx, s5xx = 0, 0, 0, 0, 0, 0
 end
 
@@ -68,9 +64,6 @@ function response(status, headers, body)
       else
          s5xx = s5xx + 1
       end
-   end
-   if slice and received >= slice then
-      wrk.thread:stop()
    end
 end
 

@@ -18,7 +18,6 @@ sys.path.insert(0, str(BENCH))
 import run  # noqa: E402
 from images import Pyramid  # noqa: E402
 
-
 # --- the Lua script, under wrk's calling sequence: setup(thread) in the main state, then
 # init(args) in the thread's own state; request()/response() per request; done() in the main state.
 
@@ -32,9 +31,9 @@ def _runtime():
 
 
 class FakeWrk:
-    """wrk's Lua API, just enough of it: separate Lua states, thread:get/set, wrk.thread:stop()."""
+    """wrk's Lua API, just enough of it: separate Lua states, thread:get/set."""
 
-    def __init__(self, list_file: Path, nthreads: int, once: bool = False) -> None:
+    def __init__(self, list_file: Path, nthreads: int) -> None:
         script = run.LUA.read_text()
         self.main = _runtime()
         self.main.execute(script)
@@ -42,8 +41,7 @@ class FakeWrk:
         self.threads = []
         for _ in range(nthreads):
             state = _runtime()
-            state.execute("wrk = {format = function(method, path) return method .. ' ' .. path end,"
-                          " thread = {stop = function(self) stopped = true end}}")  # fmt: skip
+            state.execute("wrk = {format = function(method, path) return method .. ' ' .. path end}")
             state.execute(script)
             handle = self.main.table()
             g = state.globals()
@@ -56,8 +54,7 @@ class FakeWrk:
 
             handle.set, handle.get = setter, getter
             self.main.globals().setup(handle)
-            args = state.table(str(list_file), str(nthreads), *(["once"] if once else []))
-            g.init(args)
+            g.init(state.table(str(list_file), str(nthreads)))
             self.threads.append(state)
 
     def requests(self, thread: int, count: int) -> list[str]:
@@ -67,9 +64,6 @@ class FakeWrk:
     def respond(self, thread: int, status: int) -> None:
         state = self.threads[thread]
         state.globals().response(status, state.table(), "")
-
-    def stopped(self, thread: int) -> bool:
-        return bool(self.threads[thread].globals().stopped)
 
     def done(self, requests: int = 10, latency_us=(1500, 2500, 9000, 1800.5, 12000)) -> dict:
         make = self.main.eval(
@@ -116,17 +110,6 @@ def test_done_prints_one_json_line_with_errors_by_kind(url_list):
 def test_no_reply_gives_null_latency_not_invalid_json(url_list):
     result = FakeWrk(url_list, 1).done(requests=0, latency_us=(0, 0, 0, math.nan, 0))
     assert result["requests"] == 0 and result["latency_ms"]["mean"] is None
-
-
-def test_once_stops_each_thread_after_its_share(url_list):
-    wrk = FakeWrk(url_list, 2, once=True)
-    assert wrk.requests(0, 1) == ["GET /a"]  # thread 0 owns /a, thread 1 owns /b and /c
-    wrk.respond(0, 200)
-    assert wrk.stopped(0)
-    wrk.respond(1, 200)
-    assert not wrk.stopped(1)
-    wrk.respond(1, 200)
-    assert wrk.stopped(1)
 
 
 def test_parse_wrk_needs_the_result_line():
@@ -251,11 +234,14 @@ def test_ratios_targets_and_table():
         _run("jtl_jpeg", "iipsrv", 8, 1000), _run("jtl_jpeg", "pyiip", 8, 2500),
         _run("jtl_jpeg", "iipsrv", 64, 1000), _run("jtl_jpeg", "pyiip", 64, 900, errors=3),
         _run("float", "iipsrv-omp1", 8, 1000), _run("float", "iipsrv", 8, 100), _run("float", "pyiip", 8, 900),
+        _run("float", "iipsrv-omp1", 1, 0), _run("float", "iipsrv", 1, 0), _run("float", "pyiip", 1, 0),
     ]  # fmt: skip
     assert [(r["scenario"], r["reference"], r["conc"], r["ratio"]) for r in run.ratios(runs, scenarios)] == [
         ("jtl_jpeg", "iipsrv", 8, 2.5),
         ("jtl_jpeg", "iipsrv", 64, 0.9),
+        ("float", "iipsrv-omp1", 1, None),
         ("float", "iipsrv-omp1", 8, 0.9),
+        ("float", "iipsrv", 1, None),
         ("float", "iipsrv", 8, 9.0),
     ]
     assert [(t["scenario"], t["reference"], t["ok"]) for t in run.targets(runs, scenarios)] == [
@@ -264,8 +250,8 @@ def test_ratios_targets_and_table():
         ("float", "iipsrv", True),
     ]
     table = run.markdown_table(runs, scenarios).splitlines()
-    assert len(table) == 2 + 4
+    assert len(table) == 2 + 6
     assert table[2] == "| JTL distinct | iipsrv | 8 | 1000 | 2500 | **2.50** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 |"
-    assert "| 0 / 3 |" in table[3] and "iipsrv OMP_NUM_THREADS=1" in table[4]
+    assert "| 0 / 3 |" in table[3] and "iipsrv OMP_NUM_THREADS=1 | 1 | 0 | 0 | **n/a** |" in table[4]
     targets = run.targets_table(run.targets(runs, scenarios), scenarios)
     assert "| JTL distinct | iipsrv | >= 2 | 2.50 | 0 | met |" in targets and "**missed**" in targets
