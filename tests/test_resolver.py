@@ -98,3 +98,11 @@ def test_index_lists_identifiers(resolver):
     assert "nested/deeper/float_notags.tif" in found
     assert "link_out.tif" not in found
     assert not any(name.startswith("dir_out") for name in found)
+
+
+def test_index_lists_extensionless_images_by_their_bytes(tmp_path, images):
+    (tmp_path / "67352ccc-d1b0-11e1-89ae-279075081939").write_bytes((images.root / "rgb.tif").read_bytes())
+    (tmp_path / "README").write_text("not an image\n")
+    (tmp_path / "notes.txt").write_bytes(b"II*\x00 looks like a TIFF but has an extension")
+    resolver = Resolver(load({"FILESYSTEM_PREFIX": f"{tmp_path}/"}))
+    assert resolver.images((".tif",)) == ["67352ccc-d1b0-11e1-89ae-279075081939"]

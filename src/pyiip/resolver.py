@@ -50,6 +50,20 @@ class Resolved:
         return (self.path, self.mtime_ns, self.size, self.inode)
 
 
+_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
+
+
+def _image_magic(path: str, name: str) -> bool:
+    """An extension-less file that is an image by its first bytes (IIIF ids are often bare names)."""
+    if "." in name:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(6).startswith(_MAGIC)
+    except OSError:
+        return False
+
+
 class Resolver:
     """FILESYSTEM_PREFIX / FILESYSTEM_SUFFIX resolution with containment checks."""
 
@@ -126,7 +140,7 @@ class Resolver:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
-                if not name.lower().endswith(suffixes) or not full.startswith(base):
+                if not full.startswith(base) or not (name.lower().endswith(suffixes) or _image_magic(full, name)):
                     continue
                 identifier = full[len(base) :]
                 if self.suffix:
