@@ -72,7 +72,9 @@ def test_parse_servers():
 @pytest.fixture
 def own_root(tmp_path: Path, images) -> Path:
     """A private image root whose files the test may replace."""
-    shutil.copy(images.root / "rgb.tif", tmp_path / "rgb.tif")
+    shutil.copy(
+        images.root / "rgb_deflate.tif", tmp_path / "rgb.tif"
+    )  # re-encoded tiles: stored JPEG tiles bypass the caches
     return tmp_path
 
 

@@ -64,7 +64,9 @@ def fcgi_get(port: int, query: str, path: str = "/fcgi-bin/iipsrv.fcgi") -> tupl
 def test_sighup_empties_the_caches_and_keeps_the_socket(images, tmp_path: Path):
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(images.root / "rgb.tif", root / "rgb.tif")
+    shutil.copy(
+        images.root / "rgb_deflate.tif", root / "rgb.tif"
+    )  # re-encoded tiles: stored JPEG tiles bypass the caches
     logfile = tmp_path / "pyiip.log"
     port = free_port()
     with memcached() as mc:

@@ -19,7 +19,9 @@ from pyiip.warm import WarmError, parse_levels, warm
 
 @pytest.fixture
 def root(tmp_path: Path, images) -> Path:
-    shutil.copy(images.root / "rgb.tif", tmp_path / "rgb.tif")
+    shutil.copy(
+        images.root / "rgb_deflate.tif", tmp_path / "rgb.tif"
+    )  # re-encoded tiles: stored JPEG tiles bypass the caches
     (tmp_path / "with space & more.tif").symlink_to(tmp_path / "rgb.tif")
     return tmp_path
 
