@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import lru_cache
 from http import HTTPStatus
 
 from . import __version__
@@ -11,9 +12,14 @@ from . import __version__
 SERVER = f"pyiip/{__version__}"
 
 
+@lru_cache(maxsize=1024)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
 def http_date(timestamp: float) -> str:
-    """RFC 1123 date, as iipsrv's Last-Modified."""
-    return formatdate(int(timestamp), usegmt=True)
+    """RFC 1123 date, as iipsrv's Last-Modified (memoised: the same few file times recur)."""
+    return _http_date(int(timestamp))
 
 
 def status_line(status: int) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import BadRequest, NotFound, TooLarge
 from ..http import Request, Response
 from ..images import OpenImage
-from ..model import COLORMAPS, Display, ImageRequest, Region
+from ..model import COLORMAPS, IDENTITY, Display, ImageRequest, Region
 from ..service import Service
 
 NETFPX = "application/vnd.netfpx"
@@ -54,6 +54,10 @@ def unquote(value: str) -> str:
     Bytes are UTF-8 (invalid sequences kept as surrogates, so odd file names
     still round-trip to the filesystem). A decoded NUL is refused.
     """
+    if "%" not in value and "+" not in value and value.isascii():
+        if "\x00" in value:
+            raise BadRequest("invalid character in request")
+        return value  # nothing to decode: the common case, kept cheap
     raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
     out = bytearray()
     i, n = 0, len(raw)
@@ -154,6 +158,8 @@ class Session:
 
     @property
     def display(self) -> Display:
+        if not self.minmax and self._plain_display():
+            return IDENTITY
         return Display(
             minmax=tuple((c, lo, hi) for c, (lo, hi) in sorted(self.minmax.items())),
             gamma=self.gamma,
@@ -162,6 +168,16 @@ class Session:
             invert=self.invert,
             twist=self.twist,
             shade=self.shade,
+        )
+
+    def _plain_display(self) -> bool:
+        return (
+            self.gamma == 1.0
+            and self.contrast == 1.0
+            and self.colormap is None
+            and not self.invert
+            and self.twist is None
+            and self.shade is None
         )
 
     def need_image(self, argument: str) -> OpenImage | None:
