@@ -1023,10 +1023,20 @@ def main(argv: list[str] | None = None) -> int:
                 memcached.stop()
                 memcached = None
 
-        if soak_seconds > 0 and "pyiip" in servers:
-            mixed = [u for s in scenarios if not s.memcached and s.name != "jtl_repeat" for u in s.urls]
-            report["soak"] = soak(servers["pyiip"], write_list(workdir, "soak", shuffled(mixed, random.Random(7))),
-                                  soak_seconds)  # fmt: skip
+        if soak_seconds > 0:
+            # Every list but the single tile, whatever --scenarios chose, on its own pyiip.
+            mixed = [u for s in build_scenarios(pyramids) if not s.memcached and s.name != "jtl_repeat" for u in s.urls]
+            if "pyiip" not in servers:
+                servers["pyiip"] = Server(VARIANTS["pyiip"], workdir, root, None, dead)
+                everything.append(servers["pyiip"])
+                servers["pyiip"].start()
+            try:
+                report["soak"] = soak(
+                    servers["pyiip"], write_list(workdir, "soak", shuffled(mixed, random.Random(7))), soak_seconds
+                )
+            except (RuntimeError, ValueError, OSError) as exc:
+                report["soak"] = {"error": str(exc)}
+                log(f"soak failed: {exc}")
     finally:
         for server in everything:
             server.stop()
@@ -1060,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
             memory_table(report["memory"]),
         ]
     )
-    if report.get("soak"):
+    if report.get("soak", {}).get("peak_rss_kb"):
         s = report["soak"]
         markdown += (
             f"\n\nSoak: {s['server']} {s['seconds']:g} s at c={s['conc']}, {s['rps']:.0f} req/s, "
