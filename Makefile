@@ -68,5 +68,23 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" \
 	  $(if $(QUICK),--quick,--seconds $(BENCH_SECONDS) --soak $(BENCH_SOAK))
 
+# Coverage-guided fuzzing (atheris) of the request parsers and of the TIFF reader: FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_STAMP   := $(VENV)/.fuzz-stamp
+
+$(FUZZ_STAMP): | $(STAMP)
+	$(BIN)/pip install -q atheris
+	touch $@
+
+fuzz: $(STAMP) $(FUZZ_STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# Soak: lighttpd + 2 pyiip.fcgi under a mixed wrk load on loopback (README, "Reliability and security").
+SOAK_SECONDS ?= 600
+
+soak: $(STAMP) $(DATA)/demo/cube.tif
+	scripts/system-packages.sh bench
+	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS) --data $(DATA)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor

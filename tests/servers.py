@@ -84,3 +84,50 @@ def require(program: str) -> str:
     if found is None:
         pytest.fail(f"{program} is not installed: run `make test`, which installs it")
     return found
+
+
+def lighttpd_config(directory: Path, port: int, root: Path, procs: int = 2, env: dict[str, str] | None = None) -> Path:
+    """The conf/lighttpd.conf recipe, on a free port with a private socket (tests and scripts/soak.py)."""
+    config = directory / "lighttpd.conf"
+    settings = {
+        "FILESYSTEM_PREFIX": f"{root}/",
+        "VERBOSITY": "1",
+        "LOGFILE": f"{directory}/pyiip.log",
+        "JPEG_QUALITY": "90",
+        **(env or {}),
+    }
+    environment = ", ".join(f'"{key}" => "{value}"' for key, value in settings.items())
+    config.write_text(
+        f"""
+server.modules = ( "mod_fastcgi" )
+server.document-root = "{directory}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.pid-file = "{directory}/lighttpd.pid"
+server.errorlog = "{directory}/error.log"
+server.breakagelog = "{directory}/breakage.log"
+fastcgi.server = ( "/" => ((
+    "socket" => "{directory}/pyiip.sock",
+    "bin-path" => "{VENV_BIN}/pyiip.fcgi",
+    "bin-environment" => ( {environment} ),
+    "min-procs" => {procs}, "max-procs" => {procs},
+    "check-local" => "disable"
+)) )
+"""
+    )
+    return config
+
+
+def fastcgi_children(pid: int) -> list[int]:
+    """PIDs of the pyiip.fcgi processes a web server (``pid``) spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"pyiip.fcgi" in cmdline:
+                found.append(int(entry.name))
+    return found

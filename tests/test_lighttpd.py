@@ -3,10 +3,9 @@
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from servers import VENV_BIN, free_port, get, http_server, require, running
+from servers import VENV_BIN, fastcgi_children, free_port, get, http_server, lighttpd_config, require, running
 from test_iip_protocol import METADATA, visiomatic_parse
 
 REQUESTS = [
@@ -17,45 +16,6 @@ REQUESTS = [
     "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&RGN=0.1,0.2,0.3,0.4&WID=300&CVT=jpeg",
     "/fcgi-bin/iipsrv.fcgi?FIF=missing.tif&JTL=0,0",
 ]
-
-
-def lighttpd_config(directory: Path, port: int, root: Path, procs: int = 2) -> Path:
-    """The conf/lighttpd.conf recipe, on a free port with a private socket."""
-    config = directory / "lighttpd.conf"
-    config.write_text(
-        f"""
-server.modules = ( "mod_fastcgi" )
-server.document-root = "{directory}"
-server.bind = "127.0.0.1"
-server.port = {port}
-server.pid-file = "{directory}/lighttpd.pid"
-server.errorlog = "{directory}/error.log"
-server.breakagelog = "{directory}/breakage.log"
-fastcgi.server = ( "/" => ((
-    "socket" => "{directory}/pyiip.sock",
-    "bin-path" => "{VENV_BIN}/pyiip.fcgi",
-    "bin-environment" => ( "FILESYSTEM_PREFIX" => "{root}/", "VERBOSITY" => "1",
-                           "LOGFILE" => "{directory}/pyiip.log", "JPEG_QUALITY" => "90" ),
-    "min-procs" => {procs}, "max-procs" => {procs},
-    "check-local" => "disable"
-)) )
-"""
-    )
-    return config
-
-
-def fastcgi_children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"pyiip.fcgi" in cmdline:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(scope="module")

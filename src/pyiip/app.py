@@ -8,6 +8,7 @@ process down.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
@@ -38,6 +39,18 @@ def _load_protocols() -> None:
                 raise
 
 
+_CONTROLS = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _escape_controls(text: str) -> str:
+    """Percent-encode control characters and spaces, which no valid request target holds (RFC 9112).
+
+    Parts of the target reappear in replies (IIIF ids and Link headers,
+    redirects): encoded, they can never break a header line.
+    """
+    return _CONTROLS.sub(lambda match: "%%%02X" % ord(match.group()), text)
+
+
 def request_from_environ(environ: dict) -> Request:
     """Build the request from the raw URI; WSGI strings are latin-1 decoded bytes (PEP 3333)."""
     uri = environ.get("REQUEST_URI") or ""
@@ -52,13 +65,15 @@ def request_from_environ(environ: dict) -> Request:
     scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme") or "http"
     if environ.get("HTTPS", "").lower() in ("on", "1"):
         scheme = "https"
+    if scheme not in ("http", "https"):
+        scheme = "http"
     return Request(
         method=environ.get("REQUEST_METHOD", "GET").upper(),
-        path=path or "/",
-        query=query,
-        host=host,
+        path=_escape_controls(path) or "/",
+        query=_escape_controls(query),
+        host=_escape_controls(host),
         scheme=scheme,
-        script_name=environ.get("SCRIPT_NAME", ""),
+        script_name=_escape_controls(environ.get("SCRIPT_NAME", "")),
         headers=headers,
     )
 

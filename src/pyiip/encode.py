@@ -25,6 +25,14 @@ MIME = {
 }
 
 
+def _contiguous(pixels: np.ndarray) -> np.ndarray:
+    """A C-ordered array with positive strides: numpy calls a mirrored one-pixel-wide view contiguous
+    (its negative stride is on a length-1 axis), which the codecs then refuse."""
+    if pixels.flags.c_contiguous and min(pixels.strides, default=0) >= 0:
+        return pixels
+    return np.array(pixels, order="C", copy=True)
+
+
 def _flatten(pixels: np.ndarray, keep_alpha: bool) -> np.ndarray:
     """Keep 1 or 3 channels (2 or 4 with alpha where the format has it), as iipsrv does."""
     channels = pixels.shape[2]
@@ -38,7 +46,7 @@ def _flatten(pixels: np.ndarray, keep_alpha: bool) -> np.ndarray:
 def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) -> bytes:
     """Encode an (h, w, c) uint8 array; ``quality`` is the format's 0-100 quality."""
     if fmt == "jpg":
-        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=False))
+        pixels = _contiguous(_flatten(pixels, keep_alpha=False))
         gray = pixels.shape[2] == 1
         return simplejpeg.encode_jpeg(
             pixels,
@@ -47,7 +55,7 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
             colorsubsampling="Gray" if gray else "420",
         )
     if fmt == "png":
-        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=True))
+        pixels = _contiguous(_flatten(pixels, keep_alpha=True))
         return imagecodecs.png_encode(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, level=png_level)
     if fmt == "webp":
         pixels = _flatten(pixels, keep_alpha=True)
@@ -55,7 +63,7 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
             pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
         lossless = quality < 0
         level = 100 if lossless else quality
-        return imagecodecs.webp_encode(np.ascontiguousarray(pixels), level=level, lossless=lossless)
+        return imagecodecs.webp_encode(_contiguous(pixels), level=level, lossless=lossless)
     if fmt == "tif":
         pixels = _flatten(pixels, keep_alpha=True)
         buffer = io.BytesIO()
@@ -70,6 +78,6 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
         return buffer.getvalue()
     if fmt == "gif":
         # libvips quantises to a 256-colour palette (cgif), keeping alpha as transparency.
-        pixels = np.ascontiguousarray(_flatten(pixels, keep_alpha=True))
+        pixels = _contiguous(_flatten(pixels, keep_alpha=True))
         return pyvips.Image.new_from_array(pixels).gifsave_buffer()
     raise UnsupportedFormat(f"unsupported output format {fmt!r}")

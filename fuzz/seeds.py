@@ -1,0 +1,104 @@
+"""Shared by the fuzz targets: a small image root, seed requests and seed TIFFs.
+
+Everything is generated (a few hundred kilobytes), so the targets need no
+data set and run the same on any machine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+IMAGES = ("rgb.tif", "cube.tif", "tall.tif", "flat.png")
+
+
+def _levels(data: np.ndarray, tile: int = 64) -> list[np.ndarray]:
+    levels = [data]
+    while max(levels[-1].shape[:2]) > tile:
+        levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
+    return levels
+
+
+def pyramid_bytes(data: np.ndarray, *, compression: str | None = None, subifds: bool = False, **kw) -> bytes:
+    """A small tiled pyramid (64-pixel tiles) as bytes."""
+    levels = _levels(data)
+    buffer = io.BytesIO()
+    channels = data.shape[2] if data.ndim == 3 else 1
+    options = dict(tile=(64, 64), compression=compression, metadata=None, **kw)
+    if channels == 3 and data.dtype == np.uint8:
+        options["photometric"] = "rgb"
+    else:
+        options["photometric"] = "minisblack"
+    with tifffile.TiffWriter(buffer, bigtiff=kw.pop("bigtiff", False)) as tif:
+        tif.write(levels[0], subifds=len(levels) - 1 if subifds else None, **options)
+        for level in levels[1:]:
+            tif.write(level, subfiletype=1, **options)
+    return buffer.getvalue()
+
+
+def _rgb(width: int, height: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.dstack([x * 255 // width, y * 255 // height, (x + y) % 256]).astype(np.uint8)
+
+
+def seed_tiffs() -> dict[str, bytes]:
+    """Valid TIFFs of every layout the reader handles: the starting points for mutation."""
+    rng = np.random.default_rng(0)
+    cube = rng.normal(100, 5, (96, 128, 3)).astype(np.float32)
+    grey16 = (np.arange(100 * 90) * 7 % 65536).astype(np.uint16).reshape(90, 100)
+    cuts = [(340, "d", 3, [90.0] * 3, True), (341, "d", 3, [130.0] * 3, True)]
+    return {
+        "rgb_jpeg": pyramid_bytes(_rgb(160, 120), compression="jpeg"),
+        "rgb_deflate_subifd": pyramid_bytes(_rgb(130, 70), compression="zlib", subifds=True),
+        "grey16_lzw": pyramid_bytes(grey16, compression="lzw"),
+        "float_cube": pyramid_bytes(cube, extratags=cuts),
+        "float_planar": pyramid_bytes(cube, planarconfig="separate"),
+        "grey_raw": pyramid_bytes(np.full((70, 70), 7, np.uint8)),
+    }
+
+
+def image_root() -> Path:
+    """A temporary directory with the images the parser target asks for (removed at exit by the OS tmp cleaner)."""
+    root = Path(tempfile.mkdtemp(prefix="pyiip-fuzz-"))
+    seeds = seed_tiffs()
+    (root / "rgb.tif").write_bytes(seeds["rgb_jpeg"])
+    (root / "cube.tif").write_bytes(seeds["float_cube"])
+    tall = (np.arange(4000) % 251).astype(np.uint8).reshape(4000, 1)
+    tifffile.imwrite(root / "tall.tif", tall, tile=(256, 16), compression="zlib", metadata=None)
+    import pyvips
+
+    pyvips.Image.new_from_array(_rgb(90, 60)).pngsave(str(root / "flat.png"))
+    (root / "sub").mkdir()
+    (root / "sub" / "rgb.tif").write_bytes(seeds["rgb_deflate_subifd"])
+    os.symlink("/etc/passwd", root / "escape.tif")
+    return root
+
+
+SEED_REQUESTS = [
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=cube.tif&obj=IIP,1.0&obj=max-size&obj=tile-size&obj=resolution-number",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=cube.tif&obj=min-max-sample-values&obj=subject&obj=bits-per-channel",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,2",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=cube.tif&MINMAX=1:90,400&GAM=0.4545&CMP=jet&CTW=0,0,1;0,1,0;1,0,0&JTL=1,1",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&RGN=0.1,0.2,0.3,0.4&WID=300&HEI=20&ROT=!90&QLT=40&CVT=png",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=tall.tif&PFL=0:0,0-0,4000",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&TIL=1,0-3&SHD=20,30&INV&COL=grey&LYR=3&SDS=0,90",
+    "GET /fcgi-bin/iipsrv.fcgi?IIIF=rgb.tif/full/max/0/default.jpg",
+    "GET /fcgi-bin/iipsrv.fcgi?DeepZoom=rgb.tif_files/7/0_0.jpg",
+    "GET /fcgi-bin/iipsrv.fcgi?Zoomify=rgb.tif/TileGroup0/1-0-1.jpg",
+    "GET /iiif/3/rgb.tif/info.json",
+    "GET /iiif/2/sub%2Frgb.tif/10,20,30,40/pct:50/!45/gray.png",
+    "GET /iiif/3/cube.tif/pct:10,10,50,50/^120,/90/default.webp?MINMAX=1:0,200&CMP=hot",
+    "GET /iiif/3/flat.png/square/!64,64/0/bitonal.gif",
+    "GET /iiif/rgb.tif/full/max/0/default.tif",
+    "GET /deepzoom/rgb.tif.dzi",
+    "GET /deepzoom/cube.tif_files/8/0_0.png?GAM=2",
+    "GET /zoomify/rgb.tif/ImageProperties.xml",
+    "GET /zoomify/tall.tif/TileGroup0/2-0-3.jpg",
+    "HEAD /fcgi-bin/iipsrv.fcgi?FIF=%2e%2e/escape.tif&OBJ=Max-size",
+    "OPTIONS /iiif/3/rgb.tif/info.json",
+]
