@@ -81,7 +81,10 @@ class TiffSource:
     """
 
     def __init__(self, source: str | ByteSource) -> None:
-        self._bytes: ByteSource = LocalFile(source) if isinstance(source, str) else source
+        try:
+            self._bytes: ByteSource = LocalFile(source) if isinstance(source, str) else source
+        except OSError as exc:  # deleted or replaced since it was resolved
+            raise SourceError("image cannot be read") from exc
         self.path = self._bytes.name
         self._tif: tifffile.TiffFile | None = None
         try:
