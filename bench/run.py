@@ -1043,6 +1043,11 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, ValueError, OSError) as exc:
                 report["soak"] = {"error": str(exc)}
                 log(f"soak failed: {exc}")
+    except (Exception, KeyboardInterrupt) as exc:  # keep what was measured
+        report["aborted"] = f"{type(exc).__name__}: {exc}"
+        log(f"aborted: {report['aborted']}; writing the runs done so far")
+        if not runs:
+            raise
     finally:
         for server in everything:
             server.stop()
@@ -1077,6 +1082,21 @@ def main(argv: list[str] | None = None) -> int:
             memory_table(report["memory"]),
         ]
     )
+    notes = [f"ABORTED: {report['aborted']}"] if "aborted" in report else []
+    notes += [
+        f"{r['scenario']} c={r['conc']} {r['server']}: a FastCGI process was replaced during the run"
+        for r in runs
+        if r["processes_replaced"]
+    ]
+    notes += [
+        f"{r['scenario']} c={r['conc']} {r['server']}: memcached hits {r['memcached']['get_hits']}, "
+        f"misses {r['memcached']['get_misses']} for {r['requests']} requests"
+        for r in runs
+        if "memcached" in r
+    ]
+    notes += warnings
+    if notes:
+        markdown += "\n\n" + "\n".join(f"- {note}" for note in notes)
     if report.get("soak", {}).get("peak_rss_kb"):
         s = report["soak"]
         markdown += (
@@ -1092,7 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(runs, scenarios, plot_path, heading)
     print(markdown)
     log(f"wrote {args.json}, {args.json.with_suffix('.md')} and {plot_path}")
-    return 0
+    return 1 if "aborted" in report else 0
 
 
 if __name__ == "__main__":
