@@ -3,6 +3,7 @@ lists, the lighttpd settings and the report formatting. No server, no wrk run.""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -13,10 +14,19 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
 
-import run  # noqa: E402
-from images import Pyramid  # noqa: E402
+
+def _load(name: str, path: Path):
+    """bench/run.py under a name of its own (other tools have a run.py too)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load("pyiip_bench_run", BENCH / "run.py")
+Pyramid = run.Pyramid
 
 # --- the Lua script, under wrk's calling sequence: setup(thread) in the main state, then
 # init(args) in the thread's own state; request()/response() per request; done() in the main state.
