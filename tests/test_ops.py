@@ -286,7 +286,7 @@ def test_request_log_line_at_verbosity_2(images, tmp_path):
     assert match, line
     assert int(match.group(1)) == os.getpid() and int(match.group(2)) > 0
     odd = next(x for x in lines if "info.json" in x)  # quotes escaped: one record, still parseable
-    assert odd.endswith(r'uri="/iiif/3/with%20space \"quoted\".tif/info.json"')
+    assert odd.endswith(r'uri="/iiif/3/with%20space%20\"quoted\".tif/info.json"')  # raw space encoded
 
 
 @pytest.mark.parametrize(("verbosity", "expected"), [("0", 0), ("1", 0), ("2", 1)])
