@@ -47,8 +47,8 @@ run: $(STAMP)
 	$(BIN)/pyiip serve --root $(DATA) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts fuzz
+	$(BIN)/ruff format --check src tests bench scripts fuzz
 
 test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -38,7 +38,8 @@ def run(target: str, seconds: int, rss_limit_mb: int = 3072) -> int:
     tail = [line for line in done.stderr.splitlines() if line.startswith(("Done", "stat::number_of_executed_units"))]
     print("\n".join(tail[-2:]) or done.stderr[-3000:])
     if done.returncode != 0:
-        print(done.stderr[-6000:], file=sys.stderr)
+        start = done.stderr.find("=== Uncaught Python exception")
+        print(done.stderr[start : start + 6000] if start >= 0 else done.stderr[-6000:], file=sys.stderr)
         print(f"fuzz: {target} FAILED (exit {done.returncode}); see {artifacts}", file=sys.stderr)
     return done.returncode
 

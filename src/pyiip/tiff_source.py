@@ -147,6 +147,9 @@ class TiffSource:
         info = LevelInfo(width, height, tw, th)
         needed = info.tiles_across * info.tiles_down * planes
         offsets, counts = tuple(page.dataoffsets), tuple(page.databytecounts)
+        if not all(isinstance(v, (int, np.integer)) for v in offsets + counts):
+            raise SourceError("TIFF tile tables hold non-integer offsets")  # a tag of a floating-point type
+        offsets, counts = tuple(int(v) for v in offsets), tuple(int(v) for v in counts)
         if len(offsets) < needed or len(counts) < needed:
             raise SourceError("TIFF tile tables are incomplete")
         page.decode  # noqa: B018 - build the decoder now, so a bad codec fails here
@@ -194,10 +197,15 @@ class TiffSource:
         return lv.max_count + 3 * tile
 
     def _raw(self, level: _Level, index: int) -> bytes:
-        count = level.counts[index]
+        count, offset = level.counts[index], level.offsets[index]
         if count <= 0 or count > _MAX_COUNT:
             return b""
-        data = self._bytes.pread(count, level.offsets[index])
+        if offset < 0:
+            raise SourceError("TIFF tile offset is invalid")
+        try:
+            data = self._bytes.pread(count, offset)
+        except OSError as exc:  # EIO, or an offset past what the system takes
+            raise SourceError("TIFF file cannot be read") from exc
         if len(data) != count:
             raise SourceError("TIFF file is truncated")
         return data
