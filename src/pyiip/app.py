@@ -2,7 +2,7 @@
 
 Routes on REQUEST_URI and QUERY_STRING, never on PATH_INFO, which web
 servers percent-decode (``%2F`` included) or fabricate. Every exception is
-turned into a reply here, so none reaches flup and no request takes the
+turned into a reply here, so none reaches the FastCGI layer and no request takes the
 process down.
 """
 

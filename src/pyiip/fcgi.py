@@ -1,9 +1,9 @@
-"""FastCGI: one single-threaded flup responder per process, as iipsrv runs.
+"""FastCGI: one single-threaded responder per process (fastcgi.py), as iipsrv runs.
 
 The listening socket comes from systemd (LISTEN_FDS, fd 3), from ``--bind``
 (created here, so the backlog and socket mode are ours to set), or from the
 spawning web server on fd 0 (lighttpd ``bin-path``, mod_fcgid, spawn-fcgi).
-Whichever it is, it ends up on fd 0, where flup expects it; so a SIGHUP
+Whichever it is, it ends up on fd 0, where the responder accepts; so a SIGHUP
 reloads the settings and empties the caches without dropping the socket.
 """
 
@@ -12,17 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import stat
 import sys
 
-from flup.server.fcgi_single import WSGIServer
-
 from . import config, limits, log
 from .app import Application
-from .fcgi_io import BufferedConnection
+from .fastcgi import Responder
 from .workers import supervise
 
 LISTEN_FD_START = 3
@@ -45,28 +42,6 @@ def _listening_socket(bind: str, backlog: int, mode: int | None) -> socket.socke
         sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
     sock.listen(backlog)
     return sock
-
-
-class _Connection(BufferedConnection):
-    """flup's connection, ending a kept-alive one (FCGI_KEEP_CONN) between requests once SIGTERM came.
-
-    flup stops accepting on SIGTERM but keeps serving a connection the web
-    server holds open (OpenLiteSpeed persistConn, nginx fastcgi_keep_conn),
-    so the process would not stop until the web server lets go. The request
-    in flight always completes.
-    """
-
-    def process_input(self) -> None:
-        while self._keepGoing:
-            stopping = not self.server._keepGoing
-            readable, _, _ = select.select([self._sock], [], [], 0 if stopping else 1.0)
-            if readable:
-                break  # records sent before the stop are read: a request begun is a request in flight
-            if stopping and not self._requests:
-                self._keepGoing = False
-                return
-        if self._keepGoing:
-            super().process_input()
 
 
 def _fd0_is_socket() -> bool:
@@ -102,7 +77,7 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
         return 2
     # Several processes accept on this socket (--workers, spawn-fcgi -F, a web server's
     # pool): all wake up for one connection, and a losing accept() would block until the
-    # next one, deaf to SIGTERM. Non-blocking, it fails with EAGAIN, which flup skips.
+    # next one, deaf to SIGTERM. Non-blocking, it fails with EAGAIN, which the responder skips.
     os.set_blocking(0, False)
     if workers <= 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -113,15 +88,14 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
 
 def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     """One single-threaded FastCGI process accepting on fd 0; SIGHUP reloads and carries on."""
-    # flup handles HUP while serving and puts back this disposition between runs: a HUP
-    # during start-up or a reload then changes nothing, instead of killing the process.
+    # The responder handles HUP while serving and puts back this disposition between runs:
+    # a HUP during start-up or a reload then changes nothing, instead of killing the process.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     limits.apply(settings)
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
-    server = WSGIServer(app, bindAddress=None, debug=False)
-    server._jobClass = _Connection  # flup's hook for the connection class, set in SingleServer.__init__
-    while server.run():  # True after SIGHUP
+    responder = Responder(app, socket.socket(fileno=0))
+    while responder.serve():  # True after SIGHUP
         try:
             app.reload(config.load())
             log.setup(app.settings)
