@@ -99,12 +99,17 @@ def test_http_worker_killed_mid_request(root):
     base = f"http://127.0.0.1:{port}"
     with context as supervisor:
         assert set(all_answer(base)) == {200}
+        children = [int(p) for p in Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()]
+        before = {pid: cpu_ticks(pid) for pid in children}
         result: list[object] = []
         slow = threading.Thread(target=lambda: result.append(_status_or_error(base + SLOW)))
         slow.start()
-        time.sleep(0.5)
-        children = [int(p) for p in Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()]
-        busy = max(children, key=cpu_ticks)
+        busy = None
+        deadline = time.monotonic() + 10
+        while busy is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            busy = next((pid for pid in children if cpu_ticks(pid) - before[pid] >= 10), None)
+        assert busy is not None, "no worker started on the slow request"
         os.kill(busy, signal.SIGKILL)
         slow.join(60)
         assert result and result[0] != 200
