@@ -193,7 +193,7 @@ def memory_estimate(info: ImageInfo, chosen: Plan, request: ImageRequest, overhe
         planes = min(3, channels) + (2 if rows > 3 or channels > 3 else 0)
         stages.append(resized + out_px * (16 + 8 * planes))
     post = min(channels, 4)  # the processed uint8 pixels
-    if request.color in ("gray", "bitonal") and channels >= 3:
+    if request.color in ("gray", "bitonal") and (channels >= 3 or display.colormap):
         post += 28  # integer luma in uint32 temporaries
     turned = 1
     if request.rotation % 90:
