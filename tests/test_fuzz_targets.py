@@ -73,7 +73,14 @@ def test_tiff_target_on_seeds_and_mutations():
 def test_atheris_runs_the_target(target, tmp_path):
     pytest.importorskip("atheris", reason="make fuzz installs atheris")
     done = subprocess.run(
-        [sys.executable, str(FUZZ / f"{target}.py"), "-max_total_time=4", "-rss_limit_mb=3072", str(tmp_path)],
+        [
+            sys.executable,
+            str(FUZZ / f"{target}.py"),
+            "-max_total_time=4",
+            "-rss_limit_mb=3072",
+            f"-artifact_prefix={tmp_path}/",  # a crash is kept with the test's files, not in the work tree
+            str(tmp_path / "corpus"),
+        ],
         capture_output=True,
         text=True,
         timeout=180,
