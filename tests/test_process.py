@@ -143,14 +143,50 @@ SPECIAL = [0.0, 1 / 8, 1 / 3, 0.5, 2 / 3, 7 / 8, 1.0, 1.5, -0.5]
 
 
 HAND = {  # hand-computed from §4.3 at the SPECIAL values, contrast 1, truncated
-    "jet": [(0, 0, 127), (0, 0, 255), (0, 212, 255), (127, 255, 127), (255, 212, 0), (255, 0, 0),
-            (127, 0, 0), (127, 0, 0), (0, 0, 0)],
-    "hot": [(0, 0, 0), (95, 0, 0), (255, 0, 0), (255, 127, 0), (255, 255, 0), (255, 255, 159),
-            (255, 255, 255), (255, 255, 255), (0, 0, 0)],
-    "cold": [(0, 0, 0), (0, 0, 95), (0, 0, 255), (0, 127, 255), (0, 255, 255), (159, 255, 255),
-             (255, 255, 255), (255, 255, 255), (0, 0, 0)],
-    "red": [(0, 0, 0), (31, 0, 0), (85, 0, 0), (127, 0, 0), (170, 0, 0), (223, 0, 0),
-            (255, 0, 0), (255, 0, 0), (0, 0, 0)],
+    "jet": [
+        (0, 0, 127),
+        (0, 0, 255),
+        (0, 212, 255),
+        (127, 255, 127),
+        (255, 212, 0),
+        (255, 0, 0),
+        (127, 0, 0),
+        (127, 0, 0),
+        (0, 0, 0),
+    ],
+    "hot": [
+        (0, 0, 0),
+        (95, 0, 0),
+        (255, 0, 0),
+        (255, 127, 0),
+        (255, 255, 0),
+        (255, 255, 159),
+        (255, 255, 255),
+        (255, 255, 255),
+        (0, 0, 0),
+    ],
+    "cold": [
+        (0, 0, 0),
+        (0, 0, 95),
+        (0, 0, 255),
+        (0, 127, 255),
+        (0, 255, 255),
+        (159, 255, 255),
+        (255, 255, 255),
+        (255, 255, 255),
+        (0, 0, 0),
+    ],
+    "red": [
+        (0, 0, 0),
+        (31, 0, 0),
+        (85, 0, 0),
+        (127, 0, 0),
+        (170, 0, 0),
+        (223, 0, 0),
+        (255, 0, 0),
+        (255, 0, 0),
+        (0, 0, 0),
+    ],
 }
 
 
@@ -349,8 +385,15 @@ def test_inverted_range():
         (np.int8, [-128, -1, 0, 1, 127], (-128, 127)),
     ],
 )
-@pytest.mark.parametrize("d", [Display(gamma=0.4545), Display(colormap="jet", gamma=0.4545),
-                               Display(colormap="hot", invert=True), Display(contrast=2.5)])
+@pytest.mark.parametrize(
+    "d",
+    [
+        Display(gamma=0.4545),
+        Display(colormap="jet", gamma=0.4545),
+        Display(colormap="hot", invert=True),
+        Display(contrast=2.5),
+    ],
+)
 def test_small_integer_types_are_exact(dtype, values, minmax, d):
     check(row(values, dtype), [minmax], d, lut=False)
 
@@ -381,10 +424,19 @@ def test_multichannel_integer_tables():
 # --------------------------------------------------------------------------- NaN, inf, max == min
 
 
-@pytest.mark.parametrize("d", [Display(), Display(colormap="jet"), Display(colormap="jet", gamma=0.4545),
-                               Display(invert=True), Display(colormap="hot", invert=True, gamma=2),
-                               Display(invert=True, contrast=0.5), Display(colormap="jet", invert=True),
-                               Display(colormap="jet", invert=True, gamma=0.4545)])
+@pytest.mark.parametrize(
+    "d",
+    [
+        Display(),
+        Display(colormap="jet"),
+        Display(colormap="jet", gamma=0.4545),
+        Display(invert=True),
+        Display(colormap="hot", invert=True, gamma=2),
+        Display(invert=True, contrast=0.5),
+        Display(colormap="jet", invert=True),
+        Display(colormap="jet", invert=True, gamma=0.4545),
+    ],
+)
 def test_non_finite_samples_are_background(d):
     data = row([np.nan, np.inf, -np.inf, 0.0, 0.5])
     out = check(data, UNIT, d, lut=True)
@@ -406,8 +458,10 @@ def test_inverted_jet_tells_max_from_just_above(gamma):
     hi = 1.482254728269254  # not a float32: the sample just above it rounds to it in float32
     above = float(np.nextafter(np.float32(hi), np.float32(2)))
     data = row([np.float32(hi), above, hi * 2, 0.0, np.inf], np.float32)
-    for d in (Display(colormap="jet", invert=True, gamma=gamma),
-              Display(colormap="jet", invert=True, gamma=gamma, twist=((1.0,),))):
+    for d in (
+        Display(colormap="jet", invert=True, gamma=gamma),
+        Display(colormap="jet", invert=True, gamma=gamma, twist=((1.0,),)),
+    ):
         check(data, [(0.0, hi)], d, lut=True)
     exact_max = row([2.5, 2.5000002, 3.0], np.float32)
     out = check(exact_max, [(0.5, 2.5)], Display(colormap="jet", invert=True, gamma=gamma), lut=True)
@@ -423,8 +477,9 @@ def test_max_equal_min_uses_the_1e30_factor():
     check(row([0, 7, 8, 9], np.uint16), [(8, 8)], Display(colormap="hot"), lut=False)
 
 
-@pytest.mark.parametrize("d", [Display(gamma=0.4545), Display(colormap="jet", gamma=0.4545, invert=True),
-                               Display(colormap="hot", gamma=3.0)])
+@pytest.mark.parametrize(
+    "d", [Display(gamma=0.4545), Display(colormap="jet", gamma=0.4545, invert=True), Display(colormap="hot", gamma=3.0)]
+)
 def test_max_equal_min_with_gamma_tables(d):
     check(row([4.0, 4.0 + 1e-6, 3.0, 1e30, -1e30, np.nan, 5.0]), [(4.0, 4.0)], d, lut=True)
     check(row([4.0, 4.5, 3.0]), [(4.0, 4.0 + 1e-31)], d, lut=True)
@@ -488,8 +543,11 @@ def test_shapes_and_layout():
     assert rgb.shape == (3, 4, 3) and rgb.flags.c_contiguous and rgb.dtype == np.uint8
     empty = apply_display(np.zeros((0, 4, 1), np.float32), np.array(UNIT), Display(colormap="jet"))
     assert empty.shape == (0, 4, 3)
-    big = apply_display(np.random.default_rng(0).random((300, 517, 1), dtype=np.float32), np.array(UNIT),
-                        Display(colormap="cold", gamma=0.4545))
+    big = apply_display(
+        np.random.default_rng(0).random((300, 517, 1), dtype=np.float32),
+        np.array(UNIT),
+        Display(colormap="cold", gamma=0.4545),
+    )
     assert big.shape == (300, 517, 3) and big.flags.c_contiguous
 
 
@@ -520,8 +578,9 @@ def test_default_minmax():
         default_minmax(np.dtype(np.float32), 3, [-0.012, -0.02, -0.03], [9.5, 12, 15.1]),
         [[-0.012, 9.5], [-0.02, 12], [-0.03, 15.1]],
     )
-    np.testing.assert_array_equal(default_minmax(np.dtype(np.uint16), 2, [100, 200], [4000, 5000]),
-                                  [[100, 4000], [200, 5000]])
+    np.testing.assert_array_equal(
+        default_minmax(np.dtype(np.uint16), 2, [100, 200], [4000, 5000]), [[100, 4000], [200, 5000]]
+    )
     # astro: an integer max of 0 means "unset" -> full range; float 0/0 -> compute from the data.
     np.testing.assert_array_equal(default_minmax(np.dtype(np.uint16), 1, [0], [0]), [[0, 65535]])
     assert np.isnan(default_minmax(np.dtype(np.float32), 1, [0], [0])).all()
@@ -572,8 +631,7 @@ def test_random_float_samples_against_reference(samples, lo, span, gamma, colorm
 @settings(max_examples=40, deadline=None)
 @given(
     channels=st.integers(1, 5),
-    twist=st.lists(st.lists(st.sampled_from([0.0, 1.0, 0.5, -0.25, 0.3333333333333333, 2.0]), max_size=6),
-                   max_size=4),
+    twist=st.lists(st.lists(st.sampled_from([0.0, 1.0, 0.5, -0.25, 0.3333333333333333, 2.0]), max_size=6), max_size=4),
     gamma=st.sampled_from([1.0, 0.4545, 2.0]),
     colormap=st.sampled_from([None, "jet", "hot"]),
     invert=st.booleans(),
