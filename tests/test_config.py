@@ -45,3 +45,14 @@ def test_values(env, attr, value):
 def test_bad_values_are_refused_clearly(env, message):
     with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
         load(env)
+
+
+@pytest.mark.parametrize("value", ["iiif=>IIIF", "deepzoom=>deepzoom,zoomify=>Zoomify", "/iiif=>iiif", ""])
+def test_uri_map_of_the_served_prefixes(value):
+    assert load({"URI_MAP": value}).uri_map == value
+
+
+@pytest.mark.parametrize("value", ["images=>iiif", "iip=>iip", "iiif"])
+def test_uri_map_other_prefixes_are_refused(value):
+    with pytest.raises(ConfigError, match="URI_MAP"):
+        load({"URI_MAP": value})

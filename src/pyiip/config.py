@@ -168,6 +168,22 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.max_process_memory and settings.max_process_memory < settings.max_request_memory + 512:
         # libvips and glibc reserve address space per thread: below this, ordinary requests would fail.
         raise ConfigError("MAX_PROCESS_MEMORY must be 0 (no limit) or at least MAX_REQUEST_MEMORY + 512 MB")
+    for mapping in filter(None, (m.strip() for m in settings.uri_map.split(","))):
+        prefix, arrow, protocol = mapping.partition("=>")
+        if (
+            not arrow
+            or prefix.strip().strip("/").lower() != protocol.strip().lower()
+            or protocol.strip().lower()
+            not in (
+                "iiif",
+                "deepzoom",
+                "zoomify",
+            )
+        ):
+            raise ConfigError(
+                f"URI_MAP {mapping!r}: pyiip serves clean URLs at /iiif/, /deepzoom/ and /zoomify/ only "
+                "(iiif=>IIIF, deepzoom=>DeepZoom, zoomify=>Zoomify)"
+            )
     if settings.cors and any(c in settings.cors for c in "\r\n"):
         raise ConfigError("CORS must be a single header value")
     return _replace(settings, fixes)
