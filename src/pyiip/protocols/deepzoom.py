@@ -16,16 +16,14 @@ from ..app import PATH_PROTOCOLS
 from ..errors import BadRequest, NotFound
 from ..http import Request, Response
 from ..images import OpenImage
-from ..model import ImageRequest
 from ..service import Service
 from . import iip
-from .display_query import display_from_query
+from .display_query import tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/deepzoom/"
 NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
 _TILE = re.compile(r"^(.+)_files/(\d+)/(\d+)_(\d+)\.(\w+)$")
-_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
 def max_level(width: int, height: int) -> int:
@@ -50,15 +48,7 @@ def tile(
     if level > top:
         raise NotFound("DeepZoom level out of range")
     found = tile_request_region(info, 1 << (top - level), info.tile_size[0], col, row)
-    if found is None:
-        raise NotFound("DeepZoom tile out of range")
-    region, size = found
-    display, quality = display_from_query(service, request, query)
-    model = ImageRequest(
-        region=region, size=size, format=_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
-    )
-    rendered = service.render(image, model)
-    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+    return tile_reply(service, request, image, found, ext, query, "DeepZoom")
 
 
 def respond(service: Service, request: Request, path: str, query: str) -> Response:

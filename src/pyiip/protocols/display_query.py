@@ -9,8 +9,10 @@ rows by ``;``...), and a bad value is the same 400.
 
 from __future__ import annotations
 
-from ..http import Request
-from ..model import IDENTITY, Display
+from ..errors import NotFound
+from ..http import Request, Response
+from ..images import OpenImage
+from ..model import IDENTITY, Display, ImageRequest, Region
 from ..service import Service
 from . import iip
 
@@ -26,3 +28,27 @@ def display_from_query(service: Service, request: Request, query: str) -> tuple[
         if key in DISPLAY_KEYS:
             iip.SETTINGS[key](session, value)
     return session.display, session.quality
+
+
+TILE_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def tile_reply(
+    service: Service,
+    request: Request,
+    image: OpenImage,
+    found: tuple[Region, tuple[int, int]] | None,
+    ext: str,
+    query: str,
+    protocol: str,
+) -> Response:
+    """A DeepZoom or Zoomify tile: its region and size, display parameters from the query."""
+    if found is None:
+        raise NotFound(f"{protocol} tile out of range")
+    region, size = found
+    display, quality = display_from_query(service, request, query)
+    model = ImageRequest(
+        region=region, size=size, format=TILE_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
+    )
+    rendered = service.render(image, model)
+    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)

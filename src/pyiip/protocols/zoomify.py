@@ -15,16 +15,14 @@ from ..app import PATH_PROTOCOLS
 from ..errors import BadRequest, NotFound
 from ..http import Request, Response
 from ..images import OpenImage
-from ..model import ImageRequest
 from ..service import Service
 from ..source import ImageInfo
 from . import iip
-from .display_query import display_from_query
+from .display_query import tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/zoomify/"
 _TILE = re.compile(r"^(.+)/TileGroup\d+/(\d+)-(\d+)-(\d+)\.(\w+)$")
-_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
 def tiers(info: ImageInfo) -> list[tuple[int, int, int]]:
@@ -56,15 +54,7 @@ def tile(
     if tier >= len(levels):
         raise NotFound("Zoomify tier out of range")
     found = tile_request_region(info, levels[tier][0], info.tile_size[0], col, row, ceil=False)
-    if found is None:
-        raise NotFound("Zoomify tile out of range")
-    region, size = found
-    display, quality = display_from_query(service, request, query)
-    model = ImageRequest(
-        region=region, size=size, format=_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
-    )
-    rendered = service.render(image, model)
-    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+    return tile_reply(service, request, image, found, ext, query, "Zoomify")
 
 
 def respond(service: Service, request: Request, path: str, query: str) -> Response:
