@@ -691,8 +691,8 @@ def markdown_table(runs: Sequence[dict], scenarios: Sequence[Scenario]) -> str:
     table = by_key(runs)
     lines = [
         "| scenario | iipsrv | c | iipsrv req/s | pyiip req/s | pyiip/iipsrv "
-        "| iipsrv p50 / p99 ms | pyiip p50 / p99 ms | errors iipsrv / pyiip |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| iipsrv p50 / p99 ms | pyiip p50 / p99 ms | errors iipsrv / pyiip | server CPU ms/req iipsrv / pyiip |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for entry in ratios(runs, scenarios):
         scenario = next(s for s in scenarios if s.name == entry["scenario"])
@@ -704,9 +704,15 @@ def markdown_table(runs: Sequence[dict], scenarios: Sequence[Scenario]) -> str:
             f"| {theirs['rps']:.0f} | {mine['rps']:.0f} | **{_num(entry['ratio'])}** "
             f"| {lat.format(p50=_num(theirs['latency_ms']['p50']), p99=_num(theirs['latency_ms']['p99']))} "
             f"| {lat.format(p50=_num(mine['latency_ms']['p50']), p99=_num(mine['latency_ms']['p99']))} "
-            f"| {theirs['error_count']} / {mine['error_count']} |"
+            f"| {theirs['error_count']} / {mine['error_count']} "
+            f"| {_cpu_ms(theirs)} / {_cpu_ms(mine)} |"
         )
     return "\n".join(lines)
+
+
+def _cpu_ms(run: dict) -> str:
+    value = run.get("server_cpu_ms_per_request")
+    return "n/a" if value is None or not run.get("requests", 1) else _num(value)
 
 
 def targets_table(entries: Sequence[dict], scenarios: Sequence[Scenario]) -> str:
@@ -906,6 +912,54 @@ def soak(server: Server, urls: Path, seconds: float, conc: int = 8) -> dict:
     }
 
 
+def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
+    """The Markdown report (tables, notes, soak) and the plot's title, from the JSON report."""
+    m = report["machine"]
+    others = [r["cpu_pct"]["other"] for r in report["runs"] if "cpu_pct" in r]
+    other = sum(others) / len(others) if others else 0.0
+    heading = (
+        f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {report['versions']['iipimage-server']}, "
+        f"{m['nproc']} x {m['cpu_model']}, {report['seconds']:g} s runs"
+        + (" (QUICK: smoke test, not a measurement)" if report["quick"] else "")
+    )
+    markdown = "\n\n".join(
+        [
+            f"### {heading}",
+            f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, {m['os']}, kernel {m['kernel']}; "
+            f"load average {m['loadavg'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end; "
+            f"other programs used {other:.0f}% of one core on average during the runs "
+            f"(lighttpd, wrk and the servers excluded; the machine has {100 * m['nproc']}%).",
+            markdown_table(report["runs"], scenarios),
+            targets_table(report["targets"], scenarios),
+            memory_table(report["memory"]),
+        ]
+    )
+    notes = [f"ABORTED: {report['aborted']}"] if "aborted" in report else []
+    notes += [
+        f"{r['scenario']} c={r['conc']} {r['server']}: a FastCGI process was replaced during the run"
+        for r in report["runs"]
+        if r["processes_replaced"]
+    ]
+    notes += [
+        f"{r['scenario']} c={r['conc']} {r['server']}: memcached hits {r['memcached']['get_hits']}, "
+        f"misses {r['memcached']['get_misses']} for {r['requests']} requests"
+        for r in report["runs"]
+        if "memcached" in r
+    ]
+    notes += report.get("guard_warnings", [])
+    if notes:
+        markdown += "\n\n" + "\n".join(f"- {note}" for note in notes)
+    if report.get("soak", {}).get("peak_rss_kb"):
+        s = report["soak"]
+        markdown += (
+            f"\n\nSoak: {s['server']} {s['seconds']:g} s at c={s['conc']}, {s['rps']:.0f} req/s, "
+            f"{s['errors']} errors; largest process RSS {s['first_rss_kb'] / 1024:.0f} MB at the start, "
+            f"{s['peak_rss_kb'] / 1024:.0f} MB peak, {s['last_rss_kb'] / 1024:.0f} MB at the end "
+            f"(growth over the second half: {s['growth_second_half_kb'] / 1024:.1f} MB)."
+        )
+    return markdown, heading
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, help="length of each timed run (default 20; 3 when quick)")
@@ -920,7 +974,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--plot", type=Path, help="PNG (default docs/bench.png; bench/results/bench.png when quick)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (configs, logs, URL lists)")
+    parser.add_argument("--from-json", type=Path, help="measure nothing: redo the tables and plot of a saved run")
     args = parser.parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        scenarios = [
+            Scenario(s["name"], s["title"], [], servers=tuple(s["servers"]), target=s["target_c8"])
+            for s in report["scenarios"]
+        ]
+        default_plot = HERE / "results" / "bench.png" if report["quick"] else REPO / "docs" / "bench.png"
+        publish(report, scenarios, args.json if "--json" in (argv or sys.argv) else args.from_json,
+                args.plot or default_plot)  # fmt: skip
+        return 0
     seconds = args.seconds or (3.0 if args.quick else 20.0)
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     soak_seconds = args.soak if args.soak is not None else (10.0 if args.quick else 600.0)
@@ -1061,58 +1126,25 @@ def main(argv: list[str] | None = None) -> int:
     report["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     report["loadavg_end"] = os.getloadavg()
     report["runs"] = runs
-    report["ratios"] = ratios(runs, scenarios)
-    report["targets"] = targets(runs, scenarios)
     report["memory"] = memory_summary(everything)
     report["guard_warnings"] = warnings
     report["priming_seconds"] = first
-    m = report["machine"]
-    heading = (
-        f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {report['versions']['iipimage-server']}, "
-        f"{m['nproc']} x {m['cpu_model']}, {seconds:g} s runs"
-        + (" (QUICK: smoke test, not a measurement)" if args.quick else "")
-    )
-    markdown = "\n\n".join(
-        [
-            f"### {heading}",
-            f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, {m['os']}, kernel {m['kernel']}; "
-            f"load average {m['loadavg'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end.",
-            markdown_table(runs, scenarios),
-            targets_table(report["targets"], scenarios),
-            memory_table(report["memory"]),
-        ]
-    )
-    notes = [f"ABORTED: {report['aborted']}"] if "aborted" in report else []
-    notes += [
-        f"{r['scenario']} c={r['conc']} {r['server']}: a FastCGI process was replaced during the run"
-        for r in runs
-        if r["processes_replaced"]
-    ]
-    notes += [
-        f"{r['scenario']} c={r['conc']} {r['server']}: memcached hits {r['memcached']['get_hits']}, "
-        f"misses {r['memcached']['get_misses']} for {r['requests']} requests"
-        for r in runs
-        if "memcached" in r
-    ]
-    notes += warnings
-    if notes:
-        markdown += "\n\n" + "\n".join(f"- {note}" for note in notes)
-    if report.get("soak", {}).get("peak_rss_kb"):
-        s = report["soak"]
-        markdown += (
-            f"\n\nSoak: {s['server']} {s['seconds']:g} s at c={s['conc']}, {s['rps']:.0f} req/s, "
-            f"{s['errors']} errors; largest process RSS {s['first_rss_kb'] / 1024:.0f} MB at the start, "
-            f"{s['peak_rss_kb'] / 1024:.0f} MB peak, {s['last_rss_kb'] / 1024:.0f} MB at the end "
-            f"(growth over the second half: {s['growth_second_half_kb'] / 1024:.1f} MB)."
-        )
-    report["markdown"] = markdown
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    args.json.with_suffix(".md").write_text(markdown + "\n")
-    plot(runs, scenarios, plot_path, heading)
-    print(markdown)
-    log(f"wrote {args.json}, {args.json.with_suffix('.md')} and {plot_path}")
+    publish(report, scenarios, args.json, plot_path)
     return 1 if "aborted" in report else 0
+
+
+def publish(report: dict, scenarios: Sequence[Scenario], json_path: Path, plot_path: Path) -> None:
+    """Write the JSON, the Markdown next to it and the plot; print the Markdown."""
+    report["ratios"] = ratios(report["runs"], scenarios)
+    report["targets"] = targets(report["runs"], scenarios)
+    markdown, heading = render(report, scenarios)
+    report["markdown"] = markdown
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    json_path.with_suffix(".md").write_text(markdown + "\n")
+    plot(report["runs"], scenarios, plot_path, heading)
+    print(markdown)
+    log(f"wrote {json_path}, {json_path.with_suffix('.md')} and {plot_path}")
 
 
 if __name__ == "__main__":

@@ -231,6 +231,7 @@ def test_guard_checks_of_a_reply():
 def _run(scenario, server, conc, rps, errors=0):
     return {
         "scenario": scenario, "server": server, "conc": conc, "rps": rps, "error_count": errors,
+        "requests": int(rps * 20), "server_cpu_ms_per_request": 1.5 if server == "pyiip" else 0.75,
         "latency_ms": {"p50": 1.234, "p99": 56.78},
     }  # fmt: skip
 
@@ -261,7 +262,32 @@ def test_ratios_targets_and_table():
     ]
     table = run.markdown_table(runs, scenarios).splitlines()
     assert len(table) == 2 + 6
-    assert table[2] == "| JTL distinct | iipsrv | 8 | 1000 | 2500 | **2.50** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 |"
+    assert table[2] == (
+        "| JTL distinct | iipsrv | 8 | 1000 | 2500 | **2.50** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 | 0.75 / 1.50 |"
+    )
     assert "| 0 / 3 |" in table[3] and "iipsrv OMP_NUM_THREADS=1 | 1 | 0 | 0 | **n/a** |" in table[4]
+    assert table[4].endswith("| n/a / n/a |")  # no request served: no CPU per request
     targets = run.targets_table(run.targets(runs, scenarios), scenarios)
     assert "| JTL distinct | iipsrv | >= 2 | 2.50 | 0 | met |" in targets and "**missed**" in targets
+
+
+def test_render_a_saved_report():
+    scenarios = [run.Scenario("jtl_jpeg", "JTL distinct", [], target=2.0)]
+    runs = [_run("jtl_jpeg", "iipsrv", 8, 1000), _run("jtl_jpeg", "pyiip", 8, 2500)]
+    for r in runs:
+        r.update(cpu_pct={"other": 50.0}, processes_replaced=False)
+    report = {
+        "quick": False, "seconds": 20, "runs": runs, "loadavg_end": [0.5, 0, 0], "guard_warnings": ["w"],
+        "machine": {"nproc": 2, "cpu_model": "CPU", "memory_gb": 4, "os": "Debian", "kernel": "6",
+                    "loadavg": [1, 0, 0]},
+        "versions": {"pyiip_commit": "abc", "iipimage-server": "1.1"},
+        "memory": {"pyiip": {"1": {"first_kb": 2048, "last_kb": 4096, "peak_kb": 4096}}},
+        "soak": {"server": "pyiip", "seconds": 600, "conc": 8, "rps": 300, "errors": 0, "first_rss_kb": 1024,
+                 "peak_rss_kb": 2048, "last_rss_kb": 2048, "growth_second_half_kb": 0},
+        "targets": run.targets(runs, scenarios),
+    }  # fmt: skip
+    markdown, heading = run.render(report, scenarios)
+    assert heading == "pyiip abc vs iipsrv 1.1, 2 x CPU, 20 s runs"
+    assert "other programs used 50% of one core" in markdown and "| pyiip | 1 | 2 | 4 | 4 |" in markdown
+    assert "| JTL distinct | iipsrv | >= 2 | 2.50 | 0 | met |" in markdown and "\n- w" in markdown
+    assert "Soak: pyiip 600 s at c=8, 300 req/s, 0 errors" in markdown
