@@ -72,6 +72,13 @@ def plan(image: OpenImage, region: Region, size: tuple[int, int]) -> Plan:
         return Plan(chosen, region.x, region.y, region.w, region.h)
     lv = levels[chosen]
     sx, sy = lv.width / base.width, lv.height / base.height
+    if round(region.w * sx) == out_w and round(region.h * sy) == out_h:
+        # The level holds the output at its own scale: read exactly that many pixels (at most
+        # half a pixel of that level off) instead of one more, which would mean a resampling.
+        x0 = min(max(0, round(region.x * sx)), lv.width - out_w)
+        y0 = min(max(0, round(region.y * sy)), lv.height - out_h)
+        if x0 >= 0 and y0 >= 0:
+            return Plan(chosen, x0, y0, out_w, out_h)
     x0, y0 = math.floor(region.x * sx), math.floor(region.y * sy)
     x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.w) * sx - 1e-9)))
     y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.h) * sy - 1e-9)))
