@@ -47,22 +47,10 @@ def _log(message: str) -> None:
 
 
 def _rgb_source(size: int):
-    """A colourful, textured RGB image built lazily by libvips, with sensor noise so JPEG has work to do."""
-    import pyvips
+    """The demo's colourful, textured RGB image, with sensor noise so JPEG has work to do."""
+    from pyiip.demo import rgb_image
 
-    small = max(16, -(-size // 8))
-    xyz = pyvips.Image.xyz(small, small)
-    x, y = xyz[0], xyz[1]
-    k = 360.0 / small  # vips sin/cos take degrees
-    centre = ((x - small * 0.6) ** 2 + (y - small * 0.4) ** 2) ** 0.5
-    texture = pyvips.Image.perlin(small, small, cell_size=max(4, small // 32), seed=1)
-    r = (x * (3 * k)).sin() * 80 + 128 + texture * 50
-    g = (y * (2 * k)).cos() * 80 + 128 + (centre * (5 * k)).sin() * 40
-    b = (x + y) * (200.0 / (2 * small)) + 40 + texture * 40
-    base = r.bandjoin([g, b]).cast("uchar").resize(8, kernel="linear").crop(0, 0, size, size)
-    fine = pyvips.Image.perlin(size, size, cell_size=max(4, size // 1024), seed=2) * 30
-    noise = pyvips.Image.gaussnoise(size, size, sigma=1.5, mean=0, seed=3)
-    return (base + fine + noise).cast("uchar").copy(interpretation="srgb")
+    return rgb_image(size, noise=1.5)
 
 
 def _save_pyramid(image, path: Path, compression: str) -> None:

@@ -183,7 +183,7 @@ def _write_fits(path: Path, size: int, band: str, sky: _Sky, seed: int) -> None:
             partial.unlink()
 
 
-def _rgb_image(size: int):
+def rgb_image(size: int, noise: float = 0.0):
     """A colourful, textured RGB image built lazily by libvips (never whole in numpy).
 
     The smooth colour fields are computed at 1/8 scale and enlarged, which is what keeps
@@ -202,11 +202,13 @@ def _rgb_image(size: int):
     b = (x + y) * (200.0 / (2 * small)) + 40 + texture * 40
     base = r.bandjoin([g, b]).cast("uchar").resize(8, kernel="linear").crop(0, 0, size, size)
     fine = pyvips.Image.perlin(size, size, cell_size=max(4, size // 1024), seed=2) * 30
+    if noise:  # sensor noise: what makes JPEG work as hard as on a real photograph
+        fine = fine + pyvips.Image.gaussnoise(size, size, sigma=noise, mean=0, seed=3)
     return (base + fine).cast("uchar").copy(interpretation="srgb")
 
 
 def _write_rgb(path: Path, size: int, progress: bool) -> None:
-    image = _rgb_image(size)
+    image = rgb_image(size)
     partial = path.with_name(f".{path.name}.partial")
     bar = None
     if progress:
