@@ -3,6 +3,7 @@ activation, the FastCGI probe, and the deploy/ files themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -149,21 +150,26 @@ def test_workers_supervisor(images, tmp_path):
     """--workers 2: two accepters on one socket, a killed one replaced, SIGTERM stops all, orphans do not linger."""
     process, sock, log = start(images, tmp_path, "--workers", "2")
     workers = lambda: descendants(process.pid, b"pyiip.fcgi")  # noqa: E731
-    assert wait_for(lambda: len(workers()) == 2)
-    first = workers()
-    os.kill(first[0], signal.SIGKILL)
-    assert wait_for(lambda: len(workers()) == 2 and first[0] not in workers())
-    assert fcgi_client.request(sock, TILE).status == 200
-    assert "killed by signal 9; starting another" in log.read_text()
-    # HUP reaches every worker: each empties its caches and keeps serving.
-    assert wait_for(lambda: log.read_text().count("FastCGI process") >= 3)
-    process.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: log.read_text().count("SIGHUP: caches emptied") == 2)
-    assert len(workers()) == 2
-    current = workers()
-    process.send_signal(signal.SIGTERM)
-    assert stopped(process) == 0
-    assert wait_for(lambda: not any(alive(pid) for pid in current), timeout=5)
+    try:
+        assert wait_for(lambda: len(workers()) == 2)
+        first = workers()
+        os.kill(first[0], signal.SIGKILL)
+        assert wait_for(lambda: len(workers()) == 2 and first[0] not in workers())
+        assert fcgi_client.request(sock, TILE).status == 200
+        assert "killed by signal 9; starting another" in log.read_text()
+        # HUP reaches every worker: each empties its caches and keeps serving.
+        assert wait_for(lambda: log.read_text().count("FastCGI process") >= 3)
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: log.read_text().count("SIGHUP: caches emptied") == 2)
+        assert len(workers()) == 2
+        current = workers()
+        process.send_signal(signal.SIGTERM)
+        assert stopped(process) == 0
+        assert wait_for(lambda: not any(alive(pid) for pid in current), timeout=5)
+    finally:
+        for pid in [process.pid, *workers()] if process.poll() is None else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_workers_exit_with_a_killed_supervisor(images, tmp_path):
