@@ -17,6 +17,7 @@ from .errors import SourceError
 from .resolver import Resolved, Resolver
 from .source import ImageInfo, ImageSource
 from .tiff_source import TiffSource, UnsupportedCodec
+from .vips_source import VipsSource, with_reduced_levels
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -49,18 +50,13 @@ def open_source(path: str | ByteSource) -> ImageSource:
     tiff_error: SourceError | None = None
     if magic in _TIFF_MAGIC:
         try:
-            return _reduced_levels(TiffSource(path), path)
+            return with_reduced_levels(TiffSource(path), path)
         except UnsupportedCodec:
             raise
         except SourceError as exc:
-            if _flat_reader() is None:
-                raise
             tiff_error = exc
-    reader = _flat_reader()
-    if reader is None:
-        raise SourceError("unsupported image type")
     try:
-        source = reader(path)
+        source = VipsSource(path)
         if tiff_error is not None:
             try:
                 source.read(0, 0, 0, 1, 1)  # libvips opens lazily: make sure it can decode this TIFF
@@ -98,24 +94,6 @@ def _open_bytes(data: ByteSource) -> ImageSource:
     except BaseException:
         data.close()
         raise
-
-
-def _reduced_levels(source: ImageSource, path: str) -> ImageSource:
-    """A tiled TIFF without reduced levels gets libvips halvings, so thumbnails never read it whole."""
-    try:
-        from .vips_source import with_reduced_levels
-    except ImportError:
-        return source
-    return with_reduced_levels(source, path)
-
-
-def _flat_reader():
-    """The reader of non-pyramidal images, when that module is available."""
-    try:
-        from .vips_source import VipsSource
-    except ImportError:
-        return None
-    return VipsSource
 
 
 # Pixels read, at most, to compute a default display range at open time.
