@@ -36,6 +36,7 @@ END_BODY = struct.Struct("!IB3x")
 MAX_CONTENT = 65528  # a multiple of 8 below the 16-bit record length: no padding in long replies
 MAX_PARAMS = 1 << 20  # a web server sends a few KB; more is not a web server
 MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): bounded
+STREAM_LIMITS = {PARAMS: MAX_PARAMS, STDIN: MAX_STDIN}
 POLL = 1.0  # seconds between looks at the stop flag while idle
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 
@@ -99,15 +100,15 @@ def _stdout_records(request_id: int, data: bytes) -> list[bytes]:
 
 
 class _Request:
-    __slots__ = ("id", "keep", "params", "params_done", "stdin", "stdin_done")
+    """One request being read: its two input streams (PARAMS, STDIN), each ended by an empty record."""
+
+    __slots__ = ("ended", "id", "keep", "streams")
 
     def __init__(self, request_id: int, keep: bool) -> None:
         self.id = request_id
         self.keep = keep
-        self.params = bytearray()
-        self.params_done = False
-        self.stdin = bytearray()
-        self.stdin_done = False
+        self.streams = {PARAMS: bytearray(), STDIN: bytearray()}
+        self.ended: set[int] = set()
 
 
 class Responder:
@@ -232,27 +233,21 @@ class Responder:
                 continue
             if request is None or request_id != request.id:
                 continue  # records of a request we refused or ended
-            if kind == PARAMS:
+            if kind in request.streams:
+                stream = request.streams[kind]
                 if not content:
-                    request.params_done = True
-                elif len(request.params) + len(content) > MAX_PARAMS:
-                    raise ProtocolError("parameters too long")
+                    request.ended.add(kind)
+                elif len(stream) + len(content) > STREAM_LIMITS[kind]:
+                    raise ProtocolError("parameters or request body too long")
                 else:
-                    request.params += content
-            elif kind == STDIN:
-                if not content:
-                    request.stdin_done = True
-                elif len(request.stdin) + len(content) > MAX_STDIN:
-                    raise ProtocolError("request body too long")
-                else:
-                    request.stdin += content
+                    stream += content
             elif kind == ABORT_REQUEST:
                 connection.sendall(_record(END_REQUEST, request.id, END_BODY.pack(0, REQUEST_COMPLETE)))
                 if not request.keep:
                     return None
                 request = None
                 continue
-            if request.params_done and request.stdin_done:
+            if len(request.ended) == len(request.streams):
                 return request
 
     def _management(self, connection: socket.socket, kind: int, content: bytes) -> None:
@@ -266,12 +261,12 @@ class Responder:
     # ---------------------------------------------------------------- WSGI
 
     def _respond(self, request: _Request) -> list[bytes]:
-        environ = _pairs(bytes(request.params))
+        environ = _pairs(bytes(request.streams[PARAMS]))
         environ.update(
             {
                 "wsgi.version": (1, 0),
                 "wsgi.url_scheme": "https" if environ.get("HTTPS", "").lower() in ("on", "1") else "http",
-                "wsgi.input": io.BytesIO(bytes(request.stdin)),
+                "wsgi.input": io.BytesIO(bytes(request.streams[STDIN])),
                 "wsgi.errors": sys.stderr,
                 "wsgi.multithread": False,
                 "wsgi.multiprocess": True,
