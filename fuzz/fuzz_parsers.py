@@ -89,16 +89,5 @@ def write_seeds(directory: Path) -> None:
         (directory / f"seed-{index:02d}").write_bytes(request.encode("latin-1"))
 
 
-def main() -> None:
-    import atheris
-
-    setup(instrument=True)
-    corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
-    for directory in corpus[:1]:
-        write_seeds(Path(directory))
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    seeds.fuzz(setup, write_seeds, TestOneInput)

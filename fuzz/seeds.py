@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,17 @@ SEED_REQUESTS = [
     "HEAD /fcgi-bin/iipsrv.fcgi?FIF=%2e%2e/escape.tif&OBJ=Max-size",
     "OPTIONS /iiif/3/rgb.tif/info.json",
 ]
+
+
+def fuzz(
+    setup: Callable[..., None], write_seeds: Callable[[Path], None], test_one_input: Callable[[bytes], None]
+) -> None:
+    """The atheris entry point of a target: instrumented setup, seeds into the corpus directory, fuzz."""
+    import atheris
+
+    setup(instrument=True)
+    corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
+    for directory in corpus[:1]:
+        write_seeds(Path(directory))
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
