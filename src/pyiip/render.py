@@ -282,9 +282,14 @@ class Renderer:
             raise TooLarge("request needs more memory than MAX_REQUEST_MEMORY allows")
 
     def render(self, image: OpenImage, request: ImageRequest) -> Rendered:
+        """The stored JPEG tile when it can go as it is, else the pixels drawn and encoded."""
         stored = self.passthrough(image, request)
         if stored is not None:
             return Rendered(stored, MIME["jpg"])
+        return self.draw(image, request)
+
+    def draw(self, image: OpenImage, request: ImageRequest) -> Rendered:
+        """Read, resample, process, orient and encode: the work a cache saves."""
         chosen = plan(image, request.region, request.size)
         self.check_limits(image, request, chosen)
         try:

@@ -31,6 +31,7 @@ class Service:
             stored = self.renderer.passthrough(image, request)
             if stored is not None:
                 return Rendered(tagged(stored, _stored_etag(image, request.region)), MIME["jpg"])
+            return self.cache.fetch(image, request, self.renderer.draw)  # stored tile ruled out already
         return self.cache.fetch(image, request, self.renderer.render)
 
     def clear(self) -> None:
