@@ -152,6 +152,8 @@ def test_workers_supervisor(images, tmp_path):
     workers = lambda: descendants(process.pid, b"pyiip.fcgi")  # noqa: E731
     try:
         assert wait_for(lambda: len(workers()) == 2)
+        # Both have started (and logged it) before one is killed: the count below relies on it.
+        assert wait_for(lambda: log.read_text().count("FastCGI process") >= 2)
         first = workers()
         os.kill(first[0], signal.SIGKILL)
         assert wait_for(lambda: len(workers()) == 2 and first[0] not in workers())
