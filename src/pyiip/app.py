@@ -48,6 +48,8 @@ def _escape_controls(text: str) -> str:
     Parts of the target reappear in replies (IIIF ids and Link headers,
     redirects): encoded, they can never break a header line.
     """
+    if text.isprintable() and " " not in text:  # nearly always: no regex pass
+        return text
     return _CONTROLS.sub(lambda match: "%%%02X" % ord(match.group()), text)
 
 
@@ -104,6 +106,19 @@ def _not_modified(request: Request, response: Response, etag: str | None = None)
         return False
 
 
+def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
+    """The CORS headers every reply carries when CORS is set (built once per settings)."""
+    if not settings.cors:
+        return []
+    return [
+        ("Access-Control-Allow-Origin", settings.cors),
+        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
+        ("Access-Control-Allow-Headers", "Accept, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match"),
+        ("Access-Control-Expose-Headers", "ETag"),
+        ("Access-Control-Max-Age", "86400"),
+    ]
+
+
 class Application:
     """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
 
@@ -111,12 +126,14 @@ class Application:
         _load_protocols()
         self.settings = settings
         self.service = Service(settings)
+        self.cors_headers = _cors_headers(settings)
 
     def reload(self, settings: Settings) -> None:
         service = Service(settings)  # first: if it cannot be built, the old one keeps serving
         self.service.clear()
         self.settings = settings
         self.service = service
+        self.cors_headers = _cors_headers(settings)
 
     def route(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -168,17 +185,7 @@ class Application:
             headers.append(("Cache-Control", settings.cache_control))
         else:
             headers.append(("Cache-Control", "no-cache"))
-        if settings.cors:
-            headers += [
-                ("Access-Control-Allow-Origin", settings.cors),
-                ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-                (
-                    "Access-Control-Allow-Headers",
-                    "Accept, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match",
-                ),
-                ("Access-Control-Expose-Headers", "ETag"),
-                ("Access-Control-Max-Age", "86400"),
-            ]
+        headers += self.cors_headers
         status, body = response.status, response.body
         if status == 200 and _not_modified(request, response, etag):
             status, body = 304, b""

@@ -38,6 +38,14 @@ MAX_PARAMS = 1 << 20  # a web server sends a few KB; more is not a web server
 MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): bounded
 STREAM_LIMITS = {PARAMS: MAX_PARAMS, STDIN: MAX_STDIN}
 POLL = 1.0  # seconds between looks at the stop flag while idle
+# The WSGI keys that are the same on every request.
+_WSGI_CONSTANTS = {
+    "wsgi.version": (1, 0),
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+}
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 
 
@@ -46,28 +54,36 @@ class ProtocolError(Exception):
 
 
 def _pairs(data: bytes) -> dict[str, str]:
-    """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333)."""
+    """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
+
+    Lengths are read from the bytes, names and values sliced from one decoded
+    string: a web server sends some twenty pairs per request, so this loop is
+    on every request's path.
+    """
+    text = data.decode("latin-1")
     out: dict[str, str] = {}
     pos, end = 0, len(data)
-    while pos < end:
-        lengths = []
-        for _ in range(2):
-            if pos >= end:
-                raise ProtocolError("truncated parameter")
-            if data[pos] & 0x80:
-                if pos + 4 > end:
-                    raise ProtocolError("truncated parameter")
-                lengths.append(int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF)
-                pos += 4
-            else:
-                lengths.append(data[pos])
+    try:
+        while pos < end:
+            name_len = data[pos]
+            if name_len < 128:
                 pos += 1
-        name_len, value_len = lengths
-        if pos + name_len + value_len > end:
-            raise ProtocolError("truncated parameter")
-        name = data[pos : pos + name_len].decode("latin-1")
-        out[name] = data[pos + name_len : pos + name_len + value_len].decode("latin-1")
-        pos += name_len + value_len
+            else:
+                name_len = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+                pos += 4
+            value_len = data[pos]
+            if value_len < 128:
+                pos += 1
+            else:
+                value_len = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+                pos += 4
+            middle = pos + name_len
+            pos = middle + value_len
+            if pos > end:
+                raise IndexError
+            out[text[middle - name_len : middle]] = text[middle:pos]
+    except IndexError:
+        raise ProtocolError("truncated parameter") from None
     return out
 
 
@@ -83,8 +99,14 @@ def _record(kind: int, request_id: int, content: bytes = b"") -> bytes:
     return HEADER.pack(1, kind, request_id, len(content), padding) + content + b"\x00" * padding
 
 
-def _stdout_records(request_id: int, data: bytes) -> list[bytes]:
-    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST."""
+def _stdout_records(request_id: int, data: bytes) -> bytes:
+    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: one buffer, one send."""
+    end = HEADER.pack(1, STDOUT, request_id, 0, 0) + _record(
+        END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)
+    )
+    if len(data) <= MAX_CONTENT:  # nearly every reply: tiles, info.json
+        padding = -len(data) & 7
+        return b"".join((HEADER.pack(1, STDOUT, request_id, len(data), padding), data, b"\x00" * padding, end))
     out = []
     view = memoryview(data)
     for start in range(0, len(data), MAX_CONTENT):
@@ -94,9 +116,8 @@ def _stdout_records(request_id: int, data: bytes) -> list[bytes]:
         out.append(chunk)
         if padding:
             out.append(b"\x00" * padding)
-    out.append(HEADER.pack(1, STDOUT, request_id, 0, 0))
-    out.append(_record(END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)))
-    return out
+    out.append(end)
+    return b"".join(out)
 
 
 class _Request:
@@ -133,12 +154,25 @@ class Responder:
                 (signal.SIGHUP, self._reload),
             )
         }
+        # Every process on the socket waits in its own epoll set; EPOLLEXCLUSIVE wakes one of
+        # them per connection instead of all (each loser would pay a wake-up and a failed accept).
+        self.listening.setblocking(False)
+        poller = select.epoll()
         try:
+            poller.register(self.listening.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
             while not self.stopping and not self.reloading:
-                connection = self._accept()
-                if connection is not None:
-                    self._serve_connection(connection)
+                try:
+                    # Accept first: under load a connection is already queued, and the
+                    # wait below is skipped.
+                    connection, _ = self.listening.accept()
+                except BlockingIOError:
+                    poller.poll(POLL)
+                    continue
+                except (InterruptedError, ConnectionAbortedError):
+                    continue  # a signal, or the client left before we took its connection
+                self._serve_connection(connection)
         finally:
+            poller.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.reloading and not self.stopping
@@ -149,37 +183,25 @@ class Responder:
     def _reload(self, *_: object) -> None:
         self.reloading = True
 
-    def _accept(self) -> socket.socket | None:
-        try:
-            readable, _, _ = select.select([self.listening], [], [], POLL)
-        except InterruptedError:
-            return None
-        if not readable:
-            return None
-        try:
-            connection, _ = self.listening.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return None  # another process on the same socket took it, or the client left
-        connection.setblocking(True)
-        return connection
-
     def _serve_connection(self, connection: socket.socket) -> None:
+        """Answer the requests of one connection; it arrives blocking (accept4 without SOCK_NONBLOCK)."""
         buffer = bytearray()
+        idle = False  # the web server writes its request as soon as it connects: no wait before it
         try:
             while True:
-                request = self._read_request(connection, buffer)
+                request = self._read_request(connection, buffer, idle)
                 if request is None:
                     break
-                reply = self._respond(request)
-                connection.sendall(b"".join(reply))
+                connection.sendall(self._respond(request))
                 if not request.keep:
                     break
                 # Kept connection: after a stop, a request already sent is still answered
                 # (reading it does not wait: see _fill), then the connection is closed.
+                idle = True
         except (ProtocolError, OSError):
             pass
         finally:
-            self._close(connection, buffer)
+            self._close(connection)
 
     # ---------------------------------------------------------------- records
 
@@ -203,21 +225,33 @@ class Responder:
             buffer += chunk
         return True
 
-    def _read_request(self, connection: socket.socket, buffer: bytearray) -> _Request | None:
-        """Records up to a whole request (parameters and body), answering management records."""
+    def _read_request(self, connection: socket.socket, buffer: bytearray, idle: bool) -> _Request | None:
+        """Records up to a whole request (parameters and body), answering management records.
+
+        Records are parsed in place; what they used of ``buffer`` is dropped when a
+        read is due or the request is complete, not after each record.
+        """
         request: _Request | None = None
+        pos = 0
         while True:
-            if not self._fill(connection, buffer, HEADER.size, idle=request is None):
-                if request is not None:
-                    raise ProtocolError("connection closed mid-request")
-                return None
-            version, kind, request_id, length, padding = HEADER.unpack_from(buffer)
-            total = HEADER.size + length + padding
-            self._fill(connection, buffer, total, idle=False)
-            content = bytes(buffer[HEADER.size : HEADER.size + length])
-            del buffer[:total]
+            if len(buffer) - pos < HEADER.size:
+                del buffer[:pos]
+                pos = 0
+                if not self._fill(connection, buffer, HEADER.size, idle=idle and request is None):
+                    if request is not None:
+                        raise ProtocolError("connection closed mid-request")
+                    return None
+            version, kind, request_id, length, padding = HEADER.unpack_from(buffer, pos)
             if version != 1:
                 raise ProtocolError("unknown FastCGI version")
+            start = pos + HEADER.size
+            if len(buffer) < start + length + padding:
+                del buffer[:pos]
+                start -= pos
+                pos = 0
+                self._fill(connection, buffer, start + length + padding, idle=False)
+            content = buffer[start : start + length]
+            pos = start + length + padding
             if request_id == 0:
                 self._management(connection, kind, content)
                 continue
@@ -248,6 +282,7 @@ class Responder:
                 request = None
                 continue
             if len(request.ended) == len(request.streams):
+                del buffer[:pos]  # a kept connection's next request may already be behind it
                 return request
 
     def _management(self, connection: socket.socket, kind: int, content: bytes) -> None:
@@ -260,19 +295,11 @@ class Responder:
 
     # ---------------------------------------------------------------- WSGI
 
-    def _respond(self, request: _Request) -> list[bytes]:
-        environ = _pairs(bytes(request.streams[PARAMS]))
-        environ.update(
-            {
-                "wsgi.version": (1, 0),
-                "wsgi.url_scheme": "https" if environ.get("HTTPS", "").lower() in ("on", "1") else "http",
-                "wsgi.input": io.BytesIO(bytes(request.streams[STDIN])),
-                "wsgi.errors": sys.stderr,
-                "wsgi.multithread": False,
-                "wsgi.multiprocess": True,
-                "wsgi.run_once": False,
-            }
-        )
+    def _respond(self, request: _Request) -> bytes:
+        environ = _pairs(request.streams[PARAMS])
+        environ.update(_WSGI_CONSTANTS)
+        environ["wsgi.url_scheme"] = "https" if environ.get("HTTPS", "").lower() in ("on", "1") else "http"
+        environ["wsgi.input"] = io.BytesIO(request.streams[STDIN])
         started: list[bytes] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None) -> Callable:
@@ -296,15 +323,13 @@ class Responder:
     # ---------------------------------------------------------------- closing
 
     @staticmethod
-    def _close(connection: socket.socket, buffer: bytearray) -> None:
-        """Half-close, take what the web server already sent (so closing resets nothing), close.
+    def _close(connection: socket.socket) -> None:
+        """Take what the web server may still have sent (so closing resets nothing), then close.
 
-        The request was read whole, so nothing more is owed to us: the web
-        server's own close is not awaited.
+        The request was read whole, so nothing more is owed to us: one
+        non-blocking read, and the web server's own close is not awaited.
         """
         with contextlib.suppress(OSError):
-            connection.shutdown(socket.SHUT_WR)
-            connection.setblocking(False)
-            while connection.recv(65536):
+            while connection.recv(65536, socket.MSG_DONTWAIT):
                 pass
         connection.close()
