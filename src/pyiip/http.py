@@ -22,7 +22,9 @@ def http_date(timestamp: float) -> str:
     return _http_date(int(timestamp))
 
 
+@lru_cache(maxsize=64)
 def status_line(status: int) -> str:
+    """``200 OK``; memoised, since building it goes through the HTTPStatus enum."""
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from ..app import PATH_PROTOCOLS
+from ..cache import content_etag, tagged
 from ..errors import BadRequest, NotFound, NotImplementedFeature
 from ..http import Request, Response
 from ..images import OpenImage
@@ -345,7 +346,8 @@ def _info(service: Service, request: Request, target: Target, negotiated: bool) 
     body = _INFO_BODIES.get(key)
     if body is None:
         build = info_v3 if target.version >= 3 else info_v2
-        body = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
+        text = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
+        body = tagged(text, content_etag(text))  # its ETag travels with it: no digest per reply
         if len(_INFO_BODIES) >= INFO_ENTRIES:
             _INFO_BODIES.clear()
         _INFO_BODIES[key] = body
