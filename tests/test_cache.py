@@ -188,21 +188,46 @@ def test_encoder_settings_change_the_memcached_key(own_root):
 
 def test_rendezvous_placement_is_even_and_consistent():
     """Keys spread evenly; dropping a server moves only its own keys (what a cluster needs)."""
-    from pyiip.cache import _hash_client_class
+    import hashlib
 
-    _client, hasher_class = _hash_client_class()
+    from pymemcache.client.rendezvous import RendezvousHash
+
+    from pyiip.memcached import place
+
     nodes = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]
-    ring = hasher_class()
-    for node in nodes:
-        ring.add_node(node)
     keys = [f"pyiip:{i:032x}" for i in range(3000)]
-    placed = {key: ring.get_node(key) for key in keys}
+    placed = {key: place(key, nodes) for key in keys}
     for node in nodes:
         assert 850 < list(placed.values()).count(node) < 1150
-    ring.remove_node(nodes[1])
-    moved = [key for key in keys if ring.get_node(key) != placed[key]]
+    remaining = [nodes[0], nodes[2]]
+    moved = [key for key in keys if place(key, remaining) != placed[key]]
     assert all(placed[key] == nodes[1] for key in moved) and len(moved) == list(placed.values()).count(nodes[1])
-    reordered = hasher_class()
-    for node in reversed(nodes):
-        reordered.add_node(node)
-    assert all(reordered.get_node(key) == placed[key] for key in keys)
+    assert all(place(key, nodes[::-1]) == placed[key] for key in keys)
+
+    # The placement pymemcache's HashClient gave (RendezvousHash, blake2b score): stored keys stay found.
+    def score(text: str, seed: int) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+    ring = RendezvousHash(nodes=list(nodes), hash_function=score)
+    assert all(ring.get_node(key) == placed[key] for key in keys)
+
+
+def test_digest_is_the_blake2b_of_the_key_repr(own_root):
+    """The digest hashes the text before the request once per file: the keys are those of a plain repr digest."""
+    import hashlib
+
+    from pyiip.model import Display
+
+    app = make_app(own_root)
+    cache = app.service.cache
+    image = app.service.image("rgb.tif")
+    requests = [
+        ImageRequest(Region(0, 0, 256, 256, 0), (256, 256), quality=None),
+        ImageRequest(Region(5, 6, 70, 80, 1), (35, 40), quality=60, format="png"),
+        ImageRequest(Region(0, 0, 9, 9), (9, 9), display=Display(colormap="jét", minmax=((0, 1.5, 2.0),))),
+    ]
+    for request in requests * 2:
+        text = repr((cache.namespace, image.resolved.identity, request))
+        plain = hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=16).hexdigest()
+        assert cache.digest(image, request) == "pyiip:" + plain
+    assert len({cache.digest(image, request) for request in requests}) == len(requests)

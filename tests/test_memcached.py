@@ -24,6 +24,7 @@ from pyiip import config
 from pyiip.app import Application
 from pyiip.cache import MemcachedCache
 from pyiip.http import Request
+from pyiip.memcached import place
 from pyiip.render import Rendered
 
 # rgb.tif is 1100 x 900 in 256-pixel tiles: 20 + 6 + 2 + 1 tiles, IIP resolutions 3 (full) to 0.
@@ -183,6 +184,57 @@ def test_frozen_or_absent_memcached_stalls_one_timeout(mc, pyiip_log):
     refused = MemcachedCache("127.0.0.1:1", dead_timeout=60)  # nothing listens on port 1
     assert refused.get("pyiip:x") is None and refused.get("pyiip:y") is None
     assert len(pyiip_log.messages(logging.ERROR)) == 2
+
+
+def test_values_of_every_size_come_back_whole(mc):
+    """The get reads the reply itself: values within one read, over several, empty; misses in between."""
+    tier = MemcachedCache(mc.address)
+    for size in (0, 1, 5, 15_000, 65_536 - 60, 65_536, 200_000, 1_000_000):
+        # Bodies that look like the end of a reply: the length in the header decides, not markers.
+        body = os.urandom(size - 7) + b"\r\nEND\r\n" if size >= 7 else os.urandom(size)
+        tier.set(f"pyiip:size{size}", Rendered(body, "image/png"))
+        assert tier.get(f"pyiip:absent{size}") is None
+        found = tier.get(f"pyiip:size{size}")
+        assert found.body == body and found.mime == "image/png", size
+        assert found.body.etag == f'W/"size{size}"'
+    assert tier.errors == 0 and tier.hits == 8 and tier.misses == 8
+
+
+def test_a_reply_out_of_step_costs_one_miss_not_an_outage(mc, pyiip_log):
+    tier = MemcachedCache(mc.address)
+    tier.set("pyiip:a", Rendered(b"tile", "image/jpeg"))
+    assert tier.get("pyiip:a").body == b"tile"
+    connection = tier.client.clients[mc.address]
+    connection.sock.sendall(b"version\r\n")  # a reply the get does not expect comes first
+    time.sleep(0.05)
+    assert tier.get("pyiip:a") is None and tier.errors == 1 and not tier.down
+    assert connection.sock is None  # closed: the next get starts on a clean stream
+    assert tier.get("pyiip:a").body == b"tile" and tier.errors == 1
+    assert pyiip_log.messages() == []
+
+
+def test_keys_of_a_dead_server_go_to_the_others_meanwhile(images, pyiip_log):
+    with memcached() as a, memcached() as b:
+        tier = MemcachedCache(f"{a.address},{b.address}", dead_timeout=0.5)
+        keys = [f"pyiip:{i:032x}" for i in range(40)]
+        on_a = [key for key in keys if place(key, tier.names) == a.address]
+        assert 0 < len(on_a) < len(keys)
+        entry = Rendered(b"tile", "image/jpeg")
+        a.kill()
+        key = on_a[0]
+        assert tier.get(key) is None  # refused: a is left out
+        assert tier.down == {a.address}
+        tier.set(key, entry)
+        assert tier.get(key).body == b"tile"  # now on b
+        assert b.stats()["curr_items"] == 1
+        a.start()
+        time.sleep(0.6)  # past the dead timeout: a is asked again, and holds nothing yet
+        assert tier.get(key) is None and not tier.down
+        tier.set(key, entry)
+        assert tier.get(key).body == b"tile" and a.stats()["curr_items"] == 1
+        errors = pyiip_log.messages(logging.ERROR)
+        assert len(errors) == 1 and a.address in errors[0]
+        assert any("reachable again" in m for m in pyiip_log.messages())
 
 
 def fetch_all(base: str, urls: list[str]) -> list[tuple[int, bytes]]:

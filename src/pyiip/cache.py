@@ -13,8 +13,8 @@ the key's repr, which is canonical because the model holds plain values and
 also names the pyiip version and the settings that change the encoded bytes.
 
 memcached can never fail a request: a server that refuses, times out or
-dies is dropped from the hash ring for ``dead_timeout`` seconds (its keys go
-to the others, or are simply rendered), logged once, and tried again after.
+dies is left out for ``dead_timeout`` seconds (its keys go to the others,
+or are simply rendered), logged once, and tried again after (memcached.py).
 """
 
 from __future__ import annotations
@@ -29,18 +29,20 @@ from typing import Any
 from . import __version__
 from .config import ConfigError, Settings
 from .images import OpenImage
+from .memcached import Cluster, Unavailable, parse_servers
 from .model import ImageRequest
 from .render import Rendered
 
 LOGGER = logging.getLogger("pyiip")
 
-DEFAULT_PORT = 11211
 # memcached refuses items over its item size (-I, 1 MB by default), key and
 # item header included; leave room for them.
 ITEM_LIMIT = 1024 * 1024 - 2048
 # memcached reads an expiry over 30 days as a Unix time.
 _RELATIVE_EXPIRY_MAX = 30 * 24 * 3600
 KEY_PREFIX = "pyiip:"
+DIGEST_HEADS = 1024  # files whose key prefix is kept hashed
+_MIME_MAX = 128  # a value's MIME type and newline fit in its first bytes
 
 
 class Body(bytes):
@@ -133,73 +135,15 @@ class LRUCache:
         self.bytes = 0
 
 
-def parse_servers(text: str) -> list[tuple[str, int] | str]:
-    """MEMCACHED_SERVERS: ``host[:port]`` items (``[v6]:port``, or a socket path), comma or space separated."""
-    servers: list[tuple[str, int] | str] = []
-    for item in text.replace(",", " ").split():
-        if item.startswith(("/", "unix:")):
-            servers.append(item.removeprefix("unix:"))
-            continue
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port = rest.removeprefix(":")
-        elif item.count(":") == 1:
-            host, _, port = item.partition(":")
-        else:
-            host, port = item, ""  # a bare name, or a bare IPv6 address
-        if not host:
-            raise ConfigError(f"MEMCACHED_SERVERS: no host in {item!r}")
-        try:
-            number = int(port) if port else DEFAULT_PORT
-        except ValueError:
-            raise ConfigError(f"MEMCACHED_SERVERS: bad port in {item!r}") from None
-        if not 0 < number < 65536:
-            raise ConfigError(f"MEMCACHED_SERVERS: bad port in {item!r}")
-        servers.append((host, number))
-    return servers
-
-
-def _server_name(server: Any) -> str:
-    """The name HashClient gives a server on its hash ring (``host:port`` or the socket path)."""
-    return "%s:%s" % server if isinstance(server, tuple) else str(server)
-
-
-def _score(text: str, seed: int = 0) -> int:
-    """Rendezvous score: blake2b in C, ~15x faster than pymemcache's pure-Python murmur3.
-
-    Only pyiip reads its keys, so it need not place them where other clients would;
-    every pyiip process and host computes the same placement.
-    """
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-def _hash_client_class() -> tuple[type, type]:
-    """pymemcache's HashClient, told to report the servers it gives up on."""
-    from pymemcache.client.hash import HashClient
-    from pymemcache.client.rendezvous import RendezvousHash
-
-    class Rendezvous(RendezvousHash):
-        def __init__(self) -> None:
-            super().__init__(hash_function=_score)
-
-    class ReportingHashClient(HashClient):
-        on_dead: Callable[[Any], None] = staticmethod(lambda server: None)
-
-        def remove_server(self, server: Any, port: Any = None) -> None:
-            super().remove_server(server, port)
-            self.on_dead(server)
-
-    return ReportingHashClient, Rendezvous
-
-
 class MemcachedCache:
-    """A memcached cluster through pymemcache's HashClient (rendezvous hashing over the servers).
+    """Rendered images in a memcached cluster (memcached.py): hits, misses and stores counted for /metrics.
 
-    Per-call timeouts are short (a slow memcached must not stall a request
-    more than that), a failing server is dropped at its first failure
-    (``retry_attempts=0``) and re-tried after ``dead_timeout``; the outage is
-    logged once and the return once. The processes are single-threaded, so
-    one connection per server, no pool. Sets are ``noreply``: no round trip.
+    A value is the MIME type, a newline and the encoded bytes. Per-call
+    timeouts are short (a slow memcached must not stall a request more than
+    that); a failing server is left out for ``dead_timeout`` seconds, its
+    outage logged once and its return once. The processes are
+    single-threaded, so one connection per server, no pool. Sets are
+    ``noreply``: no round trip.
     """
 
     def __init__(
@@ -216,21 +160,7 @@ class MemcachedCache:
             raise ConfigError("MEMCACHED_SERVERS names no server")
         self.expire = expire
         self.item_limit = item_limit
-        client_class, hasher = _hash_client_class()
-        self.client = client_class(
-            self.servers,
-            hasher=hasher,
-            connect_timeout=timeout,
-            timeout=timeout,
-            no_delay=True,
-            retry_attempts=0,
-            dead_timeout=dead_timeout,
-            use_pooling=False,
-            ignore_exc=False,
-            default_noreply=True,
-        )
-        self.client.on_dead = self._dead
-        self.down: set[str] = set()  # names of the servers in an outage, logged once
+        self.client = Cluster(self.servers, timeout=timeout, dead_timeout=dead_timeout)
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -239,24 +169,12 @@ class MemcachedCache:
 
     @property
     def names(self) -> list[str]:
-        return [_server_name(s) for s in self.servers]
+        return list(self.client.clients)
 
-    def _dead(self, server: Any) -> None:
-        name = _server_name(server)
-        if name not in self.down:
-            self.down.add(name)
-            LOGGER.error(
-                "memcached %s unreachable: serving from the images; retrying every %g s",
-                name,
-                self.client.dead_timeout,
-            )
-
-    def _check_back(self, key: str) -> None:
-        """After a reply, log the return of the server it came from if that one was down."""
-        node = self.client.hasher.get_node(key)
-        if node is not None and node in self.down:
-            self.down.discard(node)
-            LOGGER.warning("memcached %s reachable again", node)
+    @property
+    def down(self) -> set[str]:
+        """Names of the servers in an outage, logged once."""
+        return self.client.down
 
     def _expiry(self) -> int:
         if self.expire > _RELATIVE_EXPIRY_MAX:
@@ -271,18 +189,17 @@ class MemcachedCache:
             self._failed("get", exc)
             self.misses += 1
             return None
-        if self.down:
-            self._check_back(key)
         if value is None:
             self.misses += 1
             return None
-        newline = value.find(b"\n")
+        head = value[:_MIME_MAX].tobytes()
+        newline = head.find(b"\n")
         if newline < 0:
             self.misses += 1
             return None
         self.hits += 1
-        body = memoryview(value)[newline + 1 :]  # one copy, into the Body
-        return Rendered(tagged(body, key_etag(key.removeprefix(KEY_PREFIX))), value[:newline].decode("latin-1"))
+        body = tagged(value[newline + 1 :], key_etag(key.removeprefix(KEY_PREFIX)))  # the one copy
+        return Rendered(body, head[:newline].decode("latin-1"))
 
     def set(self, key: str, entry: Rendered) -> None:
         """Store, unless the value is over memcached's item limit; failures are not errors of the request."""
@@ -291,7 +208,7 @@ class MemcachedCache:
             return
         value = entry.mime.encode("latin-1") + b"\n" + entry.body
         try:
-            self.client.set(key, value, expire=self._expiry(), noreply=True)
+            self.client.set(key, value, self._expiry())
         except Exception as exc:
             self._failed("set", exc)
             return
@@ -300,21 +217,18 @@ class MemcachedCache:
     def touch(self, key: str) -> None:
         """Re-arm the expiry of an entry (``pyiip warm`` run again before MEMCACHED_TIMEOUT ends)."""
         try:
-            self.client.touch(key, expire=self._expiry(), noreply=True)
+            self.client.touch(key, self._expiry())
         except Exception as exc:
             self._failed("touch", exc)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
-        if "All servers seem to be down" in str(exc):
+        if isinstance(exc, Unavailable):
             return  # every server is already known to be down
         LOGGER.debug("memcached %s failed: %s", what, exc)
 
     def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception as exc:
-            LOGGER.debug("memcached close failed: %s", exc)
+        self.client.close()
 
 
 def render_namespace(settings: Settings) -> str:
@@ -341,11 +255,23 @@ class RenderCache:
         self.memcached = memcached
         self.namespace = render_namespace(settings)
         self.touch_on_hit = False  # set by ``pyiip warm``
+        self._digest_heads: dict[Hashable, Any] = {}  # file identity -> blake2b of the key text before the request
 
     def digest(self, image: OpenImage, request: ImageRequest) -> str:
         """The memcached key: short, printable, the same in every process and host that renders alike."""
-        text = repr((self.namespace, image.resolved.identity, request))
-        return KEY_PREFIX + hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=16).hexdigest()
+        # The digest of repr((namespace, identity, request)); the part before the request is
+        # hashed once per file, which saves a third of the ~13 µs.
+        identity = image.resolved.identity
+        head = self._digest_heads.get(identity)
+        if head is None:
+            if len(self._digest_heads) >= DIGEST_HEADS:
+                self._digest_heads.clear()
+            text = "(" + repr(self.namespace) + ", " + repr(identity) + ", "
+            head = hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=16)
+            self._digest_heads[identity] = head
+        hasher = head.copy()
+        hasher.update((repr(request) + ")").encode("utf-8", "backslashreplace"))
+        return KEY_PREFIX + hasher.hexdigest()
 
     def fetch(
         self,
@@ -400,5 +326,6 @@ class RenderCache:
     def clear(self) -> None:
         """Empty the LRU and drop memcached connections (SIGHUP); memcached entries need no flush."""
         self.lru.clear()
+        self._digest_heads.clear()
         if self.memcached is not None:
             self.memcached.close()
