@@ -134,6 +134,20 @@ def test_identical_pixels_to_the_local_file(origin: Nginx, root: Path, tmp_path:
     assert a.status == 200 and bytes(a.body) == bytes(b.body)
 
 
+def test_regions_of_remote_images_share_decoded_tiles(origin: Nginx, root: Path, tmp_path: Path) -> None:
+    """Remote TIFFs keep decoded tiles as local ones do, keyed on the object's version: no second read."""
+    app = make_app(origin.base, tmp_path / "blocks")
+    local = Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MAX_IMAGE_CACHE_SIZE": "0"}))
+    tiles = app.service.cache.tiles
+    first = "/iiif/3/rgb.tif/1100,1100,300,300/max/0/default.png"  # four tiles of the full resolution
+    assert ask(app, first).status == 200 and (tiles.hits, tiles.misses, tiles.stores) == (0, 4, 4)
+    origin.clear_log()
+    second = ask(app, "/iiif/3/rgb.tif/1110,1120,300,300/max/0/default.png")
+    assert second.status == 200 and (tiles.hits, tiles.misses) == (4, 4)
+    assert origin.log() == []  # not even a block read
+    assert bytes(second.body) == bytes(ask(local, "/iiif/3/rgb.tif/1110,1120,300,300/max/0/default.png").body)
+
+
 def test_warm_block_cache_serves_a_new_process_without_tile_reads(origin: Nginx, tmp_path: Path) -> None:
     blocks = tmp_path / "blocks"
     first = make_app(origin.base, blocks)

@@ -30,7 +30,11 @@ class LocalFile:
     def __init__(self, path: str) -> None:
         self.name = path
         self._fd: int | None = os.open(path, os.O_RDONLY)
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        # The version of the bytes this descriptor reads, whatever name opened it: hard links share
+        # it, a file replaced or rewritten gets another (the key of TiffSource's cached tiles).
+        self.identity = ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def pread(self, count: int, offset: int) -> bytes:
         if self._fd is None:

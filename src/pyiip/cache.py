@@ -1,5 +1,8 @@
 """Caches of encoded images: a per-process LRU in front of an optional memcached cluster.
 
+The per-process LRU also holds decoded tiles (TileCache, read by TiffSource
+below the renderer), under the same byte budget, as iipsrv's tile cache does.
+
 Both tiers are keyed on the canonical request (the protocol-neutral model,
 so IIP and IIIF asking for the same pixels share one entry) together with
 the source file's identity (path, mtime_ns, size, inode): a replaced or
@@ -86,11 +89,17 @@ def response_etag(body: bytes) -> str:
 
 
 class LRUCache:
-    """Encoded images under a byte budget (MAX_IMAGE_CACHE_SIZE, in MB as in iipsrv).
+    """Encoded images and decoded tiles under one byte budget (MAX_IMAGE_CACHE_SIZE, in MB as in iipsrv).
 
-    An entry bigger than a quarter of the budget is not kept, so one large
-    CVT cannot flush the whole working set of tiles. ``hits``, ``misses`` and
-    ``evictions`` are plain counters for /metrics.
+    One budget for both kinds, as iipsrv's tile cache holds its compressed
+    and raw tiles together: whichever was used least recently goes first.
+    Keys of the two kinds never collide: rendered images are keyed
+    ``(identity, request)``, tiles ``("tile", identity, level, index)``.
+    ``put`` is told the entry's size in bytes. An entry bigger than a
+    quarter of the budget is not kept, so one large CVT cannot flush the
+    whole working set of tiles. ``hits``, ``misses`` and ``evictions`` are
+    plain counters for /metrics; ``get`` counts, ``find`` (the tiles' lookup,
+    which TileCache counts apart) does not.
     """
 
     ENTRY_OVERHEAD = 256  # key, entry and dict slot, roughly
@@ -98,7 +107,7 @@ class LRUCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max(0, max_bytes)
         self.max_entry = self.max_bytes // 4
-        self._entries: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -107,32 +116,75 @@ class LRUCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Hashable) -> Rendered | None:
-        entry = self._entries.get(key)
-        if entry is None:
+    def get(self, key: Hashable) -> Any:
+        item = self._entries.get(key)
+        if item is None:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return entry
+        return item[0]
 
-    def put(self, key: Hashable, entry: Rendered) -> None:
-        size = len(entry.body) + self.ENTRY_OVERHEAD
+    def find(self, key: Hashable) -> Any:
+        """``get`` without counting."""
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        self._entries.move_to_end(key)
+        return item[0]
+
+    def put(self, key: Hashable, entry: Any, size: int) -> bool:
+        """Keep ``entry`` (``size`` bytes), evicting the least recently used; False when it is too large."""
+        size += self.ENTRY_OVERHEAD
         if size > self.max_entry:
-            return
+            return False
         old = self._entries.pop(key, None)
         if old is not None:
-            self.bytes -= len(old.body) + self.ENTRY_OVERHEAD
-        self._entries[key] = entry
+            self.bytes -= old[1]
+        self._entries[key] = (entry, size)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            _key, dropped = self._entries.popitem(last=False)
-            self.bytes -= len(dropped.body) + self.ENTRY_OVERHEAD
+            _key, (_dropped, dropped_size) = self._entries.popitem(last=False)
+            self.bytes -= dropped_size
             self.evictions += 1
+        return True
 
     def clear(self) -> None:
         self._entries.clear()
         self.bytes = 0
+
+
+class TileCache:
+    """Decoded tiles in the LRU of rendered images (TiffSource's ``tiles``): one budget for both.
+
+    An unaligned region (IIIF ``x,y,w,h/256,/...``, CVT, IIP ``RGN``) reads
+    parts of several tiles, which its neighbours read again; decoding a
+    JPEG tile is most of such a request. TiffSource builds the keys
+    (``("tile", identity, level, index)``, the identity naming the bytes it
+    reads) and stores each tile read-only, so no caller can change the pixels
+    another request gets. ``max_read`` bounds what one read may add (a
+    quarter of the budget, as one entry), so a large CVT does not flush the
+    tiles and images of everyone else.
+    """
+
+    def __init__(self, lru: LRUCache) -> None:
+        self.lru = lru
+        self.max_read = lru.max_entry
+        self.hits = 0
+        self.misses = 0
+        self.stores = 0
+
+    def get(self, key: Hashable) -> Any:
+        tile = self.lru.find(key)
+        if tile is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return tile
+
+    def put(self, key: Hashable, tile: Any, size: int) -> None:
+        if self.lru.put(key, tile, size):
+            self.stores += 1
 
 
 class MemcachedCache:
@@ -250,6 +302,8 @@ class RenderCache:
 
     def __init__(self, settings: Settings, memcached: MemcachedCache | None = None) -> None:
         self.lru = LRUCache(int(settings.max_image_cache_size * 1024 * 1024))
+        # Decoded tiles share the LRU's budget; ImageStore hands this to the TIFF sources it opens.
+        self.tiles = TileCache(self.lru) if self.lru.max_bytes else None
         if memcached is None and settings.memcached_servers.strip():
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
         self.memcached = memcached
@@ -293,11 +347,11 @@ class RenderCache:
             if found is not None:
                 if self.touch_on_hit:
                     memcached.touch(digest)
-                lru.put(key, found)
+                lru.put(key, found, len(found.body))
                 return found
         rendered = render(image, request)
         rendered = Rendered(tagged(rendered.body, key_etag(digest.removeprefix(KEY_PREFIX))), rendered.mime)
-        lru.put(key, rendered)
+        lru.put(key, rendered, len(rendered.body))
         if memcached is not None:
             memcached.set(digest, rendered)
         return rendered
@@ -311,6 +365,8 @@ class RenderCache:
             "lru_entries": len(self.lru),
             "lru_bytes": self.lru.bytes,
         }
+        if self.tiles is not None:  # lookups of decoded tiles, in the same LRU (its entries and bytes count both)
+            out.update(tile_hits=self.tiles.hits, tile_misses=self.tiles.misses, tile_stores=self.tiles.stores)
         if self.memcached is not None:
             mc = self.memcached
             out.update(

@@ -22,7 +22,7 @@ class Settings:
     filename_pattern: str = "_pyr_"
     verbosity: int = 1
     logfile: str = "/tmp/iipsrv.log"
-    max_image_cache_size: float = 10.0
+    max_image_cache_size: float = 10.0  # MB per process: encoded replies and decoded tiles, one LRU
     max_metadata_cache_size: int = 1000
     jpeg_quality: int = 75
     png_quality: int = 1

@@ -7,6 +7,7 @@ replaced file is reopened and its stale metadata never served.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from .byte_source import ByteSource
 from .errors import SourceError
 from .resolver import Resolved, Resolver
 from .source import ImageInfo, ImageSource
-from .tiff_source import TiffSource, UnsupportedCodec
+from .tiff_source import TiffSource, TileStore, UnsupportedCodec
 from .vips_source import VipsSource, with_reduced_levels
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -35,13 +36,17 @@ class OpenImage:
         return self.source.info
 
 
-def open_source(path: str | ByteSource) -> ImageSource:
+def open_source(
+    path: str | ByteSource, tiles: TileStore | None = None, identity: Hashable | None = None
+) -> ImageSource:
     """Open a file by its magic bytes, as iipsrv does, not by its extension.
 
     A ByteSource (a remote object) must be a TIFF: it is read by ranges, never copied whole.
+    TIFF readers keep decoded tiles in ``tiles`` when given, a ByteSource's under ``identity``
+    (a local file's identity comes from its descriptor); flat images read by libvips do not.
     """
     if not isinstance(path, str):
-        return _open_bytes(path)
+        return _open_bytes(path, tiles, identity)
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
@@ -50,7 +55,7 @@ def open_source(path: str | ByteSource) -> ImageSource:
     tiff_error: SourceError | None = None
     if magic in _TIFF_MAGIC:
         try:
-            return with_reduced_levels(TiffSource(path), path)
+            return with_reduced_levels(TiffSource(path, tiles), path)
         except UnsupportedCodec:
             raise
         except SourceError as exc:
@@ -70,7 +75,7 @@ def open_source(path: str | ByteSource) -> ImageSource:
         raise
 
 
-def _open_bytes(data: ByteSource) -> ImageSource:
+def _open_bytes(data: ByteSource, tiles: TileStore | None, identity: Hashable | None) -> ImageSource:
     """A TIFF over a ByteSource; a read that failed on the way fails the open with its own error.
 
     tifffile catches some read errors and carries on with fewer pages: a
@@ -80,7 +85,7 @@ def _open_bytes(data: ByteSource) -> ImageSource:
         if data.pread(4, 0) not in _TIFF_MAGIC:
             raise SourceError("remote images must be pyramidal TIFF")
         try:
-            source = TiffSource(data)
+            source = TiffSource(data, tiles, identity)
         except SourceError:
             failure = getattr(data, "failure", None)
             if failure is not None:
@@ -140,12 +145,14 @@ def default_minmax(source: ImageSource) -> np.ndarray:
 class ImageStore:
     """Bounded LRU of open images: MAX_METADATA_CACHE_SIZE entries, -1 unlimited.
 
-    0 (iipsrv: no metadata cache) keeps only the image in use open.
+    0 (iipsrv: no metadata cache) keeps only the image in use open. ``tiles``
+    (the Service's TileCache) is handed to every TIFF source it opens.
     """
 
-    def __init__(self, resolver: Resolver, capacity: int) -> None:
+    def __init__(self, resolver: Resolver, capacity: int, tiles: TileStore | None = None) -> None:
         self.resolver = resolver
         self.capacity = 1 if capacity == 0 else capacity
+        self.tiles = tiles
         self._open: OrderedDict[str, OpenImage] = OrderedDict()
 
     def get(self, identifier: str) -> OpenImage:
@@ -156,7 +163,10 @@ class ImageStore:
             return entry
         if entry is not None:
             self._drop(resolved.path)
-        source = open_source(resolved.opener() if resolved.opener is not None else resolved.path)
+        if resolved.opener is not None:
+            source = open_source(resolved.opener(), self.tiles, resolved.identity)
+        else:
+            source = open_source(resolved.path, self.tiles)
         try:
             entry = OpenImage(resolved, source, default_minmax(source))
         except Exception:

@@ -238,7 +238,7 @@ def _number(value: float) -> str:
     return repr(float(value)) if value == value else "NaN"
 
 
-# stats() key suffix -> (metric, type, help); the prefix before it names the cache tier ("lru", "memcached").
+# stats() key suffix -> (metric, type, help); the prefix before it names the cache tier ("lru", "tile", "memcached").
 _CACHE_FAMILIES = {
     "hits": ("pyiip_cache_hits_total", "counter", "Lookups answered by the cache, by tier."),
     "misses": ("pyiip_cache_misses_total", "counter", "Lookups the cache could not answer, by tier."),

@@ -17,9 +17,10 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.resolver = Resolver(settings)
-        self.store = ImageStore(self.resolver, settings.max_metadata_cache_size)
-        self.renderer = Renderer(settings)
         self.cache = RenderCache(settings)  # per-process LRU, then memcached when configured
+        # TIFF sources keep decoded tiles in that LRU too, under the same budget.
+        self.store = ImageStore(self.resolver, settings.max_metadata_cache_size, self.cache.tiles)
+        self.renderer = Renderer(settings)
 
     def image(self, identifier: str) -> OpenImage:
         return self.store.get(identifier)

@@ -73,7 +73,10 @@ class ImageSource(Protocol):
     info: ImageInfo
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """Pixels of a rectangle of one level as an (h, w, channels) array of the native dtype."""
+        """Pixels of a rectangle of one level as an (h, w, channels) array of the native dtype.
+
+        It may be read-only (a view of a cached tile): callers copy before they change pixels.
+        """
         ...
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:

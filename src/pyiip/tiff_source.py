@@ -3,12 +3,22 @@
 Levels are SubIFDs of the first page when it has them (OME/libvips style),
 else every later tiled IFD of the chain (STIFF and libvips style), as iipsrv
 reads them. Only the tiles a request covers are read and decoded.
+
+Decoded tiles can be kept in a cache (``tiles``, the TileCache the Service
+shares with its rendered images): a tile that a read uses only in part is
+stored, so the unaligned regions around it (IIIF regions, CVT) do not decode
+it again; a tile read whole, the output of a tile-aligned request, is not:
+its encoded form goes to the cache of rendered images anyway. Tiles are
+read-only arrays, cached or not, and ``read`` may return a view of one:
+callers copy before they change pixels.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import simplejpeg
@@ -35,6 +45,16 @@ _METADATA_TAGS = {
     269: "documentname",
     285: "pagename",
 }
+
+
+class TileStore(Protocol):
+    """Where decoded tiles are kept (cache.TileCache): keys are hashable, sizes in bytes."""
+
+    max_read: int  # bytes of tiles one read may add
+
+    def get(self, key: Hashable) -> np.ndarray | None: ...
+
+    def put(self, key: Hashable, tile: np.ndarray, size: int) -> None: ...
 
 
 class UnsupportedCodec(SourceError):
@@ -78,14 +98,24 @@ class TiffSource:
     """An open pyramidal TIFF: tifffile parses the IFDs once, tiles are read by pread.
 
     Takes a path (a local file) or any ByteSource (e.g. ranges of a remote object).
+    With ``tiles``, decoded tiles are cached under ``identity``, which names
+    the version of the bytes: a local path's comes from its open descriptor
+    (device, inode, mtime, size); a ByteSource's is given (a remote object's
+    URL, ETag and size). Without an identity nothing is cached.
     """
 
-    def __init__(self, source: str | ByteSource) -> None:
+    def __init__(
+        self, source: str | ByteSource, tiles: TileStore | None = None, identity: Hashable | None = None
+    ) -> None:
         try:
             self._bytes: ByteSource = LocalFile(source) if isinstance(source, str) else source
         except OSError as exc:  # deleted or replaced since it was resolved
             raise SourceError("image cannot be read") from exc
         self.path = self._bytes.name
+        if isinstance(self._bytes, LocalFile):
+            identity = self._bytes.identity
+        self._tiles = tiles if identity is not None else None
+        self._identity = identity
         self._tif: tifffile.TiffFile | None = None
         try:
             self._tif = tifffile.TiffFile(io.BufferedReader(ByteStream(self._bytes), 65536), name=self.path)
@@ -236,6 +266,25 @@ class TiffSource:
         ntiles = lv.info.tiles_across * lv.info.tiles_down
         return np.concatenate([self._decode(lv, index + p * ntiles) for p in range(lv.planes)], axis=2)
 
+    def _fetch(self, level: int, lv: _Level, col: int, row: int, room: int) -> tuple[np.ndarray, int]:
+        """A read-only tile, from the cache or decoded; stored when it fits in ``room``, the bytes
+        the read may still add. Returns the tile and the room left."""
+        tiles = self._tiles
+        if tiles is None:
+            tile = self._tile(lv, col, row)
+            tile.flags.writeable = False
+            return tile, room
+        key = ("tile", self._identity, level, row * lv.info.tiles_across + col)
+        tile = tiles.get(key)
+        if tile is not None:
+            return tile, room
+        tile = self._tile(lv, col, row)
+        tile.flags.writeable = False
+        if tile.nbytes <= room:
+            tiles.put(key, tile, tile.nbytes)
+            room -= tile.nbytes
+        return tile, room
+
     def _decode(self, lv: _Level, index: int) -> np.ndarray:
         data = self._raw(lv, index)
         page = lv.page
@@ -270,15 +319,20 @@ class TiffSource:
         tw, th = info.tile_width, info.tile_height
         c0, r0 = x // tw, y // th
         c1, r1 = (x + w - 1) // tw, (y + h - 1) // th
+        tiles = self._tiles
         if c0 == c1 and r0 == r1:
-            tile = self._tile(lv, c0, r0)
+            # A whole tile is what a tile-aligned request reads: its encoded output is cached
+            # instead, and a decoded copy (ten times that size) would only crowd the LRU.
+            room = 0 if tiles is None or (x, y, w, h) == info.tile_rect(c0, r0) else tiles.max_read
+            tile, _room = self._fetch(level, lv, c0, r0, room)
             return tile[y - r0 * th : y - r0 * th + h, x - c0 * tw : x - c0 * tw + w]
+        room = 0 if tiles is None else tiles.max_read
         out = np.empty((h, w, self.info.channels), dtype=self.info.dtype)
         for row in range(r0, r1 + 1):
             for col in range(c0, c1 + 1):
                 tx, ty = col * tw, row * th
                 ax, ay = max(x, tx), max(y, ty)
                 bx, by = min(x + w, tx + tw), min(y + h, ty + th)
-                tile = self._tile(lv, col, row)
+                tile, room = self._fetch(level, lv, col, row, room)
                 out[ay - y : by - y, ax - x : bx - x] = tile[ay - ty : by - ty, ax - tx : bx - tx]
         return out
