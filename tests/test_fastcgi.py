@@ -14,10 +14,9 @@ from pyiip.fcgi_client import environ_for
 HEADER = struct.Struct("!BBHHBx")
 
 
-def app(environ, start_response):
+def handler(environ):
     body = (environ["QUERY_STRING"] * int(environ.get("HTTP_REPEAT", "1"))).encode("latin-1")
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
+    return "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body
 
 
 def record(kind: int, request_id: int, content: bytes = b"") -> bytes:
@@ -50,7 +49,7 @@ def records(data: bytes) -> list[tuple[int, int, bytes]]:
 def exchange(*chunks: bytes, close: bool = True) -> list[tuple[int, int, bytes]]:
     """Send chunks to a responder serving one connection; all it answered, as records."""
     server_side, client = socket.socketpair()
-    responder = fastcgi.Responder(app, socket.socket())
+    responder = fastcgi.Responder(handler, socket.socket())
     worker = threading.Thread(target=responder._serve_connection, args=(server_side,))
     worker.start()
     for chunk in chunks:

@@ -6,7 +6,8 @@ import pytest
 
 from pyiip import config
 from pyiip.app import Application
-from pyiip.http import Request, http_date
+from pyiip.fcgi_client import environ_for
+from pyiip.http import http_date
 
 TILE = "FIF=rgb.tif&JTL=3,6"
 
@@ -17,9 +18,12 @@ def cors_app(settings) -> Application:
 
 
 def call(app: Application, query: str, method: str = "GET", path: str = "/fcgi-bin/iipsrv.fcgi", **headers: str):
-    """(status code, headers dict, body) exactly as the WSGI layer would send them."""
-    request = Request(method, path, query, headers={k.replace("_", "-").lower(): v for k, v in headers.items()})
-    status, header_list, body = app.finish(request, app.respond(request))
+    """(status code, headers dict, body) exactly as the WSGI layer sends them."""
+    environ = environ_for(f"{path}?{query}" if query else path, host="127.0.0.1", method=method)
+    environ.update({f"HTTP_{name.upper()}": value for name, value in headers.items()})
+    started: list = []
+    body = b"".join(app(environ, lambda status, header_list: started.extend((status, header_list))))
+    status, header_list = started
     names = [name.lower() for name, _ in header_list]
     assert len(names) == len(set(names)), names  # no header twice
     return int(status[:3]), dict(header_list), body

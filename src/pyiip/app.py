@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -18,7 +18,7 @@ from . import index, ops, static_files
 from .cache import response_etag
 from .config import Settings
 from .errors import HTTPError
-from .http import Request, Response, http_date, status_line, text
+from .http import EnvironHeaders, Request, Response, http_date, status_line, text
 from .log import LOGGER
 from .protocols import iip
 from .service import Service
@@ -53,7 +53,7 @@ def _escape_controls(text: str) -> str:
     return _CONTROLS.sub(lambda match: "%%%02X" % ord(match.group()), text)
 
 
-def request_from_environ(environ: dict) -> Request:
+def request_from_environ(environ: Mapping[str, str]) -> Request:
     """Build the request from the raw URI; WSGI strings are latin-1 decoded bytes (PEP 3333)."""
     uri = environ.get("REQUEST_URI") or ""
     if uri:
@@ -62,7 +62,6 @@ def request_from_environ(environ: dict) -> Request:
     else:
         raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
         path, query = quote(raw_path, safe="/:@!$&'()*+,;=-._~"), environ.get("QUERY_STRING", "")
-    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
     scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme") or "http"
     if environ.get("HTTPS", "").lower() in ("on", "1"):
@@ -76,7 +75,7 @@ def request_from_environ(environ: dict) -> Request:
         host=_escape_controls(host),
         scheme=scheme,
         script_name=_escape_controls(environ.get("SCRIPT_NAME", "")),
-        headers=headers,
+        headers=EnvironHeaders(environ),
     )
 
 
@@ -169,7 +168,7 @@ class Application:
             LOGGER.exception("internal error on %s?%s", request.path, request.query[:200])
             return text(500, "internal server error")
 
-    def finish(self, request: Request, response: Response) -> tuple[str, list[tuple[str, str]], bytes]:
+    def finish(self, request: Request, response: Response) -> tuple[int, list[tuple[str, str]], bytes]:
         """Add the common headers, answer conditionals and HEAD."""
         settings = self.settings
         headers = response.header_list()
@@ -194,15 +193,19 @@ class Application:
             headers.append(("Content-Length", str(len(body))))
         if request.method == "HEAD":
             body = b""
-        elif type(body) is not bytes:
-            body = bytes(body)  # WSGI wants exactly bytes, not a cache.Body
-        return status_line(status), headers, body
+        return status, headers, body
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def handle(self, environ: Mapping[str, str]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """One request from its CGI variables to status line, headers and body (what FastCGI calls)."""
         started = time.perf_counter()
         request = request_from_environ(environ)
         response = self.respond(request)
         status, headers, body = self.finish(request, response)
+        ops.finished(request, status, len(body), started)  # counters; the log line at VERBOSITY >= 2
+        return status_line(status), headers, body
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """WSGI, for the HTTP mode."""
+        status, headers, body = self.handle(environ)
         start_response(status, headers)
-        ops.finished(request, int(status[:3]), len(body), started)  # counters; the log line at VERBOSITY >= 2
-        return [body]
+        return [body if type(body) is bytes else bytes(body)]  # exactly bytes, not a cache.Body

@@ -19,13 +19,11 @@ single-threaded server advertises (FCGI_MPXS_CONNS=0).
 from __future__ import annotations
 
 import contextlib
-import io
 import select
 import signal
 import socket
 import struct
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
@@ -38,14 +36,6 @@ MAX_PARAMS = 1 << 20  # a web server sends a few KB; more is not a web server
 MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): bounded
 STREAM_LIMITS = {PARAMS: MAX_PARAMS, STDIN: MAX_STDIN}
 POLL = 1.0  # seconds between looks at the stop flag while idle
-# The WSGI keys that are the same on every request.
-_WSGI_CONSTANTS = {
-    "wsgi.version": (1, 0),
-    "wsgi.errors": sys.stderr,
-    "wsgi.multithread": False,
-    "wsgi.multiprocess": True,
-    "wsgi.run_once": False,
-}
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 
 
@@ -132,11 +122,16 @@ class _Request:
         self.ended: set[int] = set()
 
 
-class Responder:
-    """Accepts on a listening socket and answers each request with a WSGI application."""
+# What answers a request: its CGI variables in, status line, headers and body out. Not
+# WSGI: a FastCGI request has no use for the wsgi.* keys, start_response or an iterable.
+Handler = Callable[[dict[str, str]], tuple[str, list[tuple[str, str]], bytes]]
 
-    def __init__(self, app: Callable, listening: socket.socket) -> None:
-        self.app = app
+
+class Responder:
+    """Accepts on a listening socket and answers each request with a handler (Application.handle)."""
+
+    def __init__(self, handler: Handler, listening: socket.socket) -> None:
+        self.handler = handler
         self.listening = listening
         self.stopping = False
         self.reloading = False
@@ -293,32 +288,16 @@ class Responder:
         else:
             connection.sendall(_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7))
 
-    # ---------------------------------------------------------------- WSGI
+    # ---------------------------------------------------------------- replies
 
     def _respond(self, request: _Request) -> bytes:
-        environ = _pairs(request.streams[PARAMS])
-        environ.update(_WSGI_CONSTANTS)
-        environ["wsgi.url_scheme"] = "https" if environ.get("HTTPS", "").lower() in ("on", "1") else "http"
-        environ["wsgi.input"] = io.BytesIO(request.streams[STDIN])
-        started: list[bytes] = []
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info=None) -> Callable:
-            lines = [f"Status: {status}\r\n"] + [f"{name}: {value}\r\n" for name, value in headers]
-            started[:] = ["".join(lines).encode("latin-1") + b"\r\n"]
-            return lambda data: None
-
         try:
-            result: Iterable[bytes] = self.app(environ, start_response)
-            try:
-                body = b"".join(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            status, headers, body = self.handler(_pairs(request.streams[PARAMS]))
+            head = "".join([f"Status: {status}\r\n", *(f"{name}: {value}\r\n" for name, value in headers), "\r\n"])
+            reply = head.encode("latin-1") + body
         except Exception:  # the application answers its own errors; this is the last resort
-            started[:] = [b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n"]
-            body = b"internal server error\n"
-        return _stdout_records(request.id, (started[0] if started else b"Status: 500\r\n\r\n") + body)
+            reply = b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\ninternal server error\n"
+        return _stdout_records(request.id, reply)
 
     # ---------------------------------------------------------------- closing
 

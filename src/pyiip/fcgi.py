@@ -94,7 +94,7 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     limits.apply(settings)
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
-    responder = Responder(app, socket.socket(fileno=0))
+    responder = Responder(app.handle, socket.socket(fileno=0))
     while responder.serve():  # True after SIGHUP
         try:
             app.reload(config.load())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
@@ -31,6 +32,22 @@ def status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
+class EnvironHeaders:
+    """Request headers looked up in the CGI variables when asked (``accept`` is ``HTTP_ACCEPT``).
+
+    A request reads two or three of the twenty-odd a web server sends: no
+    dict of them is built.
+    """
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.environ.get("HTTP_" + name.upper().replace("-", "_"), default)
+
+
 @dataclass(slots=True)
 class Request:
     """What the protocol handlers may look at: raw path and query, a few headers."""
@@ -41,7 +58,7 @@ class Request:
     host: str = "127.0.0.1"
     scheme: str = "http"
     script_name: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] | EnvironHeaders = field(default_factory=dict)  # lower-case names
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
