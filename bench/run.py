@@ -857,7 +857,7 @@ def versions() -> dict:
         "memcached": deb("memcached"),
         "wrk": deb("wrk"),
     }
-    for package in ("numpy", "simplejpeg", "tifffile", "imagecodecs", "flup", "pymemcache"):
+    for package in ("numpy", "simplejpeg", "tifffile", "imagecodecs", "pyvips", "pymemcache"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[package] = metadata.version(package)
     return out
