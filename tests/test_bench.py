@@ -291,3 +291,21 @@ def test_render_a_saved_report():
     assert "other programs used 50% of one core" in markdown and "| pyiip | 1 | 2 | 4 | 4 |" in markdown
     assert "| JTL distinct | iipsrv | >= 2 | 2.50 | 0 | met |" in markdown and "\n- w" in markdown
     assert "Soak: pyiip 600 s at c=8, 300 req/s, 0 errors" in markdown
+
+
+# --- bench/overhead.py: the per-layer split of a request, in-process
+
+
+def test_overhead_layers_add_up_and_leave_the_application_as_it_was(settings):
+    from pyiip.app import Application
+
+    overhead = _load("pyiip_bench_overhead", BENCH / "overhead.py")
+    app = Application(settings)
+    urls = ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=1,0", "/fcgi-bin/iipsrv.fcgi?IIIF=rgb.tif/info.json"] * 20
+    for uri in urls:
+        status, _headers, body = app.handle(overhead.lighttpd_params(uri))
+        assert status == "200 OK" and body
+    layers = overhead.measure(app, urls)
+    assert set(layers) == {"whole", "fastcgi", "http", "respond"}
+    assert all(layers[name] > 0 for name in ("fastcgi", "http", "respond")), layers
+    assert "respond" not in vars(app)  # the timing wrapper is gone: handle() calls the method again
