@@ -5,60 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import struct
 import time
 from pathlib import Path
 
 from mcserver import memcached
 from servers import VENV_BIN, free_port, running
 
-FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
-
-
-def _record(kind: int, content: bytes) -> bytes:
-    return struct.pack("!BBHHBx", 1, kind, 1, len(content), 0) + content
-
-
-def _pair(name: str, value: str) -> bytes:
-    def length(n: int) -> bytes:
-        return bytes([n]) if n < 128 else struct.pack("!I", n | 0x80000000)
-
-    raw_name, raw_value = name.encode(), value.encode()
-    return length(len(raw_name)) + length(len(raw_value)) + raw_name + raw_value
+from pyiip import fcgi_client
 
 
 def fcgi_get(port: int, query: str, path: str = "/fcgi-bin/iipsrv.fcgi") -> tuple[int, dict[str, str], bytes]:
     """One GET as a web server would send it over FastCGI (responder role, connection not kept)."""
-    params = {
-        "REQUEST_METHOD": "GET",
-        "REQUEST_URI": f"{path}?{query}",
-        "QUERY_STRING": query,
-        "SCRIPT_NAME": path,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "GATEWAY_INTERFACE": "CGI/1.1",
-    }
-    message = _record(FCGI_BEGIN_REQUEST, struct.pack("!HB5x", 1, 0))
-    message += _record(FCGI_PARAMS, b"".join(_pair(k, v) for k, v in params.items())) + _record(FCGI_PARAMS, b"")
-    message += _record(FCGI_STDIN, b"")
-    received = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(message)
-        while chunk := sock.recv(65536):
-            received += chunk
-    stdout, offset = b"", 0
-    while offset + 8 <= len(received):
-        _version, kind, _id, size, padding = struct.unpack("!BBHHB", received[offset : offset + 7])
-        if kind == FCGI_STDOUT:
-            stdout += received[offset + 8 : offset + 8 + size]
-        elif kind == FCGI_END_REQUEST:
-            break
-        offset += 8 + size + padding
-    head, _, body = stdout.partition(b"\r\n\r\n")
-    headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n") if ": " in line)
-    return int(headers.get("Status", "200")[:3]), headers, body
+    reply = fcgi_client.request(f"127.0.0.1:{port}", f"{path}?{query}", timeout=20)
+    return reply.status, dict(reply.headers), reply.body
 
 
 def test_sighup_empties_the_caches_and_keeps_the_socket(images, tmp_path: Path):

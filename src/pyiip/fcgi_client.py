@@ -15,11 +15,20 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
-VERSION = 1
-BEGIN_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT, STDERR = 1, 3, 4, 5, 6, 7
-RESPONDER = 1
-KEEP_CONN = 1
-_HEADER = struct.Struct("!BBHHBx")
+from .fastcgi import (
+    BEGIN_REQUEST,
+    END_REQUEST,
+    HEADER,
+    KEEP_CONN,
+    PARAMS,
+    RESPONDER,
+    STDIN,
+    STDOUT,
+    _encode_pairs,
+    _record,
+)
+
+STDERR = 7  # the responder never writes it; a reply from another server may
 
 
 @dataclass
@@ -48,18 +57,6 @@ def connect(address: str, timeout: float = 30.0) -> socket.socket:
     return socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout)
 
 
-def _record(kind: int, request_id: int, content: bytes) -> bytes:
-    padding = -len(content) % 8
-    return _HEADER.pack(VERSION, kind, request_id, len(content), padding) + content + b"\0" * padding
-
-
-def _pair(name: bytes, value: bytes) -> bytes:
-    def length(n: int) -> bytes:
-        return struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
-
-    return length(len(name)) + length(len(value)) + name + value
-
-
 def environ_for(uri: str, host: str = "localhost", method: str = "GET", **extra: str) -> dict[str, str]:
     """The CGI parameters a web server sends for ``uri`` (path and query, still encoded)."""
     path, _, query = uri.partition("?")
@@ -82,21 +79,19 @@ def environ_for(uri: str, host: str = "localhost", method: str = "GET", **extra:
 def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> None:
     """Send BEGIN_REQUEST and the parameters, but not the end of stdin: the request is open."""
     body = struct.pack("!HB5x", RESPONDER, KEEP_CONN if keep_conn else 0)
-    encoded = b"".join(_pair(k.encode("latin-1"), v.encode("latin-1")) for k, v in params.items())
+    encoded = _encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in params.items()})
     sock.sendall(
-        _record(BEGIN_REQUEST, request_id, body)
-        + _record(PARAMS, request_id, encoded)
-        + _record(PARAMS, request_id, b"")
+        _record(BEGIN_REQUEST, request_id, body) + _record(PARAMS, request_id, encoded) + _record(PARAMS, request_id)
     )
 
 
 def finish(sock: socket.socket, request_id: int = 1) -> Reply:
     """End stdin (the application runs now) and read the reply up to END_REQUEST."""
-    sock.sendall(_record(STDIN, request_id, b""))
+    sock.sendall(_record(STDIN, request_id))
     out, err = bytearray(), bytearray()
     while True:
-        header = _read(sock, _HEADER.size)
-        _version, kind, rid, length, padding = _HEADER.unpack(header)
+        header = _read(sock, HEADER.size)
+        _version, kind, rid, length, padding = HEADER.unpack(header)
         content = _read(sock, length + padding)[:length]
         if rid != request_id:
             continue
