@@ -48,7 +48,8 @@ def _pairs(data: bytes) -> dict[str, str]:
 
     Lengths are read from the bytes, names and values sliced from one decoded
     string: a web server sends some twenty pairs per request, so this loop is
-    on every request's path.
+    on every request's path (which is also why the two length reads are
+    written out rather than a helper called forty times).
     """
     text = data.decode("latin-1")
     out: dict[str, str] = {}

@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 import re
 
-from ..app import PATH_PROTOCOLS
 from ..errors import BadRequest, NotFound
 from ..http import Request, Response
 from ..images import OpenImage
 from ..service import Service
-from . import iip
-from .display_query import tile_reply
+from .display_query import register, tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/deepzoom/"
@@ -64,14 +62,4 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     return tile(service, request, image, int(level), int(col), int(row), ext, query)
 
 
-def handle_path(service: Service, request: Request) -> Response:
-    return respond(service, request, iip.unquote(request.path[len(PREFIX) :].replace("+", "%2B")), request.query)
-
-
-def handle_query(service: Service, request: Request, value: str) -> Response:
-    query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("deepzoom="))
-    return respond(service, request, iip.unquote(value), query)
-
-
-iip.QUERY_PROTOCOLS["deepzoom"] = handle_query
-PATH_PROTOCOLS[PREFIX] = handle_path
+register("deepzoom", PREFIX, respond)

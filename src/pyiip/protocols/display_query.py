@@ -9,6 +9,9 @@ rows by ``;``...), and a bad value is the same 400.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..app import PATH_PROTOCOLS
 from ..errors import NotFound
 from ..http import Request, Response
 from ..images import OpenImage
@@ -52,3 +55,20 @@ def tile_reply(
     )
     rendered = service.render(image, model)
     return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+
+
+def register(key: str, prefix: str, respond: Callable[[Service, Request, str, str], Response]) -> None:
+    """Route ``{prefix}{path}`` and ``?{key}={path}`` to ``respond(service, request, path, query)``.
+
+    ``path`` arrives decoded as iipsrv decodes it (a ``+`` in the URL path is
+    a plus, in the query a space); ``query`` holds the display parameters.
+    """
+
+    def handle_path(service: Service, request: Request) -> Response:
+        return respond(service, request, iip.unquote(request.path[len(prefix) :].replace("+", "%2B")), request.query)
+
+    def handle_query(service: Service, request: Request, value: str) -> Response:
+        return respond(service, request, iip.unquote(value), iip.without_key(request.query, key))
+
+    iip.QUERY_PROTOCOLS[key] = handle_query
+    PATH_PROTOCOLS[prefix] = handle_path

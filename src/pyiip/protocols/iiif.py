@@ -448,7 +448,7 @@ def handle_query(service: Service, request: Request, value: str) -> Response:
     else:
         start = public_origin(request, settings.base_url, request.path) + request.path + f"?{key}={lead}"
     target = split_target(raw.replace("+", "%20"), version, start)
-    query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("iiif="))
+    query = iip.without_key(request.query, "iiif")
     return respond(service, request, target, query, negotiated=True)
 
 

@@ -48,6 +48,13 @@ def split_query(query: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def without_key(query: str, key: str) -> str:
+    """The query without its ``key=`` parameters (any case): what a protocol reached through
+    ``?IIIF=``, ``?DeepZoom=`` or ``?Zoomify=`` reads its display parameters from."""
+    prefix = key.lower() + "="
+    return "&".join(t for t in query.split("&") if not t.lower().startswith(prefix))
+
+
 def unquote(value: str) -> str:
     """iipsrv's URL decoder: ``+`` is a space, ``%XX`` a byte, a stray ``%`` stays literal.
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import re
 
-from ..app import PATH_PROTOCOLS
 from ..errors import BadRequest, NotFound
 from ..http import Request, Response
 from ..images import OpenImage
 from ..service import Service
 from ..source import ImageInfo
-from . import iip
-from .display_query import tile_reply
+from .display_query import register, tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/zoomify/"
@@ -72,14 +70,4 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     return tile(service, request, image, int(tier), int(col), int(row), ext, query)
 
 
-def handle_path(service: Service, request: Request) -> Response:
-    return respond(service, request, iip.unquote(request.path[len(PREFIX) :].replace("+", "%2B")), request.query)
-
-
-def handle_query(service: Service, request: Request, value: str) -> Response:
-    query = "&".join(t for t in request.query.split("&") if not t.lower().startswith("zoomify="))
-    return respond(service, request, iip.unquote(value), query)
-
-
-iip.QUERY_PROTOCOLS["zoomify"] = handle_query
-PATH_PROTOCOLS[PREFIX] = handle_path
+register("zoomify", PREFIX, respond)
