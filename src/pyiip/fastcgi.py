@@ -150,8 +150,10 @@ class Responder:
                 (signal.SIGHUP, self._reload),
             )
         }
-        # Every process on the socket waits in its own epoll set; EPOLLEXCLUSIVE wakes one of
-        # them per connection instead of all (each loser would pay a wake-up and a failed accept).
+        # Several processes may accept on this socket (--workers, spawn-fcgi -F, a web server's
+        # pool). Non-blocking, a losing accept() fails with EAGAIN instead of blocking until the
+        # next connection, deaf to SIGTERM. Each waits in its own epoll set; EPOLLEXCLUSIVE wakes
+        # one of them per connection instead of all.
         self.listening.setblocking(False)
         poller = select.epoll()
         try:

@@ -75,10 +75,6 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
             file=sys.stderr,
         )
         return 2
-    # Several processes accept on this socket (--workers, spawn-fcgi -F, a web server's
-    # pool): all wake up for one connection, and a losing accept() would block until the
-    # next one, deaf to SIGTERM. Non-blocking, it fails with EAGAIN, which the responder skips.
-    os.set_blocking(0, False)
     if workers <= 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if workers > 1:
