@@ -301,11 +301,13 @@ def test_overhead_layers_add_up_and_leave_the_application_as_it_was(settings):
 
     overhead = _load("pyiip_bench_overhead", BENCH / "overhead.py")
     app = Application(settings)
-    urls = ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=1,0", "/fcgi-bin/iipsrv.fcgi?IIIF=rgb.tif/info.json"] * 20
-    for uri in urls:
+    tiles = [f"/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=3,{n}" for n in range(20)]  # all distinct
+    for uri in tiles:
         status, _headers, body = app.handle(overhead.lighttpd_params(uri))
         assert status == "200 OK" and body
-    layers = overhead.measure(app, urls)
+    layers = overhead.measure(app, tiles)
     assert set(layers) == {"whole", "fastcgi", "http", "respond"}
     assert all(layers[name] > 0 for name in ("fastcgi", "http", "respond")), layers
     assert "respond" not in vars(app)  # the timing wrapper is gone: handle() calls the method again
+    kept = overhead.measure(app, ["/fcgi-bin/iipsrv.fcgi?IIIF=rgb.tif/info.json"] * 9)  # a kept reply from the 2nd on
+    assert kept["respond"] == 0 and kept["fastcgi"] > 0 and kept["http"] > 0, kept

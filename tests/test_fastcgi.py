@@ -10,13 +10,14 @@ import pytest
 
 from pyiip import fastcgi
 from pyiip.fcgi_client import environ_for
+from pyiip.http import Reply
 
 HEADER = struct.Struct("!BBHHBx")
 
 
 def handler(environ):
     body = (environ["QUERY_STRING"] * int(environ.get("HTTP_REPEAT", "1"))).encode("latin-1")
-    return "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body
+    return Reply("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body)
 
 
 def record(kind: int, request_id: int, content: bytes = b"") -> bytes:

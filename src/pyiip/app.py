@@ -18,7 +18,7 @@ from . import index, ops, static_files
 from .cache import response_etag
 from .config import Settings
 from .errors import HTTPError
-from .http import EnvironHeaders, Request, Response, http_date, status_line, text
+from .http import EnvironHeaders, Reply, Request, Response, http_date, status_line, text
 from .log import LOGGER
 from .protocols import iip
 from .service import Service
@@ -97,10 +97,11 @@ def _not_modified(request: Request, response: Response, etag: str | None = None)
     if match:
         return _etag_matches(match, etag)
     since = request.header("if-modified-since")
-    if not since or response.mtime is None:
+    modified = response.modified
+    if not since or modified is None:
         return False
     try:
-        return int(parsedate_to_datetime(since).timestamp()) >= int(response.mtime)
+        return int(parsedate_to_datetime(since).timestamp()) >= int(modified)
     except (TypeError, ValueError, OverflowError):
         return False
 
@@ -172,8 +173,9 @@ class Application:
         """Add the common headers, answer conditionals and HEAD."""
         settings = self.settings
         headers = response.header_list()
-        if response.mtime is not None:
-            headers.append(("Last-Modified", http_date(response.mtime)))
+        modified = response.modified
+        if modified is not None:
+            headers.append(("Last-Modified", http_date(modified)))
         etag = None
         if response.status == 200:
             etag = next((v for k, v in response.headers if k.lower() == "etag"), None)
@@ -195,14 +197,25 @@ class Application:
             body = b""
         return status, headers, body
 
-    def handle(self, environ: Mapping[str, str]) -> tuple[str, list[tuple[str, str]], bytes]:
+    def handle(self, environ: Mapping[str, str]) -> Reply:
         """One request from its CGI variables to status line, headers and body (what FastCGI calls)."""
         started = time.perf_counter()
         request = request_from_environ(environ)
+        service = self.service
+        replies = service.cache.replies
+        key = replies.key(request)
+        if key is not None:
+            reply = replies.get(key, request, service.resolver.identity)
+            if reply is not None:
+                ops.finished(request, 200, len(reply.body), started)
+                return reply
         response = self.respond(request)
         status, headers, body = self.finish(request, response)
+        reply = Reply(status_line(status), headers, body)
+        if key is not None:
+            replies.put(key, request, response, reply)
         ops.finished(request, status, len(body), started)  # counters; the log line at VERBOSITY >= 2
-        return status_line(status), headers, body
+        return reply
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """WSGI, for the HTTP mode."""

@@ -35,6 +35,7 @@ from .images import OpenImage
 from .memcached import Cluster, Unavailable, parse_servers
 from .model import ImageRequest
 from .render import Rendered
+from .replies import Replies
 
 LOGGER = logging.getLogger("pyiip")
 
@@ -298,12 +299,16 @@ def render_namespace(settings: Settings) -> str:
 
 
 class RenderCache:
-    """The two tiers in front of the renderer: per-process LRU, then memcached (when configured)."""
+    """The two tiers in front of the renderer: per-process LRU, then memcached (when configured).
+
+    The LRU also holds decoded tiles (``tiles``) and whole replies (``replies``, asked before any parsing).
+    """
 
     def __init__(self, settings: Settings, memcached: MemcachedCache | None = None) -> None:
         self.lru = LRUCache(int(settings.max_image_cache_size * 1024 * 1024))
         # Decoded tiles share the LRU's budget; ImageStore hands this to the TIFF sources it opens.
         self.tiles = TileCache(self.lru) if self.lru.max_bytes else None
+        self.replies = Replies(self.lru)
         if memcached is None and settings.memcached_servers.strip():
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
         self.memcached = memcached
@@ -365,6 +370,8 @@ class RenderCache:
             "lru_entries": len(self.lru),
             "lru_bytes": self.lru.bytes,
         }
+        replies = self.replies
+        out.update(reply_hits=replies.hits, reply_misses=replies.misses, reply_stores=replies.stores)
         if self.tiles is not None:  # lookups of decoded tiles, in the same LRU (its entries and bytes count both)
             out.update(tile_hits=self.tiles.hits, tile_misses=self.tiles.misses, tile_stores=self.tiles.stores)
         if self.memcached is not None:

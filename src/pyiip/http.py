@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .resolver import Resolved
 
 SERVER = f"pyiip/{__version__}"
 
@@ -36,15 +40,18 @@ class EnvironHeaders:
     """Request headers looked up in the CGI variables when asked (``accept`` is ``HTTP_ACCEPT``).
 
     A request reads two or three of the twenty-odd a web server sends: no
-    dict of them is built.
+    dict of them is built. The names read are noted in ``asked``: a kept
+    reply varies on those and on no other (replies.py).
     """
 
-    __slots__ = ("environ",)
+    __slots__ = ("asked", "environ")
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
+        self.asked: list[str] = []
 
     def get(self, name: str, default: str = "") -> str:
+        self.asked.append(name)
         return self.environ.get("HTTP_" + name.upper().replace("-", "_"), default)
 
 
@@ -71,18 +78,55 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
-    """A reply; ``mtime`` makes it carry Last-Modified and answer If-Modified-Since."""
+    """A reply; ``source``, the image it was made from, gives Last-Modified and lets the reply be kept.
+
+    A reply with a source depends on nothing else than the request, the
+    settings and that image (replies.py relies on it): anything made from
+    other state (counters, listings) has none.
+    """
 
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
-    mtime: float | None = None
+    source: Resolved | None = None
     cacheable: bool = True
+    mtime: float | None = None  # Last-Modified of a reply not made from an image (static files)
+
+    @property
+    def modified(self) -> float | None:
+        """What Last-Modified says: the image's time, else ``mtime``."""
+        return self.source.mtime if self.source is not None else self.mtime
 
     def header_list(self) -> list[tuple[str, str]]:
         head = [("Server", SERVER), ("X-Powered-By", "IIPImage"), ("Content-Type", self.content_type)]
         return head + self.headers
+
+
+class Reply:
+    """A finished reply: status line, headers, body (what ``Application.handle`` returns).
+
+    It unpacks like the tuple it replaces. A kept reply (replies.py) is sent
+    again and again: its CGI head is encoded once.
+    """
+
+    __slots__ = ("_cgi", "body", "headers", "status")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self._cgi: bytes | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.status, self.headers, self.body))
+
+    def cgi_head(self) -> bytes:
+        """``Status:`` and the header lines as a CGI/FastCGI responder writes them, with the blank line."""
+        if self._cgi is None:
+            lines = [f"Status: {self.status}\r\n", *(f"{name}: {value}\r\n" for name, value in self.headers), "\r\n"]
+            self._cgi = "".join(lines).encode("latin-1")
+        return self._cgi
 
 
 def text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:

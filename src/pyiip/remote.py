@@ -406,6 +406,7 @@ class RemoteStore:
             int(version.mtime * 1e9),
             version=version.etag,
             opener=partial(RemoteObject, self, target, version),
+            identifier=identifier,
         )
 
     def version(self, target: Target) -> Version:

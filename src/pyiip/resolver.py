@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from .byte_source import ByteSource
@@ -38,6 +38,7 @@ class Resolved:
     # Remote objects (remote.py): their ETag, and how to open them; ``path`` is then their URL.
     version: str = ""
     opener: Callable[[], ByteSource] | None = field(default=None, compare=False, repr=False)
+    identifier: str = field(default="", compare=False)  # what was asked for: resolving it again revalidates
 
     @property
     def identity(self) -> tuple[str, int | str, int, int]:
@@ -47,7 +48,11 @@ class Resolved:
         """
         if self.opener is not None:
             return (self.path, self.version, self.size, 0)
-        return (self.path, self.mtime_ns, self.size, self.inode)
+        return _local_identity(self.path, self.mtime_ns, self.size, self.inode)
+
+
+def _local_identity(path: str, mtime_ns: int, size: int, inode: int) -> tuple[str, int, int, int]:
+    return (path, mtime_ns, size, inode)
 
 
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
@@ -119,7 +124,17 @@ class Resolver:
             raise NotFound("image not found") from None
         if not stat.S_ISREG(st.st_mode):
             raise NotFound("image not found")
-        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns)
+        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns, identifier=identifier)
+
+    def identity(self, identifier: str) -> Hashable:
+        """``resolve(identifier).identity``, without building the Resolved: a kept reply checks it per hit."""
+        if self.remote is not None:
+            return self.remote.resolve(identifier).identity
+        real = self.candidate(identifier)
+        st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound("image not found")
+        return _local_identity(real, st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _inside(self, path: str) -> bool:
         root = self.root

@@ -54,7 +54,7 @@ def tile_reply(
         region=region, size=size, format=TILE_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
     )
     rendered = service.render(image, model)
-    return Response(200, rendered.body, rendered.mime, mtime=image.resolved.mtime)
+    return Response(200, rendered.body, rendered.mime, source=image.resolved)
 
 
 def register(key: str, prefix: str, respond: Callable[[Service, Request, str, str], Response]) -> None:

@@ -355,7 +355,7 @@ def _info(service: Service, request: Request, target: Target, negotiated: bool) 
     if negotiated:
         headers.append(("Vary", "Accept"))
     mime = content_type(target.version, request.header("accept"))
-    return Response(200, body, mime, headers=headers, mtime=image.resolved.mtime)
+    return Response(200, body, mime, headers=headers, source=image.resolved)
 
 
 def build_request(
@@ -400,7 +400,7 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
     headers = [_link(target, canonical)]
     if negotiated:
         headers.append(("Vary", "Accept"))
-    return Response(200, rendered.body, rendered.mime, headers=headers, mtime=image.resolved.mtime)
+    return Response(200, rendered.body, rendered.mime, headers=headers, source=image.resolved)
 
 
 def _redirect(service: Service, target: Target) -> Response:

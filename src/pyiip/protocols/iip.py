@@ -194,7 +194,7 @@ class Session:
 
     def image_response(self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None) -> Response:
         assert self.image is not None
-        return Response(200, body, mime, headers=headers or [], mtime=self.image.resolved.mtime)
+        return Response(200, body, mime, headers=headers or [], source=self.image.resolved)
 
 
 # ---------------------------------------------------------------- settings
@@ -405,8 +405,8 @@ def metadata_response(s: Session) -> Response:
     if s.errors:
         return error_response(s.errors)
     body = ("IIP:1.0" if s.protocol_line else "") + "\r\n" + "".join(line + "\r\n" for line in s.lines)
-    mtime = s.image.resolved.mtime if s.image else None
-    return Response(200, body.encode("latin-1", "replace"), NETFPX, mtime=mtime)
+    source = s.image.resolved if s.image else None
+    return Response(200, body.encode("latin-1", "replace"), NETFPX, source=source)
 
 
 def error_response(lines: list[str]) -> Response:

@@ -1,0 +1,85 @@
+"""Whole replies to repeated requests, answered before any protocol parsing.
+
+iipsrv answers a memcached hit before it parses the query; this is the same
+short cut in the process itself. A GET or HEAD answered before (same
+method, path, query, host and scheme) gets the same status line, headers
+and body back once its image is checked to be the one the reply was made
+from: the identifier is resolved again (the resolver's realpath cache and
+one ``stat``, or the version object storage keeps) and the identities must
+match, so a replaced image is never answered from here.
+
+What else a reply may depend on: the settings (a reload builds a new cache),
+and the request headers its handlers read, which the entry records and
+compares, as HTTP's Vary does. Only 200 replies made from an image are kept
+(``Response.source``); errors, listings and metrics are made from other
+state. Conditional requests take the long way: their answer depends on the
+validator they send, and it is cheap there.
+
+Entries live in the per-process LRU under the same byte budget
+(MAX_IMAGE_CACHE_SIZE) as rendered images and decoded tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+from .errors import HTTPError
+from .http import EnvironHeaders, Reply, Request, Response
+
+if TYPE_CHECKING:
+    from .cache import LRUCache
+
+
+class Replies:
+    """The kept replies, with hit, miss and store counters for /metrics (tier ``reply``)."""
+
+    def __init__(self, lru: LRUCache) -> None:
+        self.lru = lru
+        self.hits = 0
+        self.misses = 0
+        self.stores = 0
+
+    def key(self, request: Request) -> Hashable | None:
+        """The request's key, or None when its reply is not to be kept or looked up."""
+        if (
+            not self.lru.max_bytes
+            or request.method not in ("GET", "HEAD")
+            or not isinstance(request.headers, EnvironHeaders)
+            or request.header("if-none-match")
+            or request.header("if-modified-since")
+        ):
+            return None
+        return ("reply", request.method, request.path, request.query, request.host, request.scheme, request.script_name)
+
+    def get(self, key: Hashable, request: Request, identify: Callable[[str], Hashable]) -> Reply | None:
+        """The kept reply, if its varying headers are the same and its image has not changed.
+
+        ``identify`` is Resolver.identity: what the identifier names now.
+        """
+        entry = self.lru.find(key)
+        if entry is not None:
+            identifier, identity, vary, reply = entry
+            headers = request.headers
+            if all(headers.get(name) == value for name, value in vary):
+                try:
+                    current = identify(identifier)
+                except (HTTPError, OSError, ValueError):  # gone, refused or unreachable: the long way says so
+                    current = None
+                if current == identity:
+                    self.hits += 1
+                    return reply
+        self.misses += 1
+        return None
+
+    def put(self, key: Hashable, request: Request, response: Response, reply: Reply) -> None:
+        """Keep a 200 reply made from an image, varying on the headers its handlers read."""
+        source = response.source
+        if source is None or response.status != 200 or not response.cacheable:
+            return
+        headers = request.headers
+        assert isinstance(headers, EnvironHeaders)  # key() said so
+        vary = tuple((name, headers.get(name)) for name in dict.fromkeys(headers.asked))
+        size = len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
+        if self.lru.put(key, (source.identifier, source.identity, vary, reply), size):
+            self.stores += 1
