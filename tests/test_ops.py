@@ -190,7 +190,8 @@ def test_metrics_count_requests_by_kind_and_status(images):
     for uri in (
         "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=0,0",
         "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,0",
-        "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,0",  # a cache hit
+        "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,0",  # asked again: its reply is kept
+        "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,0",  # a kept reply
         "/fcgi-bin/iipsrv.fcgi?FIF=missing.tif&JTL=0,0",
         "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=100&CVT=jpeg",
         "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&obj=IIP,1.0&obj=max-size",
@@ -201,21 +202,21 @@ def test_metrics_count_requests_by_kind_and_status(images):
     assert headers["Cache-Control"] == "no-cache"
     samples = parse_metrics(body.decode())
     pid = str(os.getpid())
-    assert value(samples, "pyiip_requests_total", pid=pid, kind="iip_tile", code="200") == 3
+    assert value(samples, "pyiip_requests_total", pid=pid, kind="iip_tile", code="200") == 4
     assert value(samples, "pyiip_requests_total", pid=pid, kind="iip_tile", code="404") == 1
     assert value(samples, "pyiip_requests_total", pid=pid, kind="iip_cvt", code="200") == 1
     assert value(samples, "pyiip_requests_total", pid=pid, kind="iip_metadata", code="200") == 1
-    assert value(samples, "pyiip_request_duration_seconds_count", kind="iip_tile") == 4
-    assert value(samples, "pyiip_request_duration_seconds_bucket", kind="iip_tile", le="+Inf") == 4
+    assert value(samples, "pyiip_request_duration_seconds_count", kind="iip_tile") == 5
+    assert value(samples, "pyiip_request_duration_seconds_bucket", kind="iip_tile", le="+Inf") == 5
     buckets = [v for (n, p), v in samples.items() if n.endswith("_bucket") and ("kind", "iip_tile") in p]
     assert buckets == sorted(buckets)  # cumulative
     assert value(samples, "pyiip_request_duration_seconds_sum", kind="iip_tile") > 0
     assert value(samples, "pyiip_response_bytes_total", kind="iip_tile") > 0
-    # The caches' own counters: the repeated tile is a kept reply (the other five GETs, and this
-    # scrape, missed there); below it, the CVT missed the rendered images.
+    # The caches' own counters: the third of the same tile is a kept reply (the other six GETs, and
+    # this scrape, missed there); below it, the CVT missed the rendered images.
     hits = value(samples, "pyiip_cache_hits_total", cache="reply")
     misses = value(samples, "pyiip_cache_misses_total", cache="reply")
-    assert hits == 1 and misses == 6
+    assert hits == 1 and misses == 7
     assert value(samples, "pyiip_cache_hit_ratio", cache="reply") == pytest.approx(hits / (hits + misses))
     assert value(samples, "pyiip_cache_misses_total", cache="lru") >= 1
     assert value(samples, "pyiip_process_start_time_seconds", pid=pid) <= time.time()

@@ -40,14 +40,21 @@ def counts(app: Application) -> tuple[int, int, int]:
 def test_repeated_request_is_answered_whole_without_rendering(root):
     app = make_app(root)
     first = get(app, TILE)
+    assert first[0] == "200 OK" and counts(app) == (0, 1, 0)  # asked once: not kept
+    assert get(app, TILE) == first and counts(app) == (0, 2, 1)  # asked again: kept
     lru = app.service.cache.lru
     rendered = (lru.hits, lru.misses)
-    assert first[0] == "200 OK" and counts(app) == (0, 1, 1)
-    again = get(app, TILE)
-    assert again == first  # status line, every header, the bytes
-    assert counts(app) == (1, 1, 1) and (lru.hits, lru.misses) == rendered  # the renderer's cache was not asked
+    assert get(app, TILE) == first  # status line, every header, the bytes
+    assert counts(app) == (1, 2, 1) and (lru.hits, lru.misses) == rendered  # the renderer's cache was not asked
     stats = app.service.cache.stats()
     assert (stats["reply_hits"], stats["reply_stores"]) == (1, 1)
+
+
+def test_requests_asked_once_take_nothing_from_the_budget(root):
+    app = make_app(root)
+    for n in range(12):
+        assert get(app, f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,{n}")[0] == "200 OK"
+    assert counts(app) == (0, 12, 0)
 
 
 def sample(app: Application, name: str, **labels: str) -> float:
@@ -62,9 +69,9 @@ def sample(app: Application, name: str, **labels: str) -> float:
 def test_hits_are_counted_as_requests(root):
     app = make_app(root)
     before = sample(app, "pyiip_requests_total", kind="iip_tile", code="200")
-    for _ in range(3):
+    for _ in range(4):
         get(app, TILE)
-    assert sample(app, "pyiip_requests_total", kind="iip_tile", code="200") == before + 3
+    assert sample(app, "pyiip_requests_total", kind="iip_tile", code="200") == before + 4
     assert sample(app, "pyiip_cache_hits_total", cache="reply") == 2
 
 
@@ -77,11 +84,13 @@ def replace(path: Path, seed: int) -> None:
 def test_replaced_or_removed_image_is_never_answered_from_a_kept_reply(root):
     app = make_app(root)
     tile, info = get(app, TILE), get(app, INFO)
+    assert (get(app, TILE), get(app, INFO)) == (tile, info) and counts(app) == (0, 4, 2)
     replace(root / "rgb.tif", seed=9)
     new_tile, new_info = get(app, TILE), get(app, INFO)
     assert new_tile[0] == "200 OK" and new_tile[2] != tile[2] and new_tile[1]["ETag"] != tile[1]["ETag"]
     assert b'"width": 1050' in new_info[2] and new_info[2] != info[2]
-    assert get(app, TILE) == new_tile and counts(app)[0] == 1  # the new reply is kept in its turn
+    assert counts(app) == (0, 6, 4)  # the new replies are kept in their turn (their keys were seen)
+    assert get(app, TILE) == new_tile and counts(app)[0] == 1
     os.remove(root / "rgb.tif")
     assert get(app, TILE)[0] == "404 Not Found" and get(app, INFO)[0] == "404 Not Found"
 
@@ -89,9 +98,11 @@ def test_replaced_or_removed_image_is_never_answered_from_a_kept_reply(root):
 def test_replies_vary_on_the_headers_their_handlers_read(root):
     app = make_app(root)
     ld = get(app, INFO)  # IIIF 3's default
-    plain = get(app, INFO, HTTP_ACCEPT="application/json")
+    plain = get(app, INFO, HTTP_ACCEPT="application/json")  # kept, with Accept among what it varies on
     assert ld[1]["Content-Type"].startswith("application/ld+json") and plain[1]["Content-Type"] == "application/json"
     assert get(app, INFO) == ld and get(app, INFO, HTTP_ACCEPT="application/json") == plain
+    assert counts(app)[0] == 0  # each variant replaced the other: one entry per request
+    assert get(app, INFO) == get(app, INFO) == ld and counts(app)[0] == 1
     other_host = get(app, INFO, host="images.example.org")
     assert b"http://images.example.org/iiif/3/rgb.tif" in other_host[2] and b"localhost" not in other_host[2]
     named = get(app, INFO, HTTP_X_IIIF_ID="https://iiif.example.org/rgb")
@@ -107,15 +118,15 @@ def test_conditional_head_and_error_requests(root):
         status, headers, body = get(app, TILE, HTTP_IF_NONE_MATCH=etag)
         assert status == "304 Not Modified" and body == b""
     assert get(app, TILE, HTTP_IF_NONE_MATCH='W/"other"') == full
-    for _ in range(2):
+    for _ in range(3):
         status, headers, body = get(app, TILE, method="HEAD")
         assert status == "200 OK" and body == b"" and headers["Content-Length"] == str(len(full[2]))
     assert get(app, TILE) == full
-    for _ in range(2):
+    for _ in range(3):
         assert get(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,999")[0] == "404 Not Found"
     assert counts(app)[2] == 2  # the GET and the HEAD; no conditional reply, no error
 
 
 def test_no_image_cache_no_kept_replies(root):
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="0")
-    assert get(app, TILE) == get(app, TILE) and counts(app) == (0, 0, 0)
+    assert get(app, TILE) == get(app, TILE) == get(app, TILE) and counts(app) == (0, 0, 0)

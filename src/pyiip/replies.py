@@ -16,7 +16,11 @@ state. Conditional requests take the long way: their answer depends on the
 validator they send, and it is cheap there.
 
 Entries live in the per-process LRU under the same byte budget
-(MAX_IMAGE_CACHE_SIZE) as rendered images and decoded tiles.
+(MAX_IMAGE_CACHE_SIZE) as rendered images and decoded tiles. A reply is
+kept the second time its request comes, not the first: most requests of a
+viewer come once (each tile of a pan), and keeping those would cost every
+such request the store and push decoded tiles and rendered images, which
+other requests use, out of the budget.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from .http import EnvironHeaders, Reply, Request, Response
 if TYPE_CHECKING:
     from .cache import LRUCache
 
+SEEN = 8192  # keys of requests asked once, remembered so their second coming is kept
+
 
 class Replies:
     """The kept replies, with hit, miss and store counters for /metrics (tier ``reply``)."""
 
     def __init__(self, lru: LRUCache) -> None:
         self.lru = lru
+        self._seen: dict[Hashable, None] = {}
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -73,9 +80,15 @@ class Replies:
         return None
 
     def put(self, key: Hashable, request: Request, response: Response, reply: Reply) -> None:
-        """Keep a 200 reply made from an image, varying on the headers its handlers read."""
+        """Keep a 200 reply made from an image, asked for the second time, varying on the headers its handlers read."""
         source = response.source
         if source is None or response.status != 200 or not response.cacheable:
+            return
+        seen = self._seen
+        if key not in seen:
+            if len(seen) >= SEEN:
+                seen.clear()
+            seen[key] = None
             return
         headers = request.headers
         assert isinstance(headers, EnvironHeaders)  # key() said so
