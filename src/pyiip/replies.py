@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .cache import LRUCache
 
 SEEN = 8192  # keys of requests asked once, remembered so their second coming is kept
+HEAD_SIZE = 1024  # what an entry holds besides the body (headers, key, vary), roughly
 
 
 class Replies:
@@ -93,6 +94,5 @@ class Replies:
         headers = request.headers
         assert isinstance(headers, EnvironHeaders)  # key() said so
         vary = tuple((name, headers.get(name)) for name in dict.fromkeys(headers.asked))
-        size = len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
-        if self.lru.put(key, (source.identifier, source.identity, vary, reply), size):
+        if self.lru.put(key, (source.identifier, source.identity, vary, reply), len(reply.body) + HEAD_SIZE):
             self.stores += 1
