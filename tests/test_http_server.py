@@ -1,5 +1,9 @@
 """End to end: `pyiip serve` on a free port, real HTTP, decoded pixels."""
 
+import http.client
+import time
+from urllib.parse import urlsplit
+
 import numpy as np
 import pytest
 import simplejpeg
@@ -59,3 +63,24 @@ def test_errors_keep_the_server_up(server):
     assert get(f"{base}/nope")[0] == 404
     assert process.poll() is None
     assert get(f"{base}/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=0,0")[0] == 200
+
+
+def test_kept_replies_are_sent_alike_with_a_date_of_their_own(server):
+    """Replies asked again are kept (replies.py); the server's own headers must not stick to them."""
+    base, _ = server
+    address = urlsplit(base)
+    seen = []
+    for attempt in range(8):  # every worker keeps it from its second request on
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        connection.request("GET", "/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=3,7")
+        reply = connection.getresponse()
+        body = reply.read()
+        headers = reply.getheaders()
+        connection.close()
+        names = [name for name, _ in headers]
+        assert reply.status == 200 and len(names) == len(set(names)), names  # nothing added twice
+        seen.append(({k: v for k, v in headers if k != "Date"}, body, dict(headers)["Date"]))
+        if attempt == 3:
+            time.sleep(1.1)
+    assert all(entry[:2] == seen[0][:2] for entry in seen)
+    assert seen[-1][2] != seen[0][2]  # each reply dated when sent

@@ -220,5 +220,5 @@ class Application:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """WSGI, for the HTTP mode."""
         status, headers, body = self.handle(environ)
-        start_response(status, headers)
+        start_response(status, list(headers))  # a copy: a kept reply's list must not take the server's additions
         return [body if type(body) is bytes else bytes(body)]  # exactly bytes, not a cache.Body
