@@ -130,3 +130,19 @@ def test_conditional_head_and_error_requests(root):
 def test_no_image_cache_no_kept_replies(root):
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="0")
     assert get(app, TILE) == get(app, TILE) == get(app, TILE) and counts(app) == (0, 0, 0)
+
+
+def test_a_kept_reply_follows_its_own_name_not_another_name_of_the_file(root, tmp_path):
+    """Two names open one file once; each kept reply revalidates the name it was asked by."""
+    other = root / "other.tif"
+    replace(other, seed=4)  # a different image, 1050 x 850
+    (root / "link.tif").symlink_to("rgb.tif")
+    app = make_app(root)
+    by_link = "/fcgi-bin/iipsrv.fcgi?FIF=link.tif&OBJ=Max-size"
+    assert get(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&OBJ=Max-size")[0] == "200 OK"  # opened by its own name
+    for _ in range(2):  # the second is kept
+        assert b"Max-size:1100 900" in get(app, by_link)[2]
+    (root / "link.tif").unlink()
+    (root / "link.tif").symlink_to("other.tif")
+    app.service.resolver._real.clear()  # what REALPATH_TTL (2 s) does in time
+    assert b"Max-size:1050 850" in get(app, by_link)[2]

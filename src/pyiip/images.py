@@ -160,6 +160,10 @@ class ImageStore:
         entry = self._open.get(resolved.path)
         if entry is not None and entry.resolved.identity == resolved.identity:
             self._open.move_to_end(resolved.path)
+            if entry.resolved.identifier != identifier:
+                # Another name of the same file (a symlink, "./x"): the reply must name what this
+                # request asked for, which a kept reply resolves again (replies.py).
+                return OpenImage(resolved, entry.source, entry.minmax)
             return entry
         if entry is not None:
             self._drop(resolved.path)
