@@ -311,3 +311,24 @@ def test_overhead_layers_add_up_and_leave_the_application_as_it_was(settings):
     assert "respond" not in vars(app)  # the timing wrapper is gone: handle() calls the method again
     kept = overhead.measure(app, ["/fcgi-bin/iipsrv.fcgi?IIIF=rgb.tif/info.json"] * 9)  # a kept reply from the 3rd on
     assert kept["respond"] == 0 and kept["fastcgi"] > 0 and kept["http"] > 0, kept
+
+
+# --- bench/spy.py: py-spy's raw stacks summed by the file and the function running
+
+
+def test_spy_sums_samples_by_what_was_running(tmp_path):
+    spy = _load("pyiip_bench_spy", BENCH / "spy.py")
+    raw = tmp_path / "1234.txt"
+    raw.write_text(
+        "serve (/srv/src/pyiip/fcgi.py:40);_respond (/srv/src/pyiip/fastcgi.py:300);"
+        "decode_other (/usr/lib/python3/site-packages/tifffile/tifffile.py:9017) 30\n"
+        "serve (/srv/src/pyiip/fcgi.py:40);encode (/srv/src/pyiip/encode.py:52) 10\n"
+        "serve (/srv/src/pyiip/fcgi.py:40);_pairs (/srv/src/pyiip/fastcgi.py:60) 10\n"
+    )
+    other = tmp_path / "1235.txt"
+    other.write_text("serve (/srv/src/pyiip/fcgi.py:40);_pairs (/srv/src/pyiip/fastcgi.py:61) 50\n")
+    total, files, functions = spy.summarise([raw, other])
+    assert total == 100
+    assert files == {"tifffile.py": 30, "pyiip/encode.py": 10, "pyiip/fastcgi.py": 60}
+    assert functions.most_common(1) == [("_pairs (pyiip/fastcgi.py)", 60)]
+    assert functions["decode_other (tifffile.py)"] == 30
