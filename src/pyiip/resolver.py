@@ -117,6 +117,18 @@ class Resolver:
         """Resolve and stat: a missing or non-regular file is a 404 that names no path."""
         if self.remote is not None:
             return self.remote.resolve(identifier)
+        real, st = self._stat(identifier)
+        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns, identifier=identifier)
+
+    def identity(self, identifier: str) -> Hashable:
+        """``resolve(identifier).identity``, without building the Resolved: a kept reply checks it per hit."""
+        if self.remote is not None:
+            return self.remote.resolve(identifier).identity
+        real, st = self._stat(identifier)
+        return _local_identity(real, st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _stat(self, identifier: str) -> tuple[str, os.stat_result]:
+        """The real path and its stat; a missing or non-regular file is a 404 that names no path."""
         real = self.candidate(identifier)
         try:
             st = os.stat(real)
@@ -124,17 +136,7 @@ class Resolver:
             raise NotFound("image not found") from None
         if not stat.S_ISREG(st.st_mode):
             raise NotFound("image not found")
-        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns, identifier=identifier)
-
-    def identity(self, identifier: str) -> Hashable:
-        """``resolve(identifier).identity``, without building the Resolved: a kept reply checks it per hit."""
-        if self.remote is not None:
-            return self.remote.resolve(identifier).identity
-        real = self.candidate(identifier)
-        st = os.stat(real)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotFound("image not found")
-        return _local_identity(real, st.st_mtime_ns, st.st_size, st.st_ino)
+        return real, st
 
     def _inside(self, path: str) -> bool:
         root = self.root
