@@ -25,6 +25,9 @@ FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--disable-dev-shm-usage",
+    "--disable-renderer-backgrounding",  # with two browsers on a loaded machine, neither may stall the other
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
     "--hide-scrollbars",
     "--force-device-scale-factor=1",
 )
@@ -63,8 +66,8 @@ def chromium(width: int = 1280, height: int = 800, mobile: bool = False) -> Iter
         )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
-        driver.set_page_load_timeout(30)
-        driver.set_script_timeout(30)
+        driver.set_page_load_timeout(90)  # generous: "Timed out receiving message from renderer" once under load
+        driver.set_script_timeout(90)
         if not mobile:  # the window size flag sets the outer size; make the viewport exact
             inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
             driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
