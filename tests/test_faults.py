@@ -71,7 +71,7 @@ def test_worker_killed_mid_request(root, tmp_path):
     with lighttpd(root, tmp_path) as (base, server):
         assert set(all_answer(base)) == {200}
         workers = fastcgi_children(server.pid)
-        before = {pid: cpu_ticks(pid) for pid in workers}
+        before = {pid: (cpu_ticks(pid), len(_sockets(pid))) for pid in workers}
         result: list[object] = []
         slow = threading.Thread(target=lambda: result.append(get(base + SLOW, timeout=60)[0]))
         slow.start()
@@ -79,7 +79,15 @@ def test_worker_killed_mid_request(root, tmp_path):
         deadline = time.monotonic() + 10
         while busy is None and time.monotonic() < deadline:
             time.sleep(0.1)
-            busy = next((pid for pid in workers if cpu_ticks(pid) - before[pid] >= 10), None)
+            # the one holding lighttpd's connection (one socket more than when idle), and working on it
+            busy = next(
+                (
+                    pid
+                    for pid in workers
+                    if len(_sockets(pid)) > before[pid][1] and cpu_ticks(pid) - before[pid][0] >= 10
+                ),
+                None,
+            )
         assert busy is not None, "no worker started on the slow request"
         os.kill(busy, signal.SIGKILL)
         slow.join(60)
@@ -118,6 +126,16 @@ def test_http_worker_killed_mid_request(root):
         assert set(all_answer(base, 40)) == {200}
 
 
+def _sockets(pid: int) -> set[str]:
+    """The process's open sockets, as "socket:[inode]"."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed while listed
+            if (target := os.readlink(fd)).startswith("socket:"):
+                found.add(target)
+    return found
+
+
 def _owner(pids: list[int], port: int, client_port: int) -> int:
     """The process holding the server end of the loopback connection from client_port."""
     wanted = f"0100007F:{port:04X} 0100007F:{client_port:04X}"
@@ -125,10 +143,9 @@ def _owner(pids: list[int], port: int, client_port: int) -> int:
     while time.monotonic() < deadline:
         rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
         inodes = {f"socket:[{row.split()[9]}]" for row in rows if " ".join(row.split()[1:3]) == wanted}
-        for pid in pids:
-            with contextlib.suppress(FileNotFoundError):
-                if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
-                    return pid
+        owner = next((pid for pid in pids if _sockets(pid) & inodes), None)
+        if owner is not None:
+            return owner
         time.sleep(0.05)
     raise AssertionError("no worker accepted the connection")
 
