@@ -268,4 +268,4 @@ def test_apache_fcgid_same_bytes_as_http_mode(apache, apache_reference):
 def test_apache_fcgid_restarts_a_killed_process_under_load(apache):
     base, processes, _, _ = apache
     warm_up(base, lambda: len(processes()), 2)
-    load_and_kill(base, processes)
+    load_and_kill(base, processes, on_demand=True)
