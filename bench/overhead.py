@@ -39,8 +39,8 @@ from run import PYIIP_SETTINGS, SHARED_SETTINGS, build_scenarios, free_port, sto
 
 from pyiip import config  # noqa: E402
 from pyiip.app import Application  # noqa: E402
-from pyiip.fastcgi import BEGIN_REQUEST, PARAMS, STDIN, Responder, _encode_pairs, _record  # noqa: E402
-from pyiip.fcgi_client import environ_for  # noqa: E402
+from pyiip.fastcgi import STDIN, Responder, _record  # noqa: E402
+from pyiip.fcgi_client import environ_for, opening  # noqa: E402
 
 
 def lighttpd_params(uri: str) -> dict[str, str]:
@@ -61,13 +61,7 @@ def lighttpd_params(uri: str) -> dict[str, str]:
 
 
 def fastcgi_request(params: dict[str, str]) -> bytes:
-    encoded = _encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in params.items()})
-    return (
-        _record(BEGIN_REQUEST, 1, b"\x00\x01\x00\x00\x00\x00\x00\x00")
-        + _record(PARAMS, 1, encoded)
-        + _record(PARAMS, 1)
-        + _record(STDIN, 1)
-    )
+    return opening(params) + _record(STDIN, 1)
 
 
 def measure(app: Application, urls: list[str]) -> dict[str, float]:

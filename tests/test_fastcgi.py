@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pyiip import fastcgi
-from pyiip.fcgi_client import environ_for
+from pyiip.fcgi_client import environ_for, opening
 from pyiip.http import Reply
 
 HEADER = struct.Struct("!BBHHBx")
@@ -35,7 +35,7 @@ def params(values: dict[str, str], request_id: int = 1) -> bytes:
 
 def full_request(query: str, request_id: int = 1, keep: bool = False, **headers: str) -> bytes:
     values = environ_for(f"/x?{query}", **{f"HTTP_{k.upper()}": v for k, v in headers.items()})
-    return begin(request_id, keep) + params(values, request_id) + record(fastcgi.STDIN, request_id)
+    return opening(values, request_id, keep) + record(fastcgi.STDIN, request_id)
 
 
 def records(data: bytes) -> list[tuple[int, int, bytes]]:

@@ -76,13 +76,16 @@ def environ_for(uri: str, host: str = "localhost", method: str = "GET", **extra:
     }
 
 
-def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> None:
-    """Send BEGIN_REQUEST and the parameters, but not the end of stdin: the request is open."""
+def opening(params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> bytes:
+    """BEGIN_REQUEST and the parameters as records; the request stays open until STDIN ends."""
     body = struct.pack("!HB5x", RESPONDER, KEEP_CONN if keep_conn else 0)
     encoded = _encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in params.items()})
-    sock.sendall(
-        _record(BEGIN_REQUEST, request_id, body) + _record(PARAMS, request_id, encoded) + _record(PARAMS, request_id)
-    )
+    return _record(BEGIN_REQUEST, request_id, body) + _record(PARAMS, request_id, encoded) + _record(PARAMS, request_id)
+
+
+def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> None:
+    """Send BEGIN_REQUEST and the parameters, but not the end of stdin: the request is open."""
+    sock.sendall(opening(params, request_id, keep_conn))
 
 
 def finish(sock: socket.socket, request_id: int = 1) -> Reply:
