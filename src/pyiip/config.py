@@ -56,6 +56,9 @@ class Settings:
     remote_block_size: int = 256
     remote_metadata_ttl: float = 60.0
     remote_timeout: float = 10.0
+    # Seconds a client or web server may take to send one whole request, to take one whole reply,
+    # or to stay idle on a kept connection, before it is dropped (both server modes).
+    client_timeout: float = 30.0
 
     @property
     def max_output_side(self) -> int | None:
@@ -126,6 +129,7 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "REMOTE_BLOCK_SIZE": ("remote_block_size", _int),
     "REMOTE_METADATA_TTL": ("remote_metadata_ttl", _float),
     "REMOTE_TIMEOUT": ("remote_timeout", _float),
+    "CLIENT_TIMEOUT": ("client_timeout", _float),
 }
 
 
@@ -163,6 +167,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"IIIF_VERSION must be 2 or 3, got {settings.iiif_version}")
     if settings.interpolation not in (0, 1):
         raise ConfigError(f"INTERPOLATION must be 0 or 1, got {settings.interpolation}")
+    if not 0 < settings.client_timeout <= 3600:
+        raise ConfigError("CLIENT_TIMEOUT must be a number of seconds above 0 and at most 3600")
     if settings.max_request_memory <= 0:
         raise ConfigError("MAX_REQUEST_MEMORY must be a positive number of MB")
     if settings.max_process_memory and settings.max_process_memory < settings.max_request_memory + 512:
