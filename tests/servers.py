@@ -86,17 +86,33 @@ def require(program: str) -> str:
     return found
 
 
-def lighttpd_config(directory: Path, port: int, root: Path, procs: int = 2, env: dict[str, str] | None = None) -> Path:
-    """The conf/lighttpd.conf recipe, on a free port with a private socket (tests and scripts/soak.py)."""
-    config = directory / "lighttpd.conf"
-    settings = {
+def fastcgi_settings(directory: Path, root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the FastCGI processes of lighttpd_config: log in ``directory``, images in ``root``."""
+    return {
         "FILESYSTEM_PREFIX": f"{root}/",
         "VERBOSITY": "1",
         "LOGFILE": f"{directory}/pyiip.log",
         "JPEG_QUALITY": "90",
         **(env or {}),
     }
+
+
+def lighttpd_config(
+    directory: Path, port: int, root: Path, procs: int = 2, env: dict[str, str] | None = None, fcgi_port: int = 0
+) -> Path:
+    """The conf/lighttpd.conf recipe, on a free port with a private socket (tests and scripts/soak.py).
+
+    With ``fcgi_port``, lighttpd spawns nothing and forwards to a pyiip.fcgi already listening there.
+    """
+    config = directory / "lighttpd.conf"
+    settings = fastcgi_settings(directory, root, env)
     environment = ", ".join(f'"{key}" => "{value}"' for key, value in settings.items())
+    backend = (
+        f'"host" => "127.0.0.1", "port" => {fcgi_port}'
+        if fcgi_port
+        else f'"socket" => "{directory}/pyiip.sock", "bin-path" => "{VENV_BIN}/pyiip.fcgi", '
+        f'"bin-environment" => ( {environment} ), "min-procs" => {procs}, "max-procs" => {procs}'
+    )
     config.write_text(
         f"""
 server.modules = ( "mod_fastcgi" )
@@ -106,13 +122,7 @@ server.port = {port}
 server.pid-file = "{directory}/lighttpd.pid"
 server.errorlog = "{directory}/error.log"
 server.breakagelog = "{directory}/breakage.log"
-fastcgi.server = ( "/" => ((
-    "socket" => "{directory}/pyiip.sock",
-    "bin-path" => "{VENV_BIN}/pyiip.fcgi",
-    "bin-environment" => ( {environment} ),
-    "min-procs" => {procs}, "max-procs" => {procs},
-    "check-local" => "disable"
-)) )
+fastcgi.server = ( "/" => (( {backend}, "check-local" => "disable" )) )
 """
     )
     return config
