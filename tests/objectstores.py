@@ -270,7 +270,18 @@ def moto_s3(directory: Path) -> Iterator[MotoS3]:
 
 # --- a hostile object store -----------------------------------------------------------------------
 
-HOSTILE_MODES = ("good", "drip", "dripall", "norange", "overlong", "unbounded", "chunked", "error403", "error503")
+HOSTILE_MODES = (
+    "good",
+    "drip",
+    "dripall",
+    "norange",
+    "wholerange",
+    "overlong",
+    "unbounded",
+    "chunked",
+    "error403",
+    "error503",
+)
 STREAM_PIECE = bytes(1 << 20)
 
 
@@ -281,10 +292,11 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
     ``interval`` seconds; dripall: the status line and headers drip too.
     The others stream ``extra`` bytes of zeros (generated, never on disk):
     norange answers 200 with the whole file and the zeros after it;
-    overlong an honest Content-Range with a Content-Length that counts the
-    zeros; unbounded the same without Content-Length until it closes;
-    chunked as chunks; error403 and error503 an error whose body is the zeros
-    (error503 chunked).
+    wholerange the same as a 206 whose Content-Range says so; overlong an
+    honest Content-Range with a Content-Length that counts the zeros;
+    unbounded the same without Content-Length until it closes; chunked as
+    chunks; error403 and error503 an error whose body is the zeros (error503
+    chunked).
     """
 
     protocol_version = "HTTP/1.1"
@@ -311,24 +323,10 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         elif mode in ("drip", "dripall"):
             self._drip(206, [*honest, ("Content-Length", str(len(body)))], body, store, mode == "dripall")
-        elif mode == "norange":
-            self._head(200, [("ETag", '"v1"'), ("Content-Length", str(len(data) + store.extra))])
-            self._stream(data, store.extra)
-        elif mode == "overlong":
-            self._head(206, [*honest, ("Content-Length", str(len(body) + store.extra))])
-            self._stream(body, store.extra)
-        elif mode == "unbounded":
-            self._head(206, [*honest, ("Connection", "close")])
-            self._stream(body, store.extra)
-        elif mode == "chunked":
-            self._head(206, [*honest, ("Transfer-Encoding", "chunked")])
-            self._stream(body, store.extra, chunked=True)
-        elif mode == "error403":
-            self._head(403, [("Content-Type", "application/xml"), ("Content-Length", str(store.extra))])
-            self._stream(b"", store.extra)
         else:
-            self._head(503, [("Content-Type", "application/xml"), ("Transfer-Encoding", "chunked")])
-            self._stream(b"", store.extra, chunked=True)
+            status, headers, head = _streamed(mode, data, body, honest, store.extra)
+            self._head(status, headers)
+            self._stream(head, store.extra, chunked=("Transfer-Encoding", "chunked") in headers)
 
     def _range(self, size: int) -> tuple[int, int]:
         first, _, last = (self.headers.get("Range") or "bytes=0-")[6:].partition("-")
@@ -376,6 +374,28 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
         except OSError:
             return
+
+
+def _streamed(
+    mode: str, data: bytes, body: bytes, honest: list[tuple[str, str]], extra: int
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, bytes before the zeros) of a streaming mode of HostileHandler."""
+    whole = len(data) + extra
+    chunked = ("Transfer-Encoding", "chunked")
+    error = ("Content-Type", "application/xml")
+    return {
+        "norange": (200, [("ETag", '"v1"'), ("Content-Length", str(whole))], data),
+        "wholerange": (
+            206,
+            [("ETag", '"v1"'), ("Content-Range", f"bytes 0-{whole - 1}/{whole}"), ("Content-Length", str(whole))],
+            data,
+        ),
+        "overlong": (206, [*honest, ("Content-Length", str(len(body) + extra))], body),
+        "unbounded": (206, [*honest, ("Connection", "close")], body),
+        "chunked": (206, [*honest, chunked], body),
+        "error403": (403, [error, ("Content-Length", str(extra))], b""),
+        "error503": (503, [error, chunked], b""),
+    }[mode]
 
 
 class _HostileServer(http.server.ThreadingHTTPServer):

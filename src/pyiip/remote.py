@@ -14,12 +14,24 @@ the same object store compute the same memcached keys. The version is
 re-validated after ``REMOTE_METADATA_TTL`` seconds (a conditional GET that is
 a body-less 304 when nothing changed).
 
-Every reply is checked before a byte of it is used or cached: 206 with the
-Content-Range asked for, the object's size, exactly that many bytes, the same
-ETag (reads also send If-Match, so a replaced object answers 412). A 200 to a
-range request (a server ignoring ranges, or an error page sent as 200) is an
-error, never data. A changed object fails the request with a 503 to retry and
-drops the cached version, so the next request sees the new one.
+Every reply's status and headers are checked before a byte of its body is
+read: 206 with the Content-Range asked for, a Content-Length (if any) of
+that many bytes, the object's size, the same ETag (reads also send If-Match,
+so a replaced object answers 412). Then exactly that many bytes are read,
+whatever the framing, and a longer body is dropped with its connection, never
+read. A 200 to a range request (a server ignoring ranges, or an error page
+sent as 200) is an error whose body is not read, as are the bodies of error
+replies (only a short announced one is drained, to keep the connection). A
+changed object fails the request with a 503 to retry and drops the cached
+version, so the next request sees the new one.
+
+``REMOTE_TIMEOUT`` is a deadline for each object-store request as a whole:
+connecting, sending, the status line, the headers and the body, and the
+retries with their pauses. Every socket operation gets the time left as its
+timeout, so a store that drips bytes fails the request (503) once
+``REMOTE_TIMEOUT`` has passed, however steadily it sends. A client request
+can need several object-store requests (the first block, IFDs, tiles), each
+with its own deadline; name resolution (getaddrinfo) is not bounded by it.
 
 Identifiers are refused if they hold ``.``/``..`` segments, control characters
 or look like URLs, and are percent-encoded into the path of the configured
@@ -375,7 +387,7 @@ class DeadlineConnection(http.client.HTTPConnection):
 
 
 class DeadlineHTTPSConnection(DeadlineConnection, http.client.HTTPSConnection):
-    """The same over TLS (the handshake's operations each bounded by the time left at connect)."""
+    """The same over TLS: ssl bounds the whole handshake by the socket timeout, the time left at connect."""
 
 
 def _read_body(response: http.client.HTTPResponse, wanted: int) -> bytes:
@@ -714,20 +726,23 @@ class RemoteStore:
         REMOTE_TIMEOUT is a deadline for the whole exchange, retries and
         their pauses included: a store that hangs or drips fails the request
         (503) once it passes, and a retry starts only while time is left.
-        Only a 206's body is read, as long as ``check`` says from its headers.
+        Only a 206's body is read, as long as ``check`` says from its headers
+        (which may refuse it, and are not retried: the store answered).
         """
         headers = {**headers, "User-Agent": f"pyiip/{__version__}", "Accept-Encoding": "identity"}
         deadline = time.monotonic() + self.timeout
         body_length = partial(self._body_length, target, check)
-        failure = "no time left"
+        failure = ""
         reply: Reply | None = None
         for attempt in range(RETRIES + 1):
             if attempt and not _pause(attempt, deadline):
                 break
             self.requests += 1
-            reply = None
             try:
                 reply = self.connections.get(target, self.location.headers(target, headers), deadline, body_length)
+            except TimeoutError:
+                failure = f"no whole reply within REMOTE_TIMEOUT ({self.timeout:g} s)"
+                continue
             except (OSError, http.client.HTTPException) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
                 continue
@@ -746,7 +761,9 @@ class RemoteStore:
             raise UpstreamError("image store refused access")
         return reply
 
-    def _body_length(self, target: Target, check: Callable[[http.client.HTTPResponse], int], response) -> int:
+    def _body_length(
+        self, target: Target, check: Callable[[http.client.HTTPResponse], int], response: http.client.HTTPResponse
+    ) -> int:
         """Body bytes to read: what ``check`` expects of an unencoded 206, nothing of any other reply."""
         if response.status != 206:
             return 0
