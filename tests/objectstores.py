@@ -277,6 +277,7 @@ HOSTILE_MODES = (
     "norange",
     "wholerange",
     "overlong",
+    "trailing",
     "unbounded",
     "chunked",
     "error403",
@@ -294,6 +295,7 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
     norange answers 200 with the whole file and the zeros after it;
     wholerange the same as a 206 whose Content-Range says so; overlong an
     honest Content-Range with a Content-Length that counts the zeros;
+    trailing honest headers, and the zeros after the body they announce;
     unbounded the same without Content-Length until it closes; chunked as
     chunks; error403 and error503 an error whose body is the zeros (error503
     chunked).
@@ -391,6 +393,7 @@ def _streamed(
             data,
         ),
         "overlong": (206, [*honest, ("Content-Length", str(len(body) + extra))], body),
+        "trailing": (206, [*honest, ("Content-Length", str(len(body)))], body),
         "unbounded": (206, [*honest, ("Connection", "close")], body),
         "chunked": (206, [*honest, chunked], body),
         "error403": (403, [error, ("Content-Length", str(extra))], b""),

@@ -97,6 +97,7 @@ def test_a_dripping_store_fails_the_request_within_remote_timeout(
         ("norange", 502),  # a 200 to a range request: refused on its status line
         ("wholerange", 502),  # a 206 for another range than the one asked for: refused on its Content-Range
         ("overlong", 502),  # Content-Length disagrees with the Content-Range asked for
+        ("trailing", 200),  # the zeros after the announced body: the next reply's bad status line, retried
         ("unbounded", 200),  # no Content-Length: the range is read, the connection dropped
         ("chunked", 200),  # chunks: likewise
         ("error403", 502),  # an error whose body is 1 GiB: never read

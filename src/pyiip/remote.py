@@ -46,7 +46,6 @@ import hmac
 import http.client
 import io
 import logging
-import math
 import os
 import re
 import socket
@@ -376,7 +375,7 @@ class _DeadlineReader(io.RawIOBase):
 class DeadlineConnection(http.client.HTTPConnection):
     """An HTTP connection whose requests each end by ``deadline`` (connect, send, status, headers, body)."""
 
-    deadline = math.inf
+    deadline = 0.0  # time.monotonic() by which the request must end; set before each one (unset: passed)
 
     def connect(self) -> None:
         self.timeout = self.deadline - time.monotonic()
