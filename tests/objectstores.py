@@ -1,18 +1,22 @@
-"""Object stores for the remote-source tests: nginx serving files with ranges, moto's S3 server.
+"""Object stores for the remote-source tests: nginx serving files with ranges, moto's S3 server, and a
+hostile store that drips, ignores Range or streams endless bodies on purpose.
 
-Both run as real servers on free loopback ports, stopped by their PIDs, and
-both log every request with its Range header, so tests can check which
-bytes were read.
+nginx and moto run as real servers on free loopback ports, stopped by their
+PIDs, and both log every request with its Range header, so tests can check
+which bytes were read. The hostile store is a threaded loopback server in
+the test process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -262,3 +266,178 @@ def moto_s3(directory: Path) -> Iterator[MotoS3]:
         yield server.start()
     finally:
         server.stop()
+
+
+# --- a hostile object store -----------------------------------------------------------------------
+
+HOSTILE_MODES = (
+    "good",
+    "drip",
+    "dripall",
+    "norange",
+    "wholerange",
+    "overlong",
+    "trailing",
+    "unbounded",
+    "chunked",
+    "error403",
+    "error503",
+)
+STREAM_PIECE = bytes(1 << 20)
+
+
+class HostileHandler(http.server.BaseHTTPRequestHandler):
+    """``GET /MODE/NAME``: file NAME under the store's root, served as MODE says.
+
+    good: an honest 206. drip: an honest 206 whose body comes one byte every
+    ``interval`` seconds; dripall: the status line and headers drip too.
+    The others stream ``extra`` bytes of zeros (generated, never on disk):
+    norange answers 200 with the whole file and the zeros after it;
+    wholerange the same as a 206 whose Content-Range says so; overlong an
+    honest Content-Range with a Content-Length that counts the zeros;
+    trailing honest headers, and the zeros after the body they announce;
+    unbounded the same without Content-Length until it closes; chunked as
+    chunks; error403 and error503 an error whose body is the zeros (error503
+    chunked).
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        store: HostileStore = self.server.store  # type: ignore[attr-defined]
+        mode, _, name = self.path.lstrip("/").partition("/")
+        store.requests.append(self.path)
+        try:
+            data = (store.root / name).read_bytes()
+        except OSError:
+            data = None
+        if mode not in HOSTILE_MODES or data is None:
+            self._head(404, [("Content-Length", "0")])
+            return
+        first, last = self._range(len(data))
+        body = data[first : last + 1]
+        honest = [("ETag", '"v1"'), ("Content-Range", f"bytes {first}-{last}/{len(data)}")]
+        if mode == "good":
+            self._head(206, [*honest, ("Content-Length", str(len(body)))])
+            self.wfile.write(body)
+        elif mode in ("drip", "dripall"):
+            self._drip(206, [*honest, ("Content-Length", str(len(body)))], body, store, mode == "dripall")
+        else:
+            status, headers, head = _streamed(mode, data, body, honest, store.extra)
+            self._head(status, headers)
+            self._stream(head, store.extra, chunked=("Transfer-Encoding", "chunked") in headers)
+
+    def _range(self, size: int) -> tuple[int, int]:
+        first, _, last = (self.headers.get("Range") or "bytes=0-")[6:].partition("-")
+        return int(first), min(int(last or size - 1), size - 1)
+
+    def _head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _drip(self, status: int, headers: list[tuple[str, str]], body: bytes, store: HostileStore, all_: bool) -> None:
+        """Send the reply a byte per ``store.interval`` (only its body unless ``all_``) until the client leaves."""
+        self.send_response_only(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        head = b"".join(self._headers_buffer) + b"\r\n"  # type: ignore[attr-defined]
+        self._headers_buffer = []  # type: ignore[attr-defined]
+        if not all_:
+            self.wfile.write(head)
+        reply = head + body if all_ else body
+        self.close_connection = True
+        for position in range(len(reply)):
+            if store.stopping.wait(store.interval):
+                return
+            try:
+                self.wfile.write(reply[position : position + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+
+    def _stream(self, head: bytes, zeros: int, *, chunked: bool = False) -> None:
+        """``head`` then ``zeros`` zero bytes, in 1 MiB pieces, until done or the client leaves."""
+        self.close_connection = True
+        pieces = [head] + [STREAM_PIECE] * (zeros // len(STREAM_PIECE)) + [STREAM_PIECE[: zeros % len(STREAM_PIECE)]]
+        try:
+            for piece in pieces:
+                if not piece:
+                    continue
+                if chunked:
+                    self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                else:
+                    self.wfile.write(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            return
+
+
+def _streamed(
+    mode: str, data: bytes, body: bytes, honest: list[tuple[str, str]], extra: int
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, bytes before the zeros) of a streaming mode of HostileHandler."""
+    whole = len(data) + extra
+    chunked = ("Transfer-Encoding", "chunked")
+    error = ("Content-Type", "application/xml")
+    return {
+        "norange": (200, [("ETag", '"v1"'), ("Content-Length", str(whole))], data),
+        "wholerange": (
+            206,
+            [("ETag", '"v1"'), ("Content-Range", f"bytes 0-{whole - 1}/{whole}"), ("Content-Length", str(whole))],
+            data,
+        ),
+        "overlong": (206, [*honest, ("Content-Length", str(len(body) + extra))], body),
+        "trailing": (206, [*honest, ("Content-Length", str(len(body)))], body),
+        "unbounded": (206, [*honest, ("Connection", "close")], body),
+        "chunked": (206, [*honest, chunked], body),
+        "error403": (403, [error, ("Content-Length", str(extra))], b""),
+        "error503": (503, [error, chunked], b""),
+    }[mode]
+
+
+class _HostileServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # clients hang up on hostile replies: that is the point
+
+
+@dataclass
+class HostileStore:
+    """The hostile store on a free loopback port; ``base`` + ``/MODE/NAME`` is an object URL."""
+
+    root: Path
+    interval: float = 0.5  # seconds between the bytes of a drip
+    extra: int = 1 << 30  # zeros after the honest bytes in the streaming modes
+    requests: list[str] = None  # type: ignore[assignment]
+    stopping: threading.Event = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.requests = []
+        self.stopping = threading.Event()
+        self.server = _HostileServer(("127.0.0.1", 0), HostileHandler)
+        self.server.store = self  # type: ignore[attr-defined]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+
+@contextlib.contextmanager
+def hostile_store(root: Path, **kw) -> Iterator[HostileStore]:
+    store = HostileStore(root, **kw)
+    thread = threading.Thread(target=store.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield store
+    finally:
+        store.stopping.set()
+        store.server.shutdown()
+        store.server.server_close()
+        thread.join(10)
