@@ -191,10 +191,10 @@ def test_iip_real_bounds(root, key, bounds):
         (IIP, f"FIF=rgb.tif&QLT={-(2**31) - 1}&CVT=jpeg"),
         (IIP, f"FIF=rgb.tif&JTL=0,{2**31}"),
         (IIP, f"FIF=rgb.tif&GAM={'0' * 64}1&JTL=0,0"),  # 65 characters
-        (f"/iiif/3/rgb.tif/{2**31},0,1,1/max/0/default.jpg", ""),
+        (f"/iiif/3/rgb.tif/0,0,{2**53},1/max/0/default.jpg", ""),
         (f"/iiif/3/rgb.tif/full/^pct:{MAX_PERCENT * 1.5:f}/0/default.jpg", ""),
-        (f"/deepzoom/rgb.tif_files/{2**31}/0_0.jpg", ""),
-        (f"/zoomify/rgb.tif/TileGroup0/0-{2**31}-0.jpg", ""),
+        (f"/deepzoom/rgb.tif_files/{2**53}/0_0.jpg", ""),
+        (f"/zoomify/rgb.tif/TileGroup0/0-{2**53}-0.jpg", ""),
     ],
 )
 def test_integer_and_length_bounds(root, path, query):

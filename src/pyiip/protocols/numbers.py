@@ -11,9 +11,12 @@ The ranges, and why:
 
 * every number: at most ``MAX_TEXT`` characters (a float's repr needs 24);
 * pixel coordinates and sizes (IIIF regions and sizes), tile, level and tier
-  indices (DeepZoom, Zoomify): 0 to ``MAX_PIXELS`` = 2**31 - 1, the largest
-  image side any TIFF reader here (or libvips) can hold; a product of two
-  stays exact in float64, so no ratio or rounding of the geometry overflows;
+  indices (DeepZoom, Zoomify): 0 to ``MAX_PIXELS`` = 2**53 - 1, the largest
+  integer a float64 (and a JavaScript viewer) holds exactly. Regions are
+  cropped to the image with integer arithmetic and sizes checked against the
+  limits, so no ratio or rounding of the geometry overflows; a region that
+  only extends past the image stays a cropped 200, as IIIF wants, and a tile
+  beyond the grid a 404;
 * IIP integers (WID, HEI, JTL, TIL, PFL resolution, QLT, LYR, MINMAX channel):
   a C ``int``, as iipsrv reads them with ``atoi``; each command then applies
   its own rule (WID/HEI below 0 mean "unset", QLT is clamped to 0..100...);
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 from ..errors import BadRequest
 
 MAX_TEXT = 64
-MAX_PIXELS = 2**31 - 1
+MAX_PIXELS = 2**53 - 1
 MAX_PERCENT = 1e6
 C_INT = (-(2**31), 2**31 - 1)
 PIXELS = (0, MAX_PIXELS)
