@@ -597,7 +597,7 @@ def _profile_items(values: np.ndarray) -> list[str]:
     if kind == "f":
         return ["null" if not math.isfinite(v) else "%.9f" % v for v in values.tolist()]
     if kind == "b":
-        values = values.view(np.uint8)
+        values = values.astype(np.uint8)
     return [str(v) for v in values.tolist()]
 
 
