@@ -218,3 +218,13 @@ def test_pipeline_finite_in_the_accepted_ranges(gamma, contrast, colormap, inver
     exact = process._render(data, minmax, display, exact=True)
     assert fast.dtype == np.uint8 and fast.shape == exact.shape
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1
+
+
+def test_refusal_reason_logged_at_verbosity_3(root, logfile):
+    path = logfile(3)
+    app = make_app(root, LOGFILE=str(path), VERBOSITY="3")
+    assert app.handle(environ(IIP, f"FIF=rgb.tif&WID={D330}&CVT=jpeg")).status.startswith("400")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and "Traceback" not in path.read_text(), lines
+    assert 'refused status=400 reason="WID is not a number of at most 64 characters"' in lines[0]
+    assert "status=400" in lines[1] and "uri=" in lines[1]
