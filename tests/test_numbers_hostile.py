@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,7 @@ def test_integer_and_length_bounds(root, path, query):
     invert=st.booleans(),
     dtype=st.sampled_from(["float32", "float64", "uint16", "int32"]),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("PYIIP_HYPOTHESIS_EXAMPLES", "120")), deadline=None)
 def test_pipeline_finite_in_the_accepted_ranges(gamma, contrast, colormap, invert, dtype):
     """Every GAM and CNT the parser accepts renders, and the fast path stays within a level of the formula."""
     data = np.linspace(-2, 40, 64 * 3).reshape(8, 8, 3).astype(dtype)
