@@ -3,8 +3,9 @@
 Requests go through the whole WSGI application (routing, the protocol's
 parser, resolver, renderer, HTTP finishing). Inputs are drawn near the
 grammar of each protocol (real keys and image names with hostile values:
-huge and negative numbers, NaN, encodings, separators, unicode) and as raw
-bytes. A 500 is always a bug; so is a header with a line break, a wrong
+unbounded integers, digit strings past float range and past Python's
+4300-digit int limit, NaN, infinities, subnormals, -0.0, encodings,
+separators, unicode) and as raw bytes. A 500 is always a bug; so is a header with a line break, a wrong
 Content-Length, an image reply that is not an image, or an error text that
 names the image root.
 """
@@ -15,6 +16,7 @@ import json
 import os
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,12 +83,27 @@ def check(app: Application, root: str, method: str, uri: str, headers: dict[str,
 
 # ---------------------------------------------------------------- strategies
 
-numbers = st.one_of(
-    st.integers(-(2**70), 2**70).map(str),
-    st.integers(-3, 300).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["nan", "inf", "-inf", "1e309", "0x10", "", " ", "1,", ",", "-0", "00", "1e-320", "١٢"]),
+# Digit strings at the limits that broke parsers: past float range (309), past int()'s 4300 digits.
+huge_digits = st.tuples(
+    st.sampled_from([309, 310, 4300, 4301, 10000]), st.sampled_from(["9{}", "1{}", "-9{}", "0.9{}", "9{}.5"])
+).map(lambda p: p[1].format("9" * (p[0] - 1)))
+# What the IIIF, DeepZoom and Zoomify grammars let through: digits, and a dot in IIIF.
+unsigned = st.one_of(
+    st.integers(min_value=0).map(str),
+    huge_digits.filter(lambda t: not t.startswith("-")),
+    st.floats(min_value=0.0, allow_infinity=False).map(lambda x: np.format_float_positional(x, trim="-")),
 )
+numbers = st.one_of(
+    unsigned,
+    st.integers().map(str),  # unbounded
+    st.integers(-3, 300).map(str),
+    huge_digits,
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda x: np.format_float_positional(x, trim="-")),
+    st.sampled_from(["nan", "inf", "-inf", "1e309", "1e308", "-1e308", "5e-324", "1e-320", "2.2250738585072014e-308",
+                     "-0.0", "0x10", "", " ", "1,", ",", "-0", "00", "١٢", "1_000", "+5"]),
+)  # fmt: skip
+tile_numbers = st.one_of(st.integers(0, 20).map(str), st.integers(min_value=0).map(str), huge_digits, numbers)
 junk = st.text(
     alphabet=st.one_of(st.sampled_from(list("%&=;,:-!.^/\\+ ?#~'\"\t")), st.characters(codec="utf-8")),
     max_size=20,
@@ -130,19 +147,27 @@ def test_iip_commands_in_any_order(hostile_app, images, query):
     check(hostile_app, str(images.root), "GET", "/fcgi-bin/iipsrv.fcgi?" + quote(query, safe="=&;,:!%/+-.^~"))
 
 
+iiif_number = st.one_of(unsigned, unsigned, numbers)
 regions = st.one_of(
     st.sampled_from(["full", "square", "max", "pct:", "0,0,0,0", "full,32912,500,500"]),
-    st.tuples(numbers, numbers, numbers, numbers).map(",".join),
-    st.tuples(numbers, numbers, numbers, numbers).map(lambda p: "pct:" + ",".join(p)),
+    st.tuples(iiif_number, iiif_number, iiif_number, iiif_number).map(",".join),
+    st.tuples(iiif_number, iiif_number, iiif_number, iiif_number).map(lambda p: "pct:" + ",".join(p)),
     junk,
 )
 sizes = st.one_of(
     st.sampled_from(["max", "^max", "full", "pct:", "^pct:10000", "pct:10000", ",", "!,", "^!1,1"]),
-    st.tuples(st.sampled_from(["", "^", "!", "^!"]), numbers, numbers).map(lambda p: f"{p[0]}{p[1]},{p[2]}"),
-    st.tuples(st.sampled_from(["", "^"]), numbers).map(lambda p: f"{p[0]}pct:{p[1]}"),
+    st.tuples(st.sampled_from(["", "^", "!", "^!"]), iiif_number, iiif_number).map(lambda p: f"{p[0]}{p[1]},{p[2]}"),
+    st.tuples(st.sampled_from(["", "^", "!", "^!"]), iiif_number).map(lambda p: f"{p[0]}{p[1]},"),
+    st.tuples(st.sampled_from(["", "^"]), iiif_number).map(lambda p: f"{p[0]},{p[1]}"),
+    st.tuples(st.sampled_from(["", "^"]), iiif_number).map(lambda p: f"{p[0]}pct:{p[1]}"),
     junk,
 )
-rotations = st.one_of(st.sampled_from(["0", "!0", "90", "!180", "22.5", "360", "361", "-90", "!"]), numbers, junk)
+rotations = st.one_of(
+    st.sampled_from(["0", "!0", "90", "!180", "22.5", "360", "361", "-90", "!"]),
+    iiif_number,
+    iiif_number.map(lambda n: "!" + n),
+    junk,
+)
 qualities = st.tuples(
     st.sampled_from(["default", "color", "gray", "bitonal", "native", ""]),
     st.sampled_from(["jpg", "png", "webp", "tif", "gif", "jp2", "pdf", ""]),
@@ -174,6 +199,35 @@ def test_iiif_any_image_request(
     check(hostile_app, str(images.root), "GET", uri, {"Accept": accept} if accept else None)
 
 
+@given(
+    version=st.sampled_from(["/iiif/3/", "/iiif/2/"]),
+    image=st.sampled_from(["rgb.tif", "float.tif"]),
+    region=regions,
+    size=sizes,
+    rotation=rotations,
+)
+@EXAMPLES
+def test_iiif_numbers_in_every_field(hostile_app, images, version, image, region, size, rotation):
+    """A real image and format: only the numbers vary, so each reaches the parser and the geometry."""
+    parts = [quote(p, safe="%,:!^") for p in (region, size, rotation)]
+    check(hostile_app, str(images.root), "GET", f"{version}{image}/{'/'.join(parts)}/default.png")
+
+
+@given(
+    image=st.sampled_from(["rgb.tif", "float.tif"]),
+    numbers_=st.tuples(tile_numbers, tile_numbers, tile_numbers, tile_numbers),
+    protocol=st.sampled_from(["deepzoom", "zoomify"]),
+)
+@EXAMPLES
+def test_tile_numbers_in_every_field(hostile_app, images, image, numbers_, protocol):
+    group, level, col, row = (quote(n, safe="") for n in numbers_)
+    if protocol == "deepzoom":
+        uri = f"/deepzoom/{image}_files/{level}/{col}_{row}.jpg"
+    else:
+        uri = f"/zoomify/{image}/TileGroup{group}/{level}-{col}-{row}.jpg"
+    check(hostile_app, str(images.root), "GET", uri)
+
+
 @given(identifier=identifiers, tail=st.sampled_from(["/info.json", "", "/", "/info.json/x", "/a/b/c/d.jpg"]))
 @EXAMPLES
 def test_iiif_info_and_redirects(hostile_app, images, identifier, tail):
@@ -181,7 +235,6 @@ def test_iiif_info_and_redirects(hostile_app, images, identifier, tail):
         check(hostile_app, str(images.root), "GET", prefix + identifier + tail)
 
 
-tile_numbers = st.one_of(st.integers(0, 20).map(str), numbers)
 extensions = st.sampled_from(["jpg", "jpeg", "png", "webp", "gif", "xyz", ""])
 
 
@@ -217,6 +270,39 @@ def test_zoomify_any_tile(hostile_app, images, identifier, group, tier, col, row
     target = quote(identifier + tail, safe="%/-.")
     uri = f"/zoomify/{target}" if form != "query" else f"/x?Zoomify={target}"
     check(hostile_app, str(images.root), "GET", uri)
+
+
+display_setting = st.one_of(
+    st.tuples(st.sampled_from(["GAM", "CNT", "ROT", "QLT", "WID", "HEI", "LYR"]), numbers).map("=".join),
+    st.tuples(st.sampled_from(["GAM", "CNT"]), st.floats(0.0, 1000.0).map(repr)).map("=".join),  # subnormals too
+    st.tuples(numbers, numbers).map(lambda p: f"SHD={p[0]},{p[1]}"),
+    st.tuples(st.one_of(st.integers(-1, 4).map(str), numbers), numbers, numbers).map(
+        lambda p: f"MINMAX={p[0]}:{p[1]},{p[2]}"
+    ),
+    st.lists(st.lists(numbers, min_size=1, max_size=3).map(",".join), min_size=1, max_size=3).map(
+        lambda rows: "CTW=" + ";".join(rows)
+    ),
+    st.tuples(numbers, numbers, numbers, numbers).map(lambda p: "RGN=" + ",".join(p)),
+    st.sampled_from(["CMP=jet", "CMP=hot", "CMP=red", "INV", "GAM=1e-5", "CNT=3", "GAM=1e-320", "CNT=5e-324"]),
+)
+output = st.one_of(
+    st.sampled_from(["JTL=0,0", "PTL=1,0", "CVT=png"]),
+    st.sampled_from(["JTL=0,0", "PTL=1,0", "CVT=png", "CVT=jpeg", "PFL=1:0,0-20,0", "PFL=1:3,0-3,20", "TIL=0,0"]),
+    st.tuples(st.sampled_from(["JTL", "PTL", "TIL"]), numbers, numbers).map(lambda p: f"{p[0]}={p[1]},{p[2]}"),
+    st.tuples(numbers, numbers, numbers, numbers, numbers).map(lambda p: "PFL={}:{},{}-{},{}".format(*p)),
+)
+
+
+@given(
+    image=st.sampled_from(["float.tif", "nested/deeper/float_notags.tif", "grey16.tif", "rgb_subifd.tif"]),
+    settings_=st.lists(display_setting, max_size=5),
+    out=output,
+)
+@EXAMPLES
+def test_iip_numbers_in_every_field(hostile_app, images, image, settings_, out):
+    """Display and geometry settings with extreme numbers before an output command, on float and integer data."""
+    query = "&".join([f"FIF={image}", *settings_, out])
+    check(hostile_app, str(images.root), "GET", "/fcgi-bin/iipsrv.fcgi?" + quote(query, safe="=&;,:!%/+-.^~"))
 
 
 @given(

@@ -117,7 +117,7 @@ REFUSED = [
     ({"MAX_CVT": "-1"}, "/iiif/3/tall.tif/full/max/90/default.gif", (400,)),
     ({"MAX_CVT": "-1"}, "/iiif/3/tall.tif/full/max/0/default.png", (200,)),
     ({}, "/x?FIF=deep.tif&JTL=129500,1", (400,)),
-    ({}, "/x?FIF=deep.tif&JTL=16,99999999999999999999", (404,)),
+    ({}, "/x?FIF=deep.tif&JTL=16,99999999999999999999", (400,)),  # past a C int: out of range
     ({}, "/x?FIF=deep.tif&JTL=-1,0", (400,)),
     ({}, "/x?FIF=deep.tif&TIL=16,0-99999999", (400,)),
     ({"MAX_REQUEST_MEMORY": "1"}, "/x?FIF=rgb.tif&TIL=3,0-47", (413,)),

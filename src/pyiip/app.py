@@ -8,6 +8,7 @@ process down.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -160,7 +161,8 @@ class Application:
     def respond(self, request: Request) -> Response:
         try:
             return self.route(request)
-        except HTTPError as exc:
+        except HTTPError as exc:  # the request's one log line (ops.finished) says 4xx; why is detail
+            LOGGER.debug("refused status=%d reason=%s", exc.status, json.dumps(exc.message[:200]))
             return text(exc.status, exc.message, list(exc.headers))
         except MemoryError:
             LOGGER.error("out of memory on %s?%s", request.path, request.query[:200])

@@ -120,7 +120,7 @@ def finished(request: Request, status: int, size: int, started: float) -> None:
     kind = kind_of(request)
     METRICS.record(kind, status, seconds, size)
     if LOGGER.isEnabledFor(logging.INFO):
-        uri = request.path + ("?" + request.query[:1000] if request.query else "")
+        uri = request.path[:1000] + ("?" + request.query[:1000] if request.query else "")
         LOGGER.info(
             "request kind=%s status=%d bytes=%d ms=%.2f method=%s uri=%s",
             kind,

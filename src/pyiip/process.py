@@ -61,6 +61,11 @@ _DEGENERATE = 1e-30
 _HUGE = 1e30
 #: Most square roots applied before quantising (gamma down to 1/16 stays smooth).
 _MAX_ROOTS = 4
+#: Gamma and contrast the tables take; others (GAM=1e-320, CNT=5e-324...) use the exact path.
+_TABLE_RANGE = (1e-3, 1e3)
+#: Largest |ln| of the saturation point contrast ** (-1 / gamma) the tables take: beyond it
+#: the point over- or underflows and the bins' scale with it (GAM=1e-5&CNT=3 gives 3 ** -1e5).
+_TABLE_MAX_LOG = 64.0
 
 
 def needs_processing(dtype: np.dtype, display: Display) -> bool:
@@ -167,11 +172,13 @@ class Transfer:
         gamma step skipped: v < 0 is black, v == 0 dark blue), so 0 must start a bin.
         isolated_top is set when hi itself differs from everything above it (inverted
         jet: 1 - 1 = 0 is dark blue, 1 - v < 0 black), so hi needs a bin of its own.
-        None when the parameters are outside what the tables handle (gamma <= 0,
-        contrast <= 0, non-finite): those use the exact path.
+        None when the parameters are outside what the tables handle (gamma or
+        contrast <= 0, non-finite, or so small or large that the table's bounds leave
+        the float range): those use the exact path.
         """
         g, cnt = self.gamma, self.contrast
-        if not (math.isfinite(g) and math.isfinite(cnt) and g > 0 and cnt > 0):
+        low, high = _TABLE_RANGE
+        if not (low <= g <= high and low <= cnt <= high and abs(math.log(cnt) / g) <= _TABLE_MAX_LOG):
             return None
         skipped = g == 1.0
         if self.colormap in ("jet", "hot", "cold"):

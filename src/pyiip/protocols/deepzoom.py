@@ -16,11 +16,13 @@ from ..errors import BadRequest, NotFound
 from ..http import Request, Response
 from ..images import OpenImage
 from ..service import Service
+from . import numbers
 from .display_query import register, tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/deepzoom/"
 NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
+_INDICES = ("DeepZoom level", "DeepZoom column", "DeepZoom row")
 _TILE = re.compile(r"^(.+)_files/(\d+)/(\d+)_(\d+)\.(\w+)$")
 
 
@@ -57,9 +59,10 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     match = _TILE.match(path)
     if match is None:
         raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")
-    identifier, level, col, row, ext = match.groups()
+    identifier, *indices, ext = match.groups()
+    level, col, row = numbers.indices(_INDICES, indices)
     image = service.image(identifier)
-    return tile(service, request, image, int(level), int(col), int(row), ext, query)
+    return tile(service, request, image, level, col, row, ext, query)
 
 
 register("deepzoom", PREFIX, respond)

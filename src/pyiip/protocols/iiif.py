@@ -27,7 +27,7 @@ from ..http import Request, Response
 from ..images import OpenImage
 from ..model import ImageRequest
 from ..service import Service
-from . import iip
+from . import iip, numbers
 from .display_query import DISPLAY_KEYS, display_from_query
 from .iiif_info import FORMATS, QUALITIES, Limits, content_type, info_v2, info_v3, profile_uri
 from .tiling import grid_region
@@ -79,13 +79,13 @@ def parse_region(text: str) -> RegionSpec:
         return RegionSpec(text)
     match = _REGION_PX.match(text)
     if match:
-        x, y, w, h = (int(v) for v in match.groups())
+        x, y, w, h = (numbers.integer("region", v, *numbers.PIXELS) for v in match.groups())
         if w <= 0 or h <= 0:
             raise BadRequest("region width and height must be positive")
         return RegionSpec("px", (x, y, w, h))
     match = _REGION_PCT.match(text)
     if match:
-        x, y, w, h = (float(v) for v in match.groups())
+        x, y, w, h = (numbers.real("region", v, 0.0, numbers.MAX_PERCENT) for v in match.groups())
         if w <= 0 or h <= 0:
             raise BadRequest("region width and height must be positive")
         return RegionSpec("pct", (x, y, w, h))
@@ -100,14 +100,14 @@ def parse_size(text: str, version: int) -> SizeSpec:
         return SizeSpec("max", upscale=upscale, keyword=body)
     match = _SIZE_PCT.match(body)
     if match:
-        percent = float(match.group(1))
+        percent = numbers.real("size", match.group(1), 0.0, numbers.MAX_PERCENT)
         if percent <= 0:
             raise BadRequest("size percentage must be positive")
         return SizeSpec("pct", percent=percent, upscale=upscale)
     match = _SIZE_WH.match(body)
     if match:
         bang, w, h = match.groups()
-        width, height = int(w or 0), int(h or 0)
+        width, height = (numbers.integer("size", v or "0", *numbers.PIXELS) for v in (w, h))
         if (w is not None and width == 0) or (h is not None and height == 0):
             raise BadRequest("size must be at least one pixel")
         if w and h:
@@ -121,9 +121,7 @@ def parse_rotation(text: str) -> tuple[bool, float]:
     match = _ROTATION.match(text)
     if not match:
         raise BadRequest(f"invalid rotation {text[:60]!r}")
-    angle = float(match.group(2))
-    if not 0 <= angle <= 360:
-        raise BadRequest("rotation must be between 0 and 360")
+    angle = numbers.real("rotation", match.group(2), 0.0, 360.0)
     return match.group(1) is not None, angle % 360
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import BadRequest, NotFound, TooLarge
+from ..errors import BadRequest, NotFound, TooLarge, UnsupportedFormat
 from ..http import Request, Response
 from ..images import OpenImage
 from ..model import COLORMAPS, IDENTITY, Display, ImageRequest, Region
 from ..service import Service
+from . import numbers
 
 NETFPX = "application/vnd.netfpx"
 IIP_SERVER_VERSION = "3.65"
@@ -30,6 +31,16 @@ CVT_FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "tif":
 MAX_TWIST = 16
 # Memory per profile value on its way to JSON (a Python float, its text, the joined reply).
 _PFL_BYTES_PER_VALUE = 128
+# Ranges of the real-valued parameters (why: see numbers). Inside them the display
+# pipeline's arithmetic stays finite: GAM is an exponent (0 makes every pixel white, a
+# negative one sends black to infinity), CNT a factor of the output, MINMAX values fit
+# the float32 iipsrv-astro keeps them in, CTW weights times the tables' scale (< 2**100)
+# fit a float32.
+GAMMA = (0.0, 100.0)
+CONTRAST = (0.0, 1000.0)
+SAMPLE = (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max))
+TWIST = (-1e6, 1e6)
+ANGLE = (-360.0, 360.0)
 
 # Handlers of the other protocols reachable through the query string
 # (IIIF=, DeepZoom=, Zoomify=), registered by their modules.
@@ -93,28 +104,16 @@ def error_line(code: str, argument: str) -> str:
     return f"Error/{len(text)}:{text}"[:31]
 
 
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadRequest(f"{name.upper()} needs a number, got {text[:40]!r}") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"{name.upper()} needs a finite number")
-    return value
-
-
 def _integer(name: str, text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise BadRequest(f"{name.upper()} needs an integer, got {text[:40]!r}") from None
+    """An IIP integer: a C int, as iipsrv's atoi reads it."""
+    return numbers.integer(name.upper(), text, *numbers.C_INT)
 
 
-def _numbers(name: str, text: str, count: int) -> list[float]:
+def _numbers(name: str, text: str, count: int, bounds: tuple[float, float]) -> list[float]:
     parts = text.split(",")
     if len(parts) != count:
         raise BadRequest(f"{name.upper()} needs {count} comma-separated numbers")
-    return [_number(name, p) for p in parts]
+    return [numbers.real(name.upper(), p, *bounds) for p in parts]
 
 
 def parse_twist(text: str) -> tuple[tuple[float, ...], ...]:
@@ -132,7 +131,7 @@ def parse_twist(text: str) -> tuple[tuple[float, ...], ...]:
         coefficients = row.split(",")
         if len(coefficients) > MAX_TWIST:
             raise BadRequest("CTW rows hold at most 16 coefficients")
-        matrix.append(tuple(_number("ctw", c) for c in coefficients))
+        matrix.append(tuple(numbers.real("CTW", c, *TWIST) for c in coefficients))
     return tuple(matrix)
 
 
@@ -210,17 +209,17 @@ def _minmax(s: Session, value: str) -> None:
     if not sep:
         raise BadRequest("MINMAX needs channel:min,max")
     index = _integer("minmax", channel) - 1  # 1-based, as iipsrv-astro and VisiOmatic
-    low, high = _numbers("minmax", rest, 2)
+    low, high = _numbers("minmax", rest, 2, SAMPLE)
     if index >= 0:
         s.minmax[index] = (low, high)
 
 
 def _gam(s: Session, value: str) -> None:
-    s.gamma = _number("gam", value)
+    s.gamma = numbers.real("GAM", value, *GAMMA)
 
 
 def _cnt(s: Session, value: str) -> None:
-    s.contrast = _number("cnt", value)
+    s.contrast = numbers.real("CNT", value, *CONTRAST)
 
 
 def _cmp(s: Session, value: str) -> None:
@@ -237,17 +236,17 @@ def _ctw(s: Session, value: str) -> None:
 
 
 def _shd(s: Session, value: str) -> None:
-    h, v = _numbers("shd", value, 2)
+    h, v = _numbers("shd", value, 2, ANGLE)
     s.shade = (h, v)
 
 
 def _rgn(s: Session, value: str) -> None:
     try:
-        x, y, w, h = (min(1.0, max(0.0, float(p))) for p in value.split(","))
-    except ValueError:
+        x, y, w, h = (min(1.0, max(0.0, numbers.real("RGN", p))) for p in value.split(","))
+    except (ValueError, BadRequest):
         s.region = None  # iipsrv: anything but four numbers means the whole image
         return
-    s.region = (x, y, w, h) if w > 0 and h > 0 and math.isfinite(w + h + x + y) else None
+    s.region = (x, y, w, h) if w > 0 and h > 0 else None
 
 
 def _wid(s: Session, value: str) -> None:
@@ -260,7 +259,7 @@ def _hei(s: Session, value: str) -> None:
 
 def _rot(s: Session, value: str) -> None:
     s.mirror = value.startswith("!")
-    angle = _number("rot", value.lstrip("!"))
+    angle = numbers.real("ROT", value.lstrip("!"), *ANGLE)
     s.rotation = angle % 360 if angle % 90 == 0 else 0.0
 
 
@@ -564,14 +563,16 @@ def _pfl(s: Session, value: str) -> Response | None:
     image = s.need_image(value)
     if image is None:
         return None
+    if image.info.dtype.kind == "c":  # no JSON number holds one
+        raise UnsupportedFormat("PFL needs real samples: this image holds complex ones")
     res_text, sep, coords = value.partition(":")
     if not sep:
         raise BadRequest("PFL needs res:x1,y1-x2,y2")
     level = _level(image, _integer("pfl", res_text))
     lv = image.info.levels[level]
     start, dash, end = coords.partition("-")
-    x1, y1 = (int(v) for v in _numbers("pfl", start, 2))
-    x2, y2 = (int(v) for v in _numbers("pfl", end, 2)) if dash else (x1, y1)
+    x1, y1 = (int(v) for v in _numbers("pfl", start, 2, numbers.C_INT))
+    x2, y2 = (int(v) for v in _numbers("pfl", end, 2, numbers.C_INT)) if dash else (x1, y1)
     for x, y in ((x1, y1), (x2, y2)):
         if not (0 <= x <= lv.width and 0 <= y <= lv.height):
             raise BadRequest("PFL coordinates outside the image")
@@ -585,14 +586,19 @@ def _pfl(s: Session, value: str) -> Response | None:
         data = image.source.read(level, x1, y1, 1, min(y2, lv.height) - y1)
     else:
         data = image.source.read(level, x1, y1, 1, 1)
-    values = data.reshape(-1)
-    if values.dtype.kind == "f":
-        items = ["null" if not math.isfinite(v) else "%.9f" % v for v in values.tolist()]
-    else:
-        items = [str(v) for v in values.tolist()]
-    body = '{\n\t"profile": [' + ",".join(items) + "]\n}"
+    body = '{\n\t"profile": [' + ",".join(_profile_items(data.reshape(-1))) + "]\n}"
     json.loads(body)  # the reply must stay valid JSON, whatever the data
     return s.image_response(body.encode(), "application/json")
+
+
+def _profile_items(values: np.ndarray) -> list[str]:
+    """JSON numbers of the samples: 1-bit ones as 0 and 1, non-finite floats as null."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return ["null" if not math.isfinite(v) else "%.9f" % v for v in values.tolist()]
+    if kind == "b":
+        values = values.astype(np.uint8)
+    return [str(v) for v in values.tolist()]
 
 
 SETTINGS: dict[str, Callable[[Session, str], None]] = {

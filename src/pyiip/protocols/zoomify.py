@@ -16,10 +16,12 @@ from ..http import Request, Response
 from ..images import OpenImage
 from ..service import Service
 from ..source import ImageInfo
+from . import numbers
 from .display_query import register, tile_reply
 from .tiling import tile_request_region
 
 PREFIX = "/zoomify/"
+_INDICES = ("Zoomify tier", "Zoomify column", "Zoomify row")
 _TILE = re.compile(r"^(.+)/TileGroup\d+/(\d+)-(\d+)-(\d+)\.(\w+)$")
 
 
@@ -65,9 +67,10 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
         raise BadRequest(
             "Zoomify requests are {image}/ImageProperties.xml or {image}/TileGroup{n}/{tier}-{col}-{row}.jpg"
         )
-    identifier, tier, col, row, ext = match.groups()
+    identifier, *indices, ext = match.groups()
+    tier, col, row = numbers.indices(_INDICES, indices)
     image = service.image(identifier)
-    return tile(service, request, image, int(tier), int(col), int(row), ext, query)
+    return tile(service, request, image, tier, col, row, ext, query)
 
 
 register("zoomify", PREFIX, respond)
