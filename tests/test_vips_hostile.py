@@ -119,6 +119,8 @@ def flat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     root = tmp_path_factory.mktemp("bombs")
     png_bomb(root / "bomb.png", BOMB_SIDE)
     pyvips.Image.new_from_array(rgb_pattern(1800, 1200)).pngsave(str(root / "photo.png"))  # 6.5 MB decoded
+    # 550 KB of float strips, 576 MB decoded: its display range is computed at open, outside any request budget.
+    pyvips.Image.black(12000, 12000).cast("float").tiffsave(str(root / "float.tif"), compression="deflate")
     scratch = root / "tmp"
     scratch.mkdir()
     port, server = http_server(root, {"TMPDIR": str(scratch), "VIPS_DISC_THRESHOLD": "1m"}, workers=1)
@@ -144,6 +146,17 @@ def test_png_bomb_is_refused_before_it_is_decoded(flat_server: tuple[int, int, i
     assert _held_temporaries(worker) == {} and not list(scratch.iterdir())
     assert get(f"http://127.0.0.1:{port}/health")[0] == 200
     assert _children(server) == [worker]  # the same worker, alive
+
+
+def test_float_bomb_is_refused_at_open(flat_server: tuple[int, int, int, Path]) -> None:
+    """The display range of a float image read whole decoded it all at open (info.json: 615 MB RSS and a
+    576 MB temporary file kept open); a whole decode over DECODED_BUDGET is refused wherever it comes from."""
+    port, server, worker, scratch = flat_server
+    status, _headers, body = get(f"http://127.0.0.1:{port}/iiif/3/float.tif/info.json", timeout=120)
+    assert status == 413 and b"too large to decode whole" in body
+    assert _status_mb(worker, "VmHWM") < 200
+    assert _held_temporaries(worker) == {} and not list(scratch.iterdir())
+    assert _children(server) == [worker]
 
 
 def test_whole_decodes_within_the_budget_keep_no_temporary_file(flat_server: tuple[int, int, int, Path]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pyvips
 import tifffile
 
-from .errors import SourceError
+from .errors import SourceError, TooLarge
 from .source import ImageInfo, ImageSource, LevelInfo
 
 TILE = 256
@@ -29,6 +29,7 @@ TILE = 256
 MATERIALIZE_PIXELS = 2048 * 2048
 # Decoded pixels the open non-pyramidal images of one process may keep between requests; past it the
 # least recently used give theirs back (and decode again when next asked), whatever the open-image LRU holds.
+# A level decoded whole (a loader that cannot read regions) larger than this is never decoded.
 DECODED_BUDGET = 512 * 1024 * 1024
 _RECENT: OrderedDict[int, VipsSource] = OrderedDict()
 
@@ -216,6 +217,9 @@ class VipsSource:
     def _image(self, level: int) -> pyvips.Image:
         entry = self._levels[level]
         if entry.image is None:
+            if entry.whole and self._level_bytes(level) > DECODED_BUDGET:
+                # Reads the request budget did not check (the display range computed at open) stop here too.
+                raise TooLarge("image too large to decode whole: serve it as a tiled pyramidal TIFF")
             entry.image = entry.make()
         if level > 0 and not entry.in_memory and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
             entry.image = entry.image.copy_memory()
