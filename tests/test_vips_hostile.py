@@ -32,27 +32,41 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bomb(path: Path, side: int, rows: int = 256) -> Path:
-    """A one-colour grey PNG of side x side pixels, ~1 KB per million pixels.
+def _zeros_zlib(total: int, block: int = 1 << 20) -> bytes:
+    """A zlib stream of ``total`` zero bytes, ~1 KB per MB, made in a blink.
 
-    Rows are compressed in blocks with a full flush after each, which resets
-    the compressor: every block compresses to the same bytes, so the stream is
-    one block repeated, and only its Adler-32 needs the whole data.
+    Blocks are compressed with a full flush after each, which resets the
+    compressor: every block then compresses to the same bytes, so the stream
+    is one block repeated, and only its Adler-32 needs all the data.
     """
-    row = b"\0" * (side + 1)  # filter byte, then the pixels
-    block = row * rows
+    zeros = b"\0" * block
     compressor = zlib.compressobj(9)
-    first = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
-    again = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
-    count, rest = divmod(side, rows)
-    tail = compressor.compress(row * rest) + compressor.flush()
+    first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count, rest = divmod(total, block)
+    tail = compressor.compress(zeros[:rest]) + compressor.flush()
     adler = 1
     for _ in range(count):
-        adler = zlib.adler32(block, adler)
-    adler = zlib.adler32(row * rest, adler)
-    stream = first + again * (count - 1) + tail[:-4] + struct.pack(">I", adler)
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grey, not interlaced
-    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", stream) + _png_chunk(b"IEND", b"")
+        adler = zlib.adler32(zeros, adler)
+    adler = zlib.adler32(zeros[:rest], adler)
+    return first + again * (count - 1) + tail[:-4] + struct.pack(">I", adler)
+
+
+def _adam7_bytes(side: int) -> int:
+    """Filtered bytes of an 8-bit grey side x side image in its seven Adam7 passes."""
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    total = 0
+    for x0, y0, dx, dy in passes:
+        width, height = -(-(side - x0) // dx), -(-(side - y0) // dy)
+        total += height * (1 + width) if width and height else 0
+    return total
+
+
+def png_bomb(path: Path, side: int, interlaced: bool = False) -> Path:
+    """A black 8-bit grey PNG of side x side pixels, about 1 KB per million pixels."""
+    filtered = _adam7_bytes(side) if interlaced else side * (1 + side)  # a filter byte before every row
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, int(interlaced))
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _zeros_zlib(filtered)) + _png_chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
 
@@ -118,6 +132,7 @@ def flat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     """`pyiip serve`, one worker, default budget, with its own TMPDIR and a 1 MB libvips disc threshold."""
     root = tmp_path_factory.mktemp("bombs")
     png_bomb(root / "bomb.png", BOMB_SIDE)
+    png_bomb(root / "adam7.png", BOMB_SIDE, interlaced=True)
     pyvips.Image.new_from_array(rgb_pattern(1800, 1200)).pngsave(str(root / "photo.png"))  # 6.5 MB decoded
     # 550 KB of float strips, 576 MB decoded: its display range is computed at open, outside any request budget.
     pyvips.Image.black(12000, 12000).cast("float").tiffsave(str(root / "float.tif"), compression="deflate")
@@ -132,10 +147,12 @@ def flat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
         yield port, process.pid, worker, scratch
 
 
-def test_png_bomb_is_refused_before_it_is_decoded(flat_server: tuple[int, int, int, Path]) -> None:
-    """1.5 MB declaring 40000^2: was decoded into a 1.5 GB temporary file kept open (1.6 GB RSS); now a 413."""
+@pytest.mark.parametrize("name", ["bomb.png", "adam7.png"])
+def test_png_bomb_is_refused_before_it_is_decoded(flat_server: tuple[int, int, int, Path], name: str) -> None:
+    """1.5 MB declaring 40000^2: was decoded into a 1.5 GB temporary file kept open (1.6 GB RSS), or all in
+    memory when interlaced (libvips calls that loader partial); now a 413."""
     port, server, worker, scratch = flat_server
-    base = f"http://127.0.0.1:{port}/iiif/3/bomb.png"
+    base = f"http://127.0.0.1:{port}/iiif/3/{name}"
     status, _headers, body = get(f"{base}/info.json")
     assert status == 200 and b'"width": 40000' in body
     for url in (f"{base}/full/256,/0/default.jpg", f"{base}/0,0,256,256/256,/0/default.png"):
@@ -222,13 +239,14 @@ def flat_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     image = pyvips.Image.new_from_array(rgb_pattern(1503, 1001, seed=4))
     image.jpegsave(str(root / "photo.jpg"))
     image.pngsave(str(root / "photo.png"))
+    image.pngsave(str(root / "adam7.png"), interlace=True)
     image.webpsave(str(root / "photo.webp"), lossless=True)
     image.tiffsave(str(root / "strips.tif"))
     image.tiffsave(str(root / "tiled.tif"), tile=True, pyramid=True)
     return root
 
 
-@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "photo.webp", "strips.tif", "tiled.tif"])
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "adam7.png", "photo.webp", "strips.tif", "tiled.tif"])
 def test_descriptors_count_the_files_held_open(flat_files: Path, name: str) -> None:
     """``descriptors`` is the number of /proc/self/fd entries on the file, as levels are read and released."""
     path = flat_files / name

@@ -136,9 +136,12 @@ class VipsSource:
         return LevelInfo(image.width, image.height, self.tile, self.tile_height)
 
     def _probe(self, options: dict[str, object]) -> tuple[pyvips.Image, bool]:
-        """The header of one version of the image (its pixels are never read), and whether it is decoded whole."""
+        """The header of one version of the image (its pixels are never read), and whether it is decoded whole.
+
+        libvips calls an interlaced PNG partial, but decodes all of it into its own buffer on the first read.
+        """
         image, extra = pyvips.Image.new_from_file(self.path, access="random", flags=True, **options)
-        return image, not extra["flags"] & _PARTIAL
+        return image, not extra["flags"] & _PARTIAL or bool(_field(image, "interlaced"))
 
     def _open(self, whole: bool, **options: object) -> pyvips.Image:
         """Open for random access; a level decoded whole is decoded into memory.
