@@ -306,14 +306,15 @@ class VipsSource:
         decodes its whole level into memory first: all of it is counted, so a
         small file that declares a huge image is refused before it is decoded.
         """
-        cost = w * h * self.info.channels * self.info.dtype.itemsize
+        pixel = self.info.channels * self.info.dtype.itemsize
+        cost = w * h * pixel
         index = level
         while index >= 0:
             entry = self._levels[index]
             if entry.in_memory:
                 break
             if index > 0 and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
-                cost += entry.info.width * entry.info.height * self.info.channels * self.info.dtype.itemsize
+                cost += entry.info.width * entry.info.height * pixel
             if not entry.virtual:
                 if entry.whole:
                     cost += self._level_bytes(index)
