@@ -10,15 +10,17 @@ the level's libvips image, so only the requested rectangle reaches numpy.
 
 from __future__ import annotations
 
-import os
+import functools
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pyvips
+import tifffile
 
-from .errors import SourceError
+from .errors import SourceError, TooLarge
 from .source import ImageInfo, ImageSource, LevelInfo
 
 TILE = 256
@@ -27,6 +29,7 @@ TILE = 256
 MATERIALIZE_PIXELS = 2048 * 2048
 # Decoded pixels the open non-pyramidal images of one process may keep between requests; past it the
 # least recently used give theirs back (and decode again when next asked), whatever the open-image LRU holds.
+# A level decoded whole (a loader that cannot read regions) larger than this is never decoded.
 DECODED_BUDGET = 512 * 1024 * 1024
 _RECENT: OrderedDict[int, VipsSource] = OrderedDict()
 
@@ -40,27 +43,23 @@ _DTYPES = {
     "float": np.float32,
     "double": np.float64,
 }
+_ITEM_SIZE = {**{name: np.dtype(kind).itemsize for name, kind in _DTYPES.items()}, "complex": 8, "dpcomplex": 16}
 # Interpretations whose pixels are not what a viewer shows: convert once, lazily.
 _TO_SRGB = ("cmyk", "lab", "labq", "labs", "lch", "cmc", "xyz", "yxy", "hsv")  # not scrgb: float data stays numbers
-# Loaders that read any region without decoding the whole image first.
-_PARTIAL_LOADERS = ("tiffload", "jp2kload", "vipsload", "openslideload")
+# libvips' VIPS_FOREIGN_PARTIAL: the loader reads any region without decoding the whole image first.
+_PARTIAL = 1
+# Loaders that close the file once they have decoded a whole image; the others keep it open while it is in use.
+_RELEASE_FILE = ("jpegload", "pngload", "tiffload")
+# Python objects an open image keeps per level (its entry, LevelInfo and share of ImageInfo): tracemalloc
+# measures about 550 bytes.
+LEVEL_BYTES = 1024
+# Pages of a TIFF looked at for reduced levels: a pyramid has a few dozen at most.
+MAX_PAGES = 256
+# libvips' operation cache would keep loaders, their decoded pixels and their files beyond close() and
+# out of every count here (100 operations by default): the open sources hold what they use, nothing else.
+pyvips.cache_set_max(0)
 
 
-def _disc_threshold() -> int:
-    """libvips' VIPS_DISC_THRESHOLD (default 100 MB): larger full decodes go to a temporary file."""
-    text = os.environ.get("VIPS_DISC_THRESHOLD", "").strip().lower()
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    try:
-        if text and text[-1] == "b":
-            text = text[:-1]
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text) if text else 100 << 20
-    except ValueError:
-        return 100 << 20
-
-
-DISC_THRESHOLD = _disc_threshold()
 _METADATA = {"image-description": "description", "exif-ifd0-Copyright": "copyright", "exif-ifd0-Artist": "artist"}
 
 
@@ -71,6 +70,21 @@ class _Level:
     image: pyvips.Image | None = None
     in_memory: bool = False
     virtual: bool = False  # computed from the level above, not decoded from the file
+    whole: bool = False  # its loader decodes all of it before any crop (it cannot read regions)
+
+
+def _halves(previous: LevelInfo, width: int, height: int) -> bool:
+    """Whether width x height can be the level after ``previous`` (half its width, less high)."""
+    return previous.width // 2 - 1 <= width <= (previous.width + 1) // 2 + 1 and 1 <= height < previous.height
+
+
+def _page_sizes(path: str) -> list[tuple[int, int]]:
+    """(width, height) of the first MAX_PAGES pages of a TIFF, in one pass over its IFD chain."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return [(page.imagewidth, page.imagelength) for page in itertools.islice(tif.pages, MAX_PAGES)]
+    except Exception:  # whatever tifffile cannot parse gives no page levels: the computed halvings remain
+        return []
 
 
 def _prepare(image: pyvips.Image, rotate: bool) -> pyvips.Image:
@@ -98,12 +112,15 @@ class VipsSource:
         self.tile = tile
         self.tile_height = tile_height or tile
         try:
-            header = pyvips.Image.new_from_file(path, access="random")
+            header, whole = self._probe({})
             self._loader = str(_field(header, "vips-loader") or "")
+            # Bytes per pixel of what the loader decodes, before any conversion to sRGB.
+            self._decoded_pixel = header.bands * _ITEM_SIZE[header.format]
             orientation = _field(header, "orientation")
             self._rotate = isinstance(orientation, int) and orientation > 1
             first = _prepare(header, self._rotate)
-            self._levels: list[_Level] = [_Level(self._level_info(first), self._open, first)]
+            make = functools.partial(self._open, whole)
+            self._levels: list[_Level] = [_Level(self._level_info(first), make, first, whole=whole)]
             self._add_native_levels()
             self._native = len(self._levels)  # levels decoded from the file; the rest are computed
             for entry in self._levels:
@@ -118,44 +135,65 @@ class VipsSource:
     def _level_info(self, image: pyvips.Image) -> LevelInfo:
         return LevelInfo(image.width, image.height, self.tile, self.tile_height)
 
-    def _open(self, **options: object) -> pyvips.Image:
-        return _prepare(pyvips.Image.new_from_file(self.path, access="random", **options), self._rotate)
+    def _probe(self, options: dict[str, object]) -> tuple[pyvips.Image, bool]:
+        """The header of one version of the image (its pixels are never read), and whether it is decoded whole.
 
-    def _native_candidates(self) -> list[dict[str, object]]:
-        """Loader options giving successively smaller versions of the image, cheapest first."""
+        libvips calls an interlaced PNG partial, but decodes all of it into its own buffer on the first read.
+        """
+        image, extra = pyvips.Image.new_from_file(self.path, access="random", flags=True, **options)
+        return image, not extra["flags"] & _PARTIAL or bool(_field(image, "interlaced"))
+
+    def _open(self, whole: bool, **options: object) -> pyvips.Image:
+        """Open for random access; a level decoded whole is decoded into memory.
+
+        Never into a temporary file (libvips' choice past VIPS_DISC_THRESHOLD): that file would stay open,
+        deleted, as long as the image, out of every budget. The memory is what read_overhead counts.
+        """
+        image = pyvips.Image.new_from_file(self.path, access="random", memory=whole, **options)
+        return _prepare(image, self._rotate)
+
+    def _native_candidates(self) -> list[tuple[dict[str, object], tuple[int, int] | None]]:
+        """Loader options giving successively smaller versions of the image, cheapest first, with their size
+        when it is known without opening them."""
         loader = self._loader
         if loader.startswith("jpegload"):
-            return [{"shrink": s} for s in (2, 4, 8)]
+            return [({"shrink": s}, None) for s in (2, 4, 8)]
         if loader.startswith("webpload"):
-            return [{"scale": 1 / s} for s in (2, 4, 8, 16, 32, 64)]
+            return [({"scale": 1 / s}, None) for s in (2, 4, 8, 16, 32, 64)]
         if loader.startswith("tiffload"):
             first = self._levels[0].image
             assert first is not None
             subifds = _field(first, "n-subifds")
             if isinstance(subifds, int) and subifds > 0:
-                return [{"subifd": i} for i in range(subifds)]
+                return [({"subifd": i}, None) for i in range(min(subifds, MAX_PAGES))]
             pages = _field(first, "n-pages")
-            return [{"page": i} for i in range(1, pages)] if isinstance(pages, int) else []
+            if not isinstance(pages, int) or pages < 2:
+                return []
+            # libvips walks the IFD chain again for every page it opens: read all sizes in one pass instead.
+            return [({"page": i}, size) for i, size in enumerate(_page_sizes(self.path)) if i > 0]
         if loader.startswith("jp2kload"):
-            return [{"page": i} for i in range(1, 32)]
+            return [({"page": i}, None) for i in range(1, 32)]
         return []
 
     def _add_native_levels(self) -> None:
         """Keep each reduced version that is about half the previous level, in order."""
-        for options in self._native_candidates():
+        for options, size in self._native_candidates():
             previous = self._levels[-1].info
             if max(previous.width, previous.height) <= self.tile:
                 return
+            if size is not None and not (_halves(previous, *size) or _halves(previous, *size[::-1])):
+                continue  # not the next halving even if turned upright: not worth opening
             try:
-                candidate = self._open(**options)
+                header, whole = self._probe(options)
+                candidate = _prepare(header, self._rotate)
             except pyvips.Error:
                 return
-            w, h = candidate.width, candidate.height
-            if not (previous.width // 2 - 1 <= w <= (previous.width + 1) // 2 + 1 and 1 <= h < previous.height):
+            if not _halves(previous, candidate.width, candidate.height):
                 continue  # not the next halving (a thumbnail page, a mask...)
             if candidate.bands != self._levels[0].image.bands:  # type: ignore[union-attr]
                 continue
-            self._levels.append(_Level(self._level_info(candidate), lambda o=options: self._open(**o), candidate))
+            make = functools.partial(self._open, whole, **options)
+            self._levels.append(_Level(self._level_info(candidate), make, candidate, whole=whole))
 
     def _add_virtual_levels(self) -> None:
         """Halvings computed by libvips from the level above, floor-sized as TIFF pyramids are."""
@@ -182,6 +220,9 @@ class VipsSource:
     def _image(self, level: int) -> pyvips.Image:
         entry = self._levels[level]
         if entry.image is None:
+            if entry.whole and self._level_bytes(level) > DECODED_BUDGET:
+                # Reads the request budget did not check (the display range computed at open) stop here too.
+                raise TooLarge("image too large to decode whole: serve it as a tiled pyramidal TIFF")
             entry.image = entry.make()
         if level > 0 and not entry.in_memory and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
             entry.image = entry.image.copy_memory()
@@ -189,13 +230,37 @@ class VipsSource:
         _keep_within_budget(self)
         return entry.image
 
+    def _level_bytes(self, index: int) -> int:
+        """Bytes of one level decoded: as the loader decodes it when read from the file, else as served."""
+        entry = self._levels[index]
+        if index < self._native and not entry.in_memory:
+            pixel = self._decoded_pixel
+        else:
+            pixel = self.info.channels * self.info.dtype.itemsize if hasattr(self, "info") else 4
+        return entry.info.width * entry.info.height * pixel
+
     def decoded_bytes(self) -> int:
         """Pixels this image may hold decoded: levels read from the file, and those kept in memory."""
-        item = self.info.channels * self.info.dtype.itemsize if hasattr(self, "info") else 4
         return sum(
-            entry.info.width * entry.info.height * item
+            self._level_bytes(index)
             for index, entry in enumerate(self._levels)
             if entry.image is not None and (index < self._native or entry.in_memory)
+        )
+
+    @property
+    def cost(self) -> int:
+        """Bytes this open image holds: its decoded pixels and its table of levels."""
+        return self.decoded_bytes() + len(self._levels) * LEVEL_BYTES
+
+    @property
+    def descriptors(self) -> int:
+        """Files this open image holds open: one per level read from the file and in use, but for loaders
+        that close the file once they have decoded it."""
+        releases = self._loader.startswith(_RELEASE_FILE)
+        return sum(
+            1
+            for entry in self._levels[: self._native]
+            if entry.image is not None and not entry.in_memory and not (entry.whole and releases)
         )
 
     def release(self) -> None:
@@ -238,21 +303,21 @@ class VipsSource:
 
         libvips' result is copied into numpy; levels small enough are decoded
         once and kept; a loader without random access (JPEG, PNG, WebP...)
-        decodes its whole level first, in memory up to libvips' disc threshold.
+        decodes its whole level into memory first: all of it is counted, so a
+        small file that declares a huge image is refused before it is decoded.
         """
-        bands, item = self.info.channels, self.info.dtype.itemsize
-        cost = w * h * bands * item
+        pixel = self.info.channels * self.info.dtype.itemsize
+        cost = w * h * pixel
         index = level
         while index >= 0:
             entry = self._levels[index]
             if entry.in_memory:
                 break
-            size = entry.info.width * entry.info.height * bands * item
             if index > 0 and entry.info.width * entry.info.height <= MATERIALIZE_PIXELS:
-                cost += size
+                cost += entry.info.width * entry.info.height * pixel
             if not entry.virtual:
-                if not self._loader.startswith(_PARTIAL_LOADERS):
-                    cost += min(size, DISC_THRESHOLD)
+                if entry.whole:
+                    cost += self._level_bytes(index)
                 break
             index -= 1
         return cost
@@ -303,6 +368,14 @@ class SingleLevelTiff:
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
         return self.base.stored_jpeg(level, col, row) if level == 0 else None
+
+    @property
+    def cost(self) -> int:
+        return self.base.cost + self.halvings.cost
+
+    @property
+    def descriptors(self) -> int:
+        return self.base.descriptors + self.halvings.descriptors
 
     def read_overhead(self, level: int, w: int, h: int) -> int:
         source = self.base if level == 0 else self.halvings
