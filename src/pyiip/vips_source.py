@@ -98,7 +98,7 @@ class VipsSource:
         self.tile = tile
         self.tile_height = tile_height or tile
         try:
-            header = pyvips.Image.new_from_file(path, access="random")
+            header = pyvips.Image.new_from_file(path, access="random", revalidate=True)
             self._loader = str(_field(header, "vips-loader") or "")
             orientation = _field(header, "orientation")
             self._rotate = isinstance(orientation, int) and orientation > 1
@@ -119,7 +119,10 @@ class VipsSource:
         return LevelInfo(image.width, image.height, self.tile, self.tile_height)
 
     def _open(self, **options: object) -> pyvips.Image:
-        return _prepare(pyvips.Image.new_from_file(self.path, access="random", **options), self._rotate)
+        # revalidate: libvips caches loads by file name, and would give the pixels of a file since
+        # rewritten or replaced; a VipsSource is opened for each version (its identity) of the file.
+        image = pyvips.Image.new_from_file(self.path, access="random", revalidate=True, **options)
+        return _prepare(image, self._rotate)
 
     def _native_candidates(self) -> list[dict[str, object]]:
         """Loader options giving successively smaller versions of the image, cheapest first."""
