@@ -384,3 +384,24 @@ def test_an_image_made_unreadable_stops_being_served_at_once(root, mc):
         for uri in uris:
             reply = fcgi_client.request(f"127.0.0.1:{port}", uri)
             assert (reply.status, reply.body) == (200, served[uri]), uri
+
+
+def test_a_value_longer_than_any_pyiip_stores_is_refused_before_any_buffer():
+    """A peer on the memcached port that announces a 500 MB value: a miss, the connection closed, nothing allocated."""
+    from pyiip.cache import MemcachedCache
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        tier = MemcachedCache(f"127.0.0.1:{listener.getsockname()[1]}", dead_timeout=60)
+        tracemalloc.start()
+        try:
+            connection = tier.client.clients[tier.names[0]]
+            connection._connect()
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"VALUE pyiip:k 0 500000000\r\n" + b"\xff\xd8\xff" * 100)
+                assert tier.get("pyiip:k") is None
+                peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert tier.errors == 1 and connection.sock is None

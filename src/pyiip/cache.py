@@ -291,7 +291,7 @@ class MemcachedCache:
             raise ConfigError("MEMCACHED_SERVERS names no server")
         self.expire = expire
         self.item_limit = item_limit
-        self.client = Cluster(self.servers, timeout=timeout, dead_timeout=dead_timeout)
+        self.client = Cluster(self.servers, timeout=timeout, dead_timeout=dead_timeout, max_value=item_limit)
         self.hits = 0
         self.misses = 0
         self.stores = 0
