@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvips
-from imaging import rgb_pattern, write_tifffile_pyramid
+from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 from mcserver import Memcached, memcached
 from servers import VENV_BIN, free_port, running
 
@@ -405,3 +405,24 @@ def test_a_value_longer_than_any_pyiip_stores_is_refused_before_any_buffer():
             tracemalloc.stop()
     assert peak < 1 << 20, peak
     assert tier.errors == 1 and connection.sock is None
+
+
+STORED = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,0"  # a whole tile of level 0
+
+
+def test_a_stored_tile_rewritten_in_place_is_not_called_unmodified(tmp_path):
+    """Stored JPEG tiles go out as they are; their ETag names the file's version, ctime included."""
+    root = tmp_path / "root"
+    root.mkdir()
+    old, new = tmp_path / "old.tif", tmp_path / "new.tif"
+    write_vips_pyramid(old, rgb_pattern(WIDTH, HEIGHT, seed=1))
+    write_vips_pyramid(new, 255 - rgb_pattern(WIDTH, HEIGHT, seed=2))
+    size = max(old.stat().st_size, new.stat().st_size)  # padded to one size: TIFF readers skip trailing bytes
+    (root / "rgb.tif").write_bytes(old.read_bytes().ljust(size, b"\0"))
+    app = make_app(root)
+    status, headers, body = get(app, STORED)
+    assert status == "200 OK" and app.service.cache.lru.misses == 0  # the stored tile, no render
+    rewrite_in_place(root / "rgb.tif", new.read_bytes().ljust(size, b"\0"))
+    status, again, fresh = get(app, STORED, HTTP_IF_NONE_MATCH=headers["ETag"])
+    assert status == "200 OK" and fresh != body and again["ETag"] != headers["ETag"]
+    assert fresh == get(make_app(root), STORED)[2]
