@@ -45,7 +45,7 @@ class Replies:
 
     def __init__(self, lru: LRUCache) -> None:
         self.lru = lru
-        self._seen: set[int] = set()  # hash() of the keys
+        self._seen: set[int] = set()  # hash() of the keys: a collision only keeps a reply one coming early
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -100,7 +100,7 @@ class Replies:
         vary = tuple((name, headers.get(name)) for name in dict.fromkeys(headers.asked))
         if sum(len(value) for _name, value in vary) > MAX_KEY:
             return
-        reply.cgi_head()  # made now, as the first hit would: it is part of what the entry holds
+        reply.cgi_head()  # made now (FastCGI sends it on every hit), so that its bytes are counted
         entry = (source.identifier, source.identity, vary, reply)
         if self.lru.put(key, entry, footprint((key, entry))):
             self.stores += 1
