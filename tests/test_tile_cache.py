@@ -48,7 +48,7 @@ def tile_entries(app: Application) -> dict:
 
 def file_identity(path: Path) -> tuple:
     st = os.stat(path)
-    return ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    return ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 def test_overlapping_regions_share_decoded_tiles(root):

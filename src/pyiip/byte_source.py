@@ -33,8 +33,9 @@ class LocalFile:
         st = os.fstat(self._fd)
         self.size = st.st_size
         # The version of the bytes this descriptor reads, whatever name opened it: hard links share
-        # it, a file replaced or rewritten gets another (the key of TiffSource's cached tiles).
-        self.identity = ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        # it, a file replaced or rewritten gets another (the key of TiffSource's cached tiles), even
+        # one rewritten in place with its size and mtime put back: its ctime moved.
+        self.identity = ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
     def pread(self, count: int, offset: int) -> bytes:
         if self._fd is None:

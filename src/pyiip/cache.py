@@ -5,9 +5,14 @@ below the renderer), under the same byte budget, as iipsrv's tile cache does.
 
 Both tiers are keyed on the canonical request (the protocol-neutral model,
 so IIP and IIIF asking for the same pixels share one entry) together with
-the source file's identity (path, mtime_ns, size, inode): a replaced or
-rewritten image gets new keys, so a stale rendering is never served, and
-nothing has to be invalidated.
+the source file's identity (path, mtime_ns, size, inode, ctime_ns): a
+replaced or rewritten image gets new keys, even when its size and mtime
+were put back, so a stale rendering is never served, and nothing has to be
+invalidated.
+
+Every byte an entry holds counts against the budget: its key (a long path,
+query or header value is as costly as pixels), its head and its body
+(``footprint``).
 
 The per-process LRU is the hot path (the "same tile again" case): its key is
 a plain tuple in a dict, hashed, never serialised. Only memcached, which is
@@ -18,24 +23,28 @@ also names the pyiip version and the settings that change the encoded bytes.
 memcached can never fail a request: a server that refuses, times out or
 dies is left out for ``dead_timeout`` seconds (its keys go to the others,
 or are simply rendered), logged once, and tried again after (memcached.py).
+Nor can it choose what a reply says: anyone who reaches memcached can write
+to it, so a value is only a body, taken when it starts as the requested
+format does; the Content-Type comes from the request (``MemcachedCache.get``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings
+from .encode import MIME
 from .images import OpenImage
 from .memcached import Cluster, Unavailable, parse_servers
-from .model import ImageRequest
+from .model import IDENTITY, ImageRequest
 from .render import Rendered
-from .replies import Replies
 
 LOGGER = logging.getLogger("pyiip")
 
@@ -87,6 +96,73 @@ def response_etag(body: bytes) -> str:
     """The ETag of a reply body: the one a rendered image carries, else the body's digest."""
     etag = getattr(body, "etag", None)
     return etag if etag is not None else content_etag(body)
+
+
+_sizeof = sys.getsizeof
+_LEAVES = frozenset({str, bytes, int, float, bool, type(None)})
+_SHARED = {id(IDENTITY)}  # the default display every plain request refers to: one object, not one per entry
+
+
+def footprint(value: object) -> int:
+    """The bytes ``value`` holds with its parts (strings, bytes, tuples, lists, slotted objects): an entry's cost.
+
+    A part shared with other entries is counted in each (but the default
+    display), so the sum errs high; an object of another kind counts its
+    own size only. Called when an entry is stored (a render, a reply kept),
+    never on a hit: a few µs for a tile, ~15 for a reply.
+    """
+    kind = type(value)
+    if kind in _LEAVES:
+        return _sizeof(value)
+    if kind is tuple or kind is list:
+        return _sizeof(value) + _parts(value)
+    if id(value) in _SHARED:
+        return 0
+    size = _sizeof(value)
+    if isinstance(value, memoryview):
+        return size + value.nbytes
+    attributes = getattr(value, "__dict__", None)  # a Body's etag
+    if attributes is not None:
+        size += _parts(attributes.values())
+    return size + _parts([getattr(value, name, None) for name in getattr(kind, "__slots__", ())])
+
+
+def _parts(values: Iterable[object]) -> int:
+    return sum([_sizeof(v) if type(v) in _LEAVES else footprint(v) for v in values])
+
+
+RENDERED_FIXED = 1024  # a plain ImageRequest, the key's tuple, Rendered, a Body's etag: ~700 bytes
+
+
+def rendered_size(key: tuple[Hashable, ImageRequest], rendered: Rendered) -> int:
+    """What the entry holds, without walking the request (~1 µs, not ~10): every render and memcached hit pay it.
+
+    The fixed part errs high; display parameters, unbounded in number, are walked.
+    """
+    identity, request = key
+    size = RENDERED_FIXED + footprint(identity) + _sizeof(rendered.body)
+    if not request.display.is_identity:
+        size += footprint(request.display)
+    return size
+
+
+# How each output format starts (WebP: "RIFF", a length, "WEBP"): a memcached value must start so.
+_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "jpg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "webp": (b"RIFF",),
+}
+_FORMAT_OF_MIME = {mime: fmt for fmt, mime in MIME.items()}
+
+
+def looks_like(body: bytes | memoryview, fmt: str) -> bool:
+    """Whether ``body`` starts as an image in ``fmt`` does (an unknown format: never)."""
+    head = bytes(body[:12])
+    if not head.startswith(_SIGNATURES.get(fmt, ())):
+        return False
+    return fmt != "webp" or head[8:12] == b"WEBP"
 
 
 class LRUCache:
@@ -184,14 +260,16 @@ class TileCache:
         return tile
 
     def put(self, key: Hashable, tile: Any, size: int) -> None:
-        if self.lru.put(key, tile, size):
+        """Keep ``tile`` (``size`` bytes of pixels) at the cost of its pixels and its key."""
+        if self.lru.put(key, tile, size + footprint(key)):
             self.stores += 1
 
 
 class MemcachedCache:
     """Rendered images in a memcached cluster (memcached.py): hits, misses and stores counted for /metrics.
 
-    A value is the MIME type, a newline and the encoded bytes. Per-call
+    A value is the MIME type, a newline and the encoded bytes; ``get``
+    takes it only as the requested format's bytes. Per-call
     timeouts are short (a slow memcached must not stall a request more than
     that); a failing server is left out for ``dead_timeout`` seconds, its
     outage logged once and its return once. The processes are
@@ -213,7 +291,7 @@ class MemcachedCache:
             raise ConfigError("MEMCACHED_SERVERS names no server")
         self.expire = expire
         self.item_limit = item_limit
-        self.client = Cluster(self.servers, timeout=timeout, dead_timeout=dead_timeout)
+        self.client = Cluster(self.servers, timeout=timeout, dead_timeout=dead_timeout, max_value=item_limit)
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -234,8 +312,15 @@ class MemcachedCache:
             return int(time.time()) + self.expire
         return self.expire
 
-    def get(self, key: str) -> Rendered | None:
-        """The entry under ``key``, or None for a miss or any failure."""
+    def get(self, key: str, fmt: str | None = None) -> Rendered | None:
+        """The entry under ``key`` as a ``fmt`` image, or None for a miss, a failure or a value that is not one.
+
+        The value's stored type must be pyiip's type of ``fmt`` (without
+        ``fmt``: one of pyiip's types) and its bytes must start as that
+        format does; the Content-Type is pyiip's constant, never the
+        value's bytes. Anything else (written by another party, or garbled)
+        is a miss, logged at VERBOSITY >= 2, and rendered afresh.
+        """
         try:
             value = self.client.get(key)
         except Exception as exc:
@@ -247,12 +332,14 @@ class MemcachedCache:
             return None
         head = value[:_MIME_MAX].tobytes()
         newline = head.find(b"\n")
-        if newline < 0:
+        stored = _FORMAT_OF_MIME.get(head[:newline].decode("latin-1")) if newline >= 0 else None
+        body = value[newline + 1 :]
+        if stored is None or (fmt is not None and (stored != fmt or not looks_like(body, fmt))):
+            LOGGER.info("memcached value under %s is not a %s image: ignored", key, fmt or "pyiip")
             self.misses += 1
             return None
         self.hits += 1
-        body = tagged(value[newline + 1 :], key_etag(key.removeprefix(KEY_PREFIX)))  # the one copy
-        return Rendered(body, head[:newline].decode("latin-1"))
+        return Rendered(tagged(body, key_etag(key.removeprefix(KEY_PREFIX))), MIME[stored])  # the one copy
 
     def set(self, key: str, entry: Rendered) -> None:
         """Store, unless the value is over memcached's item limit; failures are not errors of the request."""
@@ -308,6 +395,8 @@ class RenderCache:
         self.lru = LRUCache(int(settings.max_image_cache_size * 1024 * 1024))
         # Decoded tiles share the LRU's budget; ImageStore hands this to the TIFF sources it opens.
         self.tiles = TileCache(self.lru) if self.lru.max_bytes else None
+        from .replies import Replies  # which counts its entries with footprint, from here
+
         self.replies = Replies(self.lru)
         if memcached is None and settings.memcached_servers.strip():
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
@@ -348,18 +437,31 @@ class RenderCache:
         digest = self.digest(image, request)
         memcached = self.memcached
         if memcached is not None:
-            found = memcached.get(digest)
+            found = memcached.get(digest, request.format)
             if found is not None:
                 if self.touch_on_hit:
                     memcached.touch(digest)
-                lru.put(key, found, len(found.body))
+                self._keep(key, found, rendered_size(key, found))
                 return found
         rendered = render(image, request)
         rendered = Rendered(tagged(rendered.body, key_etag(digest.removeprefix(KEY_PREFIX))), rendered.mime)
-        lru.put(key, rendered, len(rendered.body))
+        self._keep(key, rendered, rendered_size(key, rendered))
         if memcached is not None:
             memcached.set(digest, rendered)
         return rendered
+
+    def _keep(self, key: Hashable, value: Any, size: int | None = None) -> None:
+        """Put ``value`` in the LRU at the cost of every byte it and its key hold (``size`` when known)."""
+        if self.lru.max_bytes:
+            self.lru.put(key, value, footprint((key, value)) if size is None else size)
+
+    def made(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value kept under ``key``, else ``make()``'s, kept (info.json bodies): no lookup counted."""
+        found = self.lru.find(key)
+        if found is None:
+            found = make()
+            self._keep(key, found)
+        return found
 
     def stats(self) -> dict[str, int]:
         """Counters for /metrics."""

@@ -33,6 +33,7 @@ LOGGER = logging.getLogger("pyiip")
 
 DEFAULT_PORT = 11211
 RECV_SIZE = 65536  # one read holds a typical tile whole (pymemcache reads 4 KB at a time)
+MAX_VALUE = 1 << 20  # memcached's default item size (-I)
 
 
 def parse_servers(text: str) -> list[tuple[str, int] | str]:
@@ -99,11 +100,12 @@ def place(key: str, names: list[str]) -> str:
 class Connection(Client):
     """pymemcache's Client to one server, plus ``fetch``: a get that reads the reply in one or two calls."""
 
-    def __init__(self, server: tuple[str, int] | str, timeout: float) -> None:
+    def __init__(self, server: tuple[str, int] | str, timeout: float, max_value: int = MAX_VALUE) -> None:
         if not timeout > 0:
             raise ValueError("memcached timeout must be positive (SO_RCVTIMEO 0 means none)")
         super().__init__(server, connect_timeout=timeout, timeout=timeout, no_delay=True, default_noreply=True)
         self.name = server_name(server)
+        self.max_value = max_value  # longer values are none of ours: refused before any buffer is made
 
     def _connect(self) -> None:
         """Connect as pymemcache does, then let the kernel time each read and write out.
@@ -142,7 +144,10 @@ class Connection(Client):
                     raise MemcacheServerError(buf[:eol].decode("latin-1", "replace"))
                 raise MemcacheUnknownError(buf[:eol].decode("latin-1", "replace"))
             start = eol + 2
-            end = start + int(header[3])
+            size = int(header[3])
+            if not 0 <= size <= self.max_value:
+                raise MemcacheUnknownError(f"memcached value of {size} bytes refused")
+            end = start + size
             total = end + 7  # b"\r\nEND\r\n"
             if len(buf) < total:
                 whole = bytearray(total)
@@ -175,8 +180,10 @@ class Cluster:
     that has been logged and whose return has not.
     """
 
-    def __init__(self, servers: list[tuple[str, int] | str], *, timeout: float, dead_timeout: float) -> None:
-        self.clients = {server_name(s): Connection(s, timeout) for s in servers}
+    def __init__(
+        self, servers: list[tuple[str, int] | str], *, timeout: float, dead_timeout: float, max_value: int = MAX_VALUE
+    ) -> None:
+        self.clients = {server_name(s): Connection(s, timeout, max_value) for s in servers}
         self.dead_timeout = dead_timeout
         self.down: set[str] = set()
         self._retry: dict[str, float] = {}  # left-out server -> when to try it again (monotonic)

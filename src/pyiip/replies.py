@@ -16,26 +16,28 @@ state. Conditional requests take the long way: their answer depends on the
 validator they send, and it is cheap there.
 
 Entries live in the per-process LRU under the same byte budget
-(MAX_IMAGE_CACHE_SIZE) as rendered images and decoded tiles. A reply is
-kept the second time its request comes, not the first: most requests of a
-viewer come once (each tile of a pan), and keeping those would cost every
-such request the store and push decoded tiles and rendered images, which
-other requests use, out of the budget.
+(MAX_IMAGE_CACHE_SIZE) as rendered images and decoded tiles, each at the
+cost of every byte it holds: key, header values it varies on, head and
+body. A reply is kept the second time its request comes, not the first:
+most requests of a viewer come once (each tile of a pan), and keeping those
+would cost every such request the store and push decoded tiles and
+rendered images, which other requests use, out of the budget. What
+remembers the first coming holds a hash per request, not the request: a
+fixed few hundred kilobytes however long the requests are. A request
+longer than ``MAX_KEY`` characters, or varying on header values as long,
+is not kept: no viewer asks such things twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING
 
+from .cache import LRUCache, footprint
 from .errors import HTTPError
 from .http import EnvironHeaders, Reply, Request, Response
 
-if TYPE_CHECKING:
-    from .cache import LRUCache
-
-SEEN = 8192  # keys of requests asked once, remembered so their second coming is kept
-HEAD_SIZE = 1024  # what an entry holds besides the body (headers, key, vary), roughly
+SEEN = 8192  # hashes of requests asked once, remembered so their second coming is kept
+MAX_KEY = 4096  # characters of path, query and host (or of varying header values) a kept reply may have
 
 
 class Replies:
@@ -43,7 +45,7 @@ class Replies:
 
     def __init__(self, lru: LRUCache) -> None:
         self.lru = lru
-        self._seen: dict[Hashable, None] = {}
+        self._seen: set[int] = set()  # hash() of the keys: a collision only keeps a reply one coming early
         self.hits = 0
         self.misses = 0
         self.stores = 0
@@ -56,6 +58,7 @@ class Replies:
             or not isinstance(request.headers, EnvironHeaders)
             or request.header("if-none-match")
             or request.header("if-modified-since")
+            or len(request.path) + len(request.query) + len(request.host) + len(request.script_name) > MAX_KEY
         ):
             return None
         return ("reply", request.method, request.path, request.query, request.host, request.scheme, request.script_name)
@@ -86,13 +89,18 @@ class Replies:
         if source is None or response.status != 200 or not response.cacheable:
             return
         seen = self._seen
-        if key not in seen:
+        digest = hash(key)
+        if digest not in seen:
             if len(seen) >= SEEN:
                 seen.clear()
-            seen[key] = None
+            seen.add(digest)
             return
         headers = request.headers
         assert isinstance(headers, EnvironHeaders)  # key() said so
         vary = tuple((name, headers.get(name)) for name in dict.fromkeys(headers.asked))
-        if self.lru.put(key, (source.identifier, source.identity, vary, reply), len(reply.body) + HEAD_SIZE):
+        if sum(len(value) for _name, value in vary) > MAX_KEY:
+            return
+        reply.cgi_head()  # made now (FastCGI sends it on every hit), so that its bytes are counted
+        entry = (source.identifier, source.identity, vary, reply)
+        if self.lru.put(key, entry, footprint((key, entry))):
             self.stores += 1

@@ -24,6 +24,8 @@ MAX_IDENTIFIER = 1024
 # opened by its real path, so a symlink changed meanwhile cannot lead out.
 REALPATH_TTL = 2.0
 REALPATH_ENTRIES = 4096
+REALPATH_BYTES = 1 << 20  # and its strings: long identifiers must not make it ~10 MB
+_REALPATH_ENTRY = 200  # bytes an entry holds besides its characters (two str heads, tuple, float, dict slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +39,38 @@ class Resolved:
     mtime_ns: int
     # Remote objects (remote.py): their ETag, and how to open them; ``path`` is then their URL.
     version: str = ""
+    ctime_ns: int = 0  # a local file's: any write, touch or chmod moves it, whatever mtime is set back to
     opener: Callable[[], ByteSource] | None = field(default=None, compare=False, repr=False)
     identifier: str = field(default="", compare=False)  # what was asked for: resolving it again revalidates
 
     @property
-    def identity(self) -> tuple[str, int | str, int, int]:
+    def identity(self) -> tuple[str, int | str, int, int, int]:
         """Changes whenever the file is replaced or rewritten (a remote object: its URL, ETag and size).
 
-        A remote identity names no host-local detail, so hosts sharing memcached share its entries.
+        A file rewritten in place with its size and mtime put back (``cp``
+        into the same inode then ``touch -d``, ``rsync --inplace -t``) keeps
+        neither its ctime: every cache, memcached included, then misses. A
+        remote identity names no host-local detail, so hosts sharing memcached share its entries.
         """
         if self.opener is not None:
-            return (self.path, self.version, self.size, 0)
-        return _local_identity(self.path, self.mtime_ns, self.size, self.inode)
+            return (self.path, self.version, self.size, 0, 0)
+        return _local_identity(self.path, self.mtime_ns, self.size, self.inode, self.ctime_ns)
 
 
-def _local_identity(path: str, mtime_ns: int, size: int, inode: int) -> tuple[str, int, int, int]:
-    return (path, mtime_ns, size, inode)
+def _local_identity(path: str, mtime_ns: int, size: int, inode: int, ctime_ns: int) -> tuple[str, int, int, int, int]:
+    return (path, mtime_ns, size, inode, ctime_ns)
+
+
+_READ_ALL = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def _readable(st: os.stat_result, path: str) -> bool:
+    """Whether this process may read the file: a file everyone may read (0644) costs no system call.
+
+    Others are asked of the kernel (access(2)), which knows the process's
+    ids, groups, capabilities and the file's ACLs.
+    """
+    return st.st_mode & _READ_ALL == _READ_ALL or os.access(path, os.R_OK)
 
 
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
@@ -84,6 +102,7 @@ class Resolver:
 
         self.remote = remote_store(settings)
         self._real: dict[str, tuple[str, float]] = {}
+        self._real_bytes = 0
 
     def candidate(self, identifier: str) -> str:
         """The real path an identifier names, refusing anything outside the root."""
@@ -92,9 +111,12 @@ class Resolver:
         if known is not None and known[1] > now:
             return known[0]
         real = self._check(identifier)
-        if len(self._real) >= REALPATH_ENTRIES:
+        cost = len(identifier) + len(real) + _REALPATH_ENTRY
+        if len(self._real) >= REALPATH_ENTRIES or self._real_bytes + cost > REALPATH_BYTES:
             self._real.clear()
+            self._real_bytes = 0
         self._real[identifier] = (real, now + REALPATH_TTL)
+        self._real_bytes += cost
         return real
 
     def _check(self, identifier: str) -> str:
@@ -118,23 +140,29 @@ class Resolver:
         if self.remote is not None:
             return self.remote.resolve(identifier)
         real, st = self._stat(identifier)
-        return Resolved(real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns, identifier=identifier)
+        return Resolved(
+            real, st.st_mtime, st.st_size, st.st_ino, st.st_mtime_ns, ctime_ns=st.st_ctime_ns, identifier=identifier
+        )
 
     def identity(self, identifier: str) -> Hashable:
         """``resolve(identifier).identity``, without building the Resolved: a kept reply checks it per hit."""
         if self.remote is not None:
             return self.remote.resolve(identifier).identity
         real, st = self._stat(identifier)
-        return _local_identity(real, st.st_mtime_ns, st.st_size, st.st_ino)
+        return _local_identity(real, st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
     def _stat(self, identifier: str) -> tuple[str, os.stat_result]:
-        """The real path and its stat; a missing or non-regular file is a 404 that names no path."""
+        """The real path and its stat; a missing, non-regular or unreadable file is a 404 that names no path.
+
+        Every request (a kept reply's too) comes here, so a file made
+        unreadable (``chmod 000``) stops being served at once, from every cache.
+        """
         real = self.candidate(identifier)
         try:
             st = os.stat(real)
         except (OSError, ValueError):
             raise NotFound("image not found") from None
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or not _readable(st, real):
             raise NotFound("image not found")
         return real, st
 

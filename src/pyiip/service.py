@@ -42,6 +42,6 @@ class Service:
 
 
 def _stored_etag(image: OpenImage, region: Region) -> str:
-    """Weak, like rendered images' tags: the file's version and the tile's place name the bytes."""
-    resolved = image.resolved
-    return f'W/"t{resolved.mtime_ns:x}.{resolved.size:x}.{resolved.inode:x}.{region.level}.{region.x}.{region.y}"'
+    """Weak, like rendered images' tags: the file's version (its ctime too) and the tile's place name the bytes."""
+    r = image.resolved
+    return f'W/"t{r.mtime_ns:x}.{r.ctime_ns:x}.{r.size:x}.{r.inode:x}.{region.level}.{region.x}.{region.y}"'

@@ -140,7 +140,7 @@ class VipsSource:
 
         libvips calls an interlaced PNG partial, but decodes all of it into its own buffer on the first read.
         """
-        image, extra = pyvips.Image.new_from_file(self.path, access="random", flags=True, **options)
+        image, extra = pyvips.Image.new_from_file(self.path, access="random", revalidate=True, flags=True, **options)
         return image, not extra["flags"] & _PARTIAL or bool(_field(image, "interlaced"))
 
     def _open(self, whole: bool, **options: object) -> pyvips.Image:
@@ -149,7 +149,9 @@ class VipsSource:
         Never into a temporary file (libvips' choice past VIPS_DISC_THRESHOLD): that file would stay open,
         deleted, as long as the image, out of every budget. The memory is what read_overhead counts.
         """
-        image = pyvips.Image.new_from_file(self.path, access="random", memory=whole, **options)
+        # revalidate: libvips caches loads by file name, and would give the pixels of a file since
+        # rewritten or replaced; a VipsSource is opened for each version (its identity) of the file.
+        image = pyvips.Image.new_from_file(self.path, access="random", revalidate=True, memory=whole, **options)
         return _prepare(image, self._rotate)
 
     def _native_candidates(self) -> list[tuple[dict[str, object], tuple[int, int] | None]]:
