@@ -198,6 +198,16 @@ class VipsSource:
             if entry.image is not None and (index < self._native or entry.in_memory)
         )
 
+    @property
+    def cost(self) -> int:
+        """Bytes this open image holds: its decoded pixels."""
+        return self.decoded_bytes()
+
+    @property
+    def descriptors(self) -> int:
+        """Files libvips may hold open for it: one per level read from the file and in use."""
+        return sum(1 for entry in self._levels[: self._native] if entry.image is not None)
+
     def release(self) -> None:
         """Drop every decoded level; each is made again from the file when next read."""
         for entry in self._levels:
@@ -308,6 +318,14 @@ class SingleLevelTiff:
         source = self.base if level == 0 else self.halvings
         method = getattr(source, "read_overhead", None)
         return method(level, w, h) if method is not None else w * h * 8
+
+    @property
+    def cost(self) -> int:
+        return self.base.cost + self.halvings.cost
+
+    @property
+    def descriptors(self) -> int:
+        return self.base.descriptors + self.halvings.descriptors
 
     def close(self) -> None:
         self.base.close()
