@@ -176,6 +176,8 @@ def _read_ifd(data: ByteSource, layout: _Layout, offset: int) -> _Ifd:
     for index in range(count):
         code, kind, n, field = struct.unpack_from(fmt, raw, index * entry_size)
         entry = _Entry(offset + count_size + index * entry_size, kind, n, field)
+        if code in _HIDDEN and entry.nbytes > data.size:
+            raise SourceError("TIFF table is larger than the file")
         if code not in _HIDDEN and entry.nbytes > MAX_TAG_BYTES and _loaded(code):
             raise TooLarge(f"TIFF tag {code} holds more than {MAX_TAG_BYTES >> 20} MB")
         entries[code] = entry
@@ -195,7 +197,7 @@ def _fit(data: ByteSource, layout: _Layout, entry: _Entry, count: int) -> None:
     if entry.count < count:
         raise SourceError("TIFF tile tables are incomplete")
     itemsize = _TYPE_SIZES[entry.type]
-    if entry.count * itemsize > data.size or entry.position(layout) + count * itemsize > data.size:
+    if entry.position(layout) + count * itemsize > data.size:
         raise SourceError("TIFF table is larger than the file")
 
 
