@@ -351,3 +351,20 @@ def test_store_counts_descriptors_against_half_the_limit(tmp_path, monkeypatch):
 def test_too_large_is_not_retried_through_libvips(bombs):
     with pytest.raises(TooLarge):
         open_source(str(bombs / "sparse.tif"))
+
+
+@pytest.mark.parametrize("subifds", [False, True])
+def test_pyramids_as_chains_and_as_subifds_read_every_level(tmp_path, subifds):
+    """The IFD walk of this reader (not tifffile's) finds the levels of both layouts, each table as an array."""
+    from imaging import rgb_pattern, write_tifffile_pyramid
+
+    path = tmp_path / "p.tif"
+    levels = write_tifffile_pyramid(path, rgb_pattern(1100, 700), compression="zlib", subifds=subifds)
+    source = TiffSource(str(path))
+    try:
+        assert len(source.info.levels) == len(levels) > 2
+        for index, level in enumerate(levels):
+            h, w = level.shape[:2]
+            assert np.array_equal(source.read(index, 0, 0, w, h), level), index
+    finally:
+        source.close()

@@ -496,7 +496,7 @@ class TiffSource:
         return lv.max_count + 3 * lv.info.tile_width * lv.info.tile_height * pixel
 
     def _raw(self, level: _Level, index: int) -> bytes:
-        count, offset = int(level.counts[index]), int(level.offsets[index])
+        count, offset = level.counts.item(index), level.offsets.item(index)
         if count <= 0 or count > _MAX_COUNT:
             return b""
         try:
