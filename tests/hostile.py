@@ -260,7 +260,7 @@ def malformed_fits(directory: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- decode and open-time bombs
 
 
-def _tiles_tiff(path: Path, tiles: list[bytes], shape: tuple[int, ...], compression: str, photometric: str) -> Path:
+def encoded_tiff(path: Path, tiles: list[bytes], shape: tuple[int, ...], compression: str, photometric: str) -> Path:
     """A one-level TIFF of 256-pixel tiles stored as given (already encoded)."""
     with tifffile.TiffWriter(path) as tif:
         tif.write(
@@ -284,7 +284,7 @@ def jpeg_bomb_tiff(path: Path, declared: tuple[int, int] = (30000, 30000), chann
     sof = stream.index(b"\xff\xc0")
     struct.pack_into(">HH", stream, sof + 5, declared[1], declared[0])
     shape = (256, 256) if channels == 1 else (256, 256, channels)
-    return _tiles_tiff(path, [bytes(stream)], shape, "jpeg", "minisblack" if channels == 1 else "rgb")
+    return encoded_tiff(path, [bytes(stream)], shape, "jpeg", "minisblack" if channels == 1 else "rgb")
 
 
 def webp_bomb_tiff(path: Path, declared: tuple[int, int] = (10000, 10000)) -> Path:
@@ -300,7 +300,7 @@ def webp_bomb_tiff(path: Path, declared: tuple[int, int] = (10000, 10000)) -> Pa
     (bits,) = struct.unpack_from("<I", stream, at + 1)
     bits = (bits & ~((1 << 28) - 1)) | (declared[0] - 1) | ((declared[1] - 1) << 14)
     struct.pack_into("<I", stream, at + 1, bits)
-    return _tiles_tiff(path, [bytes(stream)], (256, 256, 3), "webp", "rgb")
+    return encoded_tiff(path, [bytes(stream)], (256, 256, 3), "webp", "rgb")
 
 
 def _bigtiff_ifd(entries: list[tuple[int, int, int, int]], next_ifd: int) -> bytes:

@@ -8,6 +8,7 @@ fresh process; descriptor limits are set on a real server process.
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import subprocess
@@ -16,17 +17,21 @@ import textwrap
 import time
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
+import simplejpeg
 import tifffile
 from hostile import (
     cmyk_tiff,
+    encoded_tiff,
     ifd_chain_tiff,
     jpeg_bomb_tiff,
     palette_tiff,
     tables_bigtiff,
     webp_bomb_tiff,
 )
+from PIL import Image
 from servers import VENV_BIN, free_port, get, running
 
 from pyiip import codec_sizes, config
@@ -98,12 +103,6 @@ def test_codec_stream_declaring_more_than_its_tile_is_refused_before_decoding(bo
 
 def _streams() -> dict[str, tuple[int, bytes]]:
     """Real encoded 256 x 200 streams of every parsed codec: (TIFF compression code, stream)."""
-    import io
-
-    import imagecodecs
-    import simplejpeg
-    from PIL import Image
-
     pixels = (np.arange(200 * 256 * 3) % 251).astype(np.uint8).reshape(200, 256, 3)
     progressive = io.BytesIO()
     Image.fromarray(pixels).save(progressive, "JPEG", progressive=True)
@@ -116,6 +115,8 @@ def _streams() -> dict[str, tuple[int, bytes]]:
         "png": (34933, imagecodecs.png_encode(pixels)),
         "j2k": (34712, imagecodecs.jpeg2k_encode(pixels, codecformat="j2k")),
         "jp2": (34712, imagecodecs.jpeg2k_encode(pixels, codecformat="jp2")),
+        "jpegxl": (50002, imagecodecs.jpegxl_encode(pixels)),
+        "jpegxl_lossless": (50002, imagecodecs.jpegxl_encode(pixels, lossless=True)),
     }
 
 
@@ -124,7 +125,28 @@ def test_declared_sizes_of_real_streams():
         declared = codec_sizes.PARSERS[code](stream)
         assert declared is not None, name
         assert (declared.width, declared.height, declared.frames) == (256, 200, 1), name
-        assert declared.samples in (3, 4), name
+        assert declared.samples in ((0,) if "jpegxl" in name else (3, 4)), name
+
+
+@pytest.mark.parametrize(
+    ("compression", "encode"),
+    [
+        ("webp", lambda p: imagecodecs.webp_encode(p, lossless=True)),
+        ("png", lambda p: imagecodecs.png_encode(p)),
+        ("jpeg2000", lambda p: imagecodecs.jpeg2k_encode(p, codecformat="jp2")),
+        ("jpegxl", lambda p: imagecodecs.jpegxl_encode(p)),
+        ("jpeg", lambda p: simplejpeg.encode_jpeg(p)),
+    ],
+)
+def test_real_streams_larger_than_their_tile_are_refused(tmp_path, compression, encode):
+    stream = encode(np.full((320, 512, 3), 90, np.uint8))
+    path = encoded_tiff(tmp_path / "big.tif", [stream], (256, 256, 3), compression, "rgb")
+    source = TiffSource(str(path))
+    try:
+        with pytest.raises(SourceError, match="declares 512 x 320 pixels"):
+            source.read(0, 0, 0, 10, 10)
+    finally:
+        source.close()
 
 
 def test_header_parsers_stop_on_garbage():
@@ -133,10 +155,10 @@ def test_header_parsers_stop_on_garbage():
             assert parse(junk) is None or parse(junk).width >= 0
 
 
-@pytest.mark.parametrize("compression", ["webp", "jpeg2000", "png", "zstd", "lerc"])
+@pytest.mark.parametrize("compression", ["webp", "jpeg2000", "png", "jpegxl", "zstd", "lerc"])
 def test_tiles_of_checked_codecs_are_still_served(tmp_path, compression):
     data = (np.arange(512 * 512 * 3) % 251).astype(np.uint8).reshape(512, 512, 3)
-    args = {"compressionargs": {"lossless": True}} if compression == "webp" else {}
+    args = {"compressionargs": {"lossless": True}} if compression in ("webp", "jpegxl") else {}
     path = tmp_path / "c.tif"
     tifffile.imwrite(path, data, tile=(256, 256), compression=compression, photometric="rgb", metadata=None, **args)
     source = TiffSource(str(path))

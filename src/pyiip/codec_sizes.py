@@ -1,6 +1,6 @@
 """The size a compressed tile declares in its own header, read before it is decoded.
 
-Image codecs inside TIFF tiles (JPEG, WebP, PNG, JPEG 2000) allocate the
+Image codecs inside TIFF tiles (JPEG, WebP, PNG, JPEG 2000, JPEG XL) allocate the
 image their header declares, whatever the tile they are meant to fill: a
 333-byte JPEG whose frame header says 30000 x 30000 takes 900 MB to decode.
 The TIFF reader compares what these parsers find with its tile before it
@@ -99,7 +99,12 @@ def jpeg2000(data: bytes) -> Declared | None:
 
 
 def _jp2_codestream(data: bytes) -> bytes:
-    """The content of a JP2 file's jp2c box (empty when there is none)."""
+    """The content of a JP2 file's contiguous codestream box (empty when there is none)."""
+    return _box(data, (b"jp2c",))
+
+
+def _box(data: bytes, kinds: tuple[bytes, ...]) -> bytes:
+    """The content of the first top-level ISO base media box of one of ``kinds`` (JP2, JPEG XL containers)."""
     at = 0
     while at + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, at)
@@ -109,12 +114,65 @@ def _jp2_codestream(data: bytes) -> bytes:
             header = 16
         elif length == 0:
             length = len(data) - at
-        if kind == b"jp2c":
+        if kind in kinds:
             return data[at + header : at + length]
         if length < header:
             return b""
         at += length
     return b""
+
+
+_JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+_JXL_RATIOS = {1: (1, 1), 2: (12, 10), 3: (4, 3), 4: (3, 2), 5: (16, 9), 6: (5, 4), 7: (2, 1)}
+
+
+class _Bits:
+    """JPEG XL's bit reader: least significant bit first."""
+
+    def __init__(self, data: bytes) -> None:
+        self.value = int.from_bytes(data[:64], "little")
+        self.position = 0
+
+    def read(self, count: int) -> int:
+        result = (self.value >> self.position) & ((1 << count) - 1)
+        self.position += count
+        return result
+
+    def u32(self) -> int:
+        """U32(Bits(9), Bits(13), Bits(18), Bits(30)), the distribution of image sides."""
+        return self.read((9, 13, 18, 30)[self.read(2)])
+
+    def size(self) -> tuple[int, int]:
+        """A SizeHeader: (width, height)."""
+        small = self.read(1)
+        height = (1 + self.read(5)) * 8 if small else 1 + self.u32()
+        ratio = self.read(3)
+        if ratio:
+            num, den = _JXL_RATIOS[ratio]
+            return height * num // den, height
+        return ((1 + self.read(5)) * 8 if small else 1 + self.u32()), height
+
+
+def jpegxl(data: bytes) -> Declared | None:
+    """The SizeHeader of a JPEG XL codestream (bare, or in a container), and whether it holds more frames.
+
+    A preview or an animation counts as more than one frame: they are refused, not parsed.
+    """
+    if data.startswith(_JXL_CONTAINER):
+        partial = _box(data, (b"jxlp",))
+        data = partial[4:] if partial else _box(data, (b"jxlc",))
+    if not data.startswith(b"\xff\x0a") or len(data) < 12:
+        return None
+    bits = _Bits(data[2:])
+    width, height = bits.size()
+    frames = 1
+    if not bits.read(1) and bits.read(1):  # not all_default, extra_fields
+        bits.read(3)  # orientation
+        if bits.read(1):
+            bits.size()  # intrinsic size: a hint to viewers, not what is decoded
+        if bits.read(1) or bits.read(1):  # a preview, an animation
+            frames = 2
+    return Declared(width, height, 0, frames)
 
 
 # TIFF compression codes whose decoders size their output from the stream's own header.
@@ -130,4 +188,6 @@ PARSERS: dict[int, Callable[[bytes], Declared | None]] = {
     33004: jpeg2000,
     33005: jpeg2000,
     34712: jpeg2000,
+    50002: jpegxl,
+    52546: jpegxl,
 }

@@ -403,7 +403,7 @@ class TiffSource:
         if compression in tifffile.TIFF.IMAGE_COMPRESSIONS and not (
             compression in codec_sizes.PARSERS or compression in _TILE_SIZED
         ):
-            # JPEG XL, JPEG XR: their decoders allocate what the stream declares, which is not checked here.
+            # JPEG XR: its decoder allocates what the stream declares, which is not checked here.
             raise UnsupportedCodec(f"TIFF compression {compression} is not served")
         if tw * th * page.samplesperpixel * page.dtype.itemsize > MAX_TILE_BYTES:
             raise SourceError("TIFF tiles are too large")
