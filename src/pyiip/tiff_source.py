@@ -319,7 +319,7 @@ class TiffSource:
             layout, first = _layout(self._bytes)
             ifds = self._walk(layout, first)
             hidden = [e for ifd in ifds for code, e in ifd.entries.items() if code in _HIDDEN]
-            stream = ByteStream(_HiddenTables(self._bytes, layout, hidden))  # type: ignore[arg-type]
+            stream = ByteStream(_HiddenTables(self._bytes, layout, hidden))
             self._tif = tifffile.TiffFile(io.BufferedReader(stream, 65536), name=self.path)
             self._levels = self._find_levels(layout, ifds)
             self.info = self._build_info()
