@@ -35,23 +35,25 @@ _STANDALONE = frozenset([0x01, *range(0xD0, 0xDA)])
 def jpeg(data: bytes) -> Declared | None:
     """The first frame header (SOF) of a JPEG stream: what libjpeg allocates for."""
     at = 2 if data.startswith(b"\xff\xd8") else 0
-    while at + 4 <= len(data):
+    end = len(data) - 4
+    while at <= end:
         if data[at] != 0xFF:
             return None  # entropy-coded data before any frame header
         marker = data[at + 1]
         if marker == 0xFF:  # fill byte
             at += 1
-            continue
-        if marker in _STANDALONE:
+        elif marker in _STANDALONE:
             at += 2
-            continue
-        (length,) = struct.unpack_from(">H", data, at + 2)
-        if marker in _SOF and at + 10 <= len(data):
+        elif marker in _SOF:
+            if at + 10 > len(data):
+                return None
             height, width, samples = struct.unpack_from(">HHB", data, at + 5)
             return Declared(width, height, samples)
-        if length < 2:
-            return None
-        at += 2 + length
+        else:
+            length = data[at + 2] << 8 | data[at + 3]
+            if length < 2:
+                return None
+            at += 2 + length
     return None
 
 
