@@ -189,6 +189,17 @@ def malformed_tiffs(directory: Path) -> dict[str, Path]:
     tifffile.imwrite(stripped, np.zeros((64, 64), np.uint8), rowsperstrip=8, metadata=None)
     out["stripped_not_tiled_tiny"] = stripped.read_bytes()
     stripped.unlink()
+    scratch = directory / "_scratch.tif"
+    for name, make in (
+        ("jpeg_tile_declares_30000", lambda: jpeg_bomb_tiff(scratch)),
+        ("webp_tile_declares_10000", lambda: webp_bomb_tiff(scratch)),
+        ("ifd_chain_of_5000", lambda: ifd_chain_tiff(scratch, 5000)),
+        ("cmyk", lambda: cmyk_tiff(scratch)),
+        ("palette", lambda: palette_tiff(scratch)),
+    ):
+        make()
+        out[name] = scratch.read_bytes()
+    scratch.unlink()
     out["garbage_after_magic"] = b"II*\x00" + bytes(range(256)) * 4
     out["big_endian_garbage"] = b"MM\x00*" + b"\xff" * 64
     out["bigtiff_garbage"] = b"II+\x00\x08\x00\x00\x00" + b"\xff" * 64
