@@ -196,6 +196,24 @@ def test_table_larger_than_the_file_is_refused_unread(tmp_path):
         TiffSource(str(path))
 
 
+def test_huge_tag_value_in_a_sparse_file_is_refused_unread(tmp_path):
+    """A 64 MB ImageDescription that is a hole: tifffile read it whole at every open."""
+    path = tmp_path / "described.tif"
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint8), tile=(32, 32), description="a" * 40, metadata=None)
+    raw = bytearray(path.read_bytes())
+    (ifd,) = np.frombuffer(raw, "<u4", 1, 4)
+    (count,) = np.frombuffer(raw, "<u2", 1, ifd)
+    at = next(ifd + 2 + 12 * i for i in range(count) if np.frombuffer(raw, "<u2", 1, ifd + 2 + 12 * i)[0] == 270)
+    raw[at + 4 : at + 12] = np.array([64 * MB, len(raw)], "<u4").tobytes()
+    with open(path, "wb") as handle:
+        handle.write(raw)
+        handle.truncate(len(raw) + 64 * MB)
+    counted = CountingFile(str(path))
+    with pytest.raises(TooLarge, match="tag 270"):
+        TiffSource(counted)
+    assert counted.read_bytes < 64 * 1024
+
+
 def _rss_per_open(path: Path, count: int) -> tuple[float, float]:
     """MB of resident memory each open TiffSource of ``path`` holds (measured in a fresh process), and its cost."""
     script = textwrap.dedent(

@@ -178,7 +178,8 @@ def _read_ifd(data: ByteSource, layout: _Layout, offset: int) -> _Ifd:
         entry = _Entry(offset + count_size + index * entry_size, kind, n, field)
         if code in _HIDDEN and entry.nbytes > data.size:
             raise SourceError("TIFF table is larger than the file")
-        if code not in _HIDDEN and entry.nbytes > MAX_TAG_BYTES and _loaded(code):
+        if code not in _HIDDEN and MAX_TAG_BYTES < entry.nbytes <= data.size and _loaded(code):
+            # (a value past the file's end tifffile ignores itself, unread)
             raise TooLarge(f"TIFF tag {code} holds more than {MAX_TAG_BYTES >> 20} MB")
         entries[code] = entry
     (following,) = struct.unpack_from(layout.order + layout.word, raw, count * entry_size)
