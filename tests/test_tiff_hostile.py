@@ -331,6 +331,12 @@ def test_unusual_cmyk_layouts_are_refused_or_read_by_libvips(tmp_path):
     tifffile.imwrite(path, data, photometric="separated", tile=(32, 32), extrasamples=[2], metadata=None)
     with pytest.raises(SourceError, match="CMYK"):
         TiffSource(str(path))
+    source = open_source(str(path))  # libvips converts it, through its CMYK profile
+    try:
+        assert source.info.channels == 4 and source.info.colorspace == "rgb"  # RGB and the extra sample
+        assert source.read(0, 0, 0, 2, 2)[0, 0, 3] == 40
+    finally:
+        source.close()
 
 
 # ---------------------------------------------------------------- finding 11: descriptors

@@ -1,4 +1,4 @@
-"""Pyramidal (Big)TIFF reader: tifffile parses the structure once, tiles come by pread.
+"""Pyramidal (Big)TIFF reader: the structure is parsed once at open, tiles come by pread.
 
 Levels are SubIFDs of the first page when it has them (OME/libvips style),
 else every later tiled IFD of the chain (STIFF and libvips style), as iipsrv
