@@ -222,10 +222,10 @@ class ImageStore:
                     descriptors,
                     self.descriptor_limit,
                 )
-            oldest = self._open[next(iter(self._open))].source
-            cost -= oldest.cost
-            descriptors -= oldest.descriptors
-            self._drop(next(iter(self._open)))
+            path, oldest = next(iter(self._open.items()))
+            cost -= oldest.source.cost
+            descriptors -= oldest.source.descriptors
+            self._drop(path)
 
     def _drop(self, path: str) -> None:
         entry = self._open.pop(path, None)
