@@ -189,6 +189,17 @@ def malformed_tiffs(directory: Path) -> dict[str, Path]:
     tifffile.imwrite(stripped, np.zeros((64, 64), np.uint8), rowsperstrip=8, metadata=None)
     out["stripped_not_tiled_tiny"] = stripped.read_bytes()
     stripped.unlink()
+    scratch = directory / "_scratch.tif"
+    for name, make in (
+        ("jpeg_tile_declares_30000", lambda: jpeg_bomb_tiff(scratch)),
+        ("webp_tile_declares_10000", lambda: webp_bomb_tiff(scratch)),
+        ("ifd_chain_of_5000", lambda: ifd_chain_tiff(scratch, 5000)),
+        ("cmyk", lambda: cmyk_tiff(scratch)),
+        ("palette", lambda: palette_tiff(scratch)),
+    ):
+        make()
+        out[name] = scratch.read_bytes()
+    scratch.unlink()
     out["garbage_after_magic"] = b"II*\x00" + bytes(range(256)) * 4
     out["big_endian_garbage"] = b"MM\x00*" + b"\xff" * 64
     out["bigtiff_garbage"] = b"II+\x00\x08\x00\x00\x00" + b"\xff" * 64
@@ -255,3 +266,143 @@ def malformed_fits(directory: Path) -> dict[str, Path]:
         path.write_bytes(data)
         paths[name] = path
     return paths
+
+
+# ---------------------------------------------------------------- decode and open-time bombs
+
+
+def encoded_tiff(path: Path, tiles: list[bytes], shape: tuple[int, ...], compression: str, photometric: str) -> Path:
+    """A one-level TIFF of 256-pixel tiles stored as given (already encoded)."""
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            iter(tiles),
+            shape=shape,
+            dtype=np.uint8,
+            tile=(256, 256),
+            compression=compression,
+            photometric=photometric,
+            metadata=None,
+        )
+    return path
+
+
+def jpeg_bomb_tiff(path: Path, declared: tuple[int, int] = (30000, 30000), channels: int = 1) -> Path:
+    """One 256 x 256 JPEG tile whose frame header (SOF) declares ``declared`` (width, height)."""
+    import simplejpeg
+
+    pixels = np.full((256, 256, channels), 128, np.uint8)
+    stream = bytearray(simplejpeg.encode_jpeg(pixels, colorspace="GRAY" if channels == 1 else "RGB"))
+    sof = stream.index(b"\xff\xc0")
+    struct.pack_into(">HH", stream, sof + 5, declared[1], declared[0])
+    shape = (256, 256) if channels == 1 else (256, 256, channels)
+    return encoded_tiff(path, [bytes(stream)], shape, "jpeg", "minisblack" if channels == 1 else "rgb")
+
+
+def webp_bomb_tiff(path: Path, declared: tuple[int, int] = (10000, 10000)) -> Path:
+    """One lossless WebP (VP8L) tile of a 256 x 256 TIFF whose header declares ``declared`` (width, height).
+
+    It encodes one pixel: its Huffman codes have one symbol each, zero bits a pixel, so it decodes at any size.
+    """
+    import imagecodecs
+
+    stream = bytearray(imagecodecs.webp_encode(np.full((1, 1, 3), 7, np.uint8), lossless=True))
+    at = stream.index(b"VP8L") + 8
+    assert stream[at] == 0x2F  # the VP8L signature byte, then 14 bits of width - 1 and 14 of height - 1
+    (bits,) = struct.unpack_from("<I", stream, at + 1)
+    bits = (bits & ~((1 << 28) - 1)) | (declared[0] - 1) | ((declared[1] - 1) << 14)
+    struct.pack_into("<I", stream, at + 1, bits)
+    return encoded_tiff(path, [bytes(stream)], (256, 256, 3), "webp", "rgb")
+
+
+def _bigtiff_ifd(entries: list[tuple[int, int, int, int]], next_ifd: int) -> bytes:
+    """A little-endian BigTIFF IFD from (tag, type, count, value or offset) entries."""
+    body = b"".join(struct.pack("<HHQQ", *entry) for entry in sorted(entries))
+    return struct.pack("<Q", len(entries)) + body + struct.pack("<Q", next_ifd)
+
+
+def tables_bigtiff(path: Path, side: int, levels: int, *, filled: bool = False, tile: int = 256) -> Path:
+    """A sparse file (holes, a few KB on disk) holding a ``levels``-level deflated BigTIFF pyramid of side^2.
+
+    Its tile tables are holes (every tile missing) unless ``filled``: then they hold distinct offsets and
+    byte counts, as a real pyramid's do (the tiles themselves stay holes: this measures open costs).
+    """
+    sides = [max(1, side >> level) for level in range(levels)]
+    counts = [(-(-s // tile)) ** 2 for s in sides]
+    ifd_size = 8 + 11 * 20 + 8
+    position = 16 + ifd_size * levels
+    position += -position % 4096
+    tables: list[tuple[int, int]] = []  # (offsets at, counts at) per level
+    for count in counts:
+        tables.append((position, position + 8 * count))
+        position += 16 * count
+    data_at = position
+    with open(path, "wb") as handle:
+        handle.write(b"II+\x00" + struct.pack("<HHQ", 8, 0, 16))
+        for level, (s, count) in enumerate(zip(sides, counts, strict=True)):
+            entries = [
+                (254, 4, 1, 0 if level == 0 else 1),
+                (256, 4, 1, s),
+                (257, 4, 1, s),
+                (258, 3, 1, 8),
+                (259, 3, 1, 8),
+                (262, 3, 1, 1),
+                (277, 3, 1, 1),
+                (322, 3, 1, tile),
+                (323, 3, 1, tile),
+                (324, 16, count, tables[level][0]),
+                (325, 16, count, tables[level][1]),
+            ]
+            next_ifd = 16 + ifd_size * (level + 1) if level + 1 < levels else 0
+            handle.write(_bigtiff_ifd(entries, next_ifd))
+        if filled:
+            for count, (offsets_at, counts_at) in zip(counts, tables, strict=True):
+                sizes = 9000 + (np.arange(count, dtype=np.uint64) * 7919) % 4000
+                offsets = data_at + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
+                handle.seek(offsets_at)
+                handle.write(offsets.astype("<u8").tobytes())
+                handle.seek(counts_at)
+                handle.write(sizes.astype("<u8").tobytes())
+                data_at = int(offsets[-1] + sizes[-1])
+        handle.truncate(max(data_at, position))
+    return path
+
+
+def ifd_chain_tiff(path: Path, count: int = 2_000_000) -> Path:
+    """A real 256 x 256 tiled page followed by a chain of ``count`` minimal IFDs (one entry each)."""
+    first = path.with_suffix(".first.tif")
+    tifffile.imwrite(first, np.full((256, 256), 9, np.uint8), tile=(256, 256), metadata=None)
+    raw = bytearray(first.read_bytes())
+    first.unlink()
+    raw += b"\0" * (len(raw) % 2)
+    start = len(raw)
+    (ifd,) = struct.unpack_from("<I", raw, 4)
+    (entries,) = struct.unpack_from("<H", raw, ifd)
+    struct.pack_into("<I", raw, ifd + 2 + 12 * entries, start)  # the real page's next IFD: the chain
+    chain = np.zeros(
+        count,
+        dtype=[("n", "<u2"), ("tag", "<u2"), ("type", "<u2"), ("count", "<u4"), ("value", "<u4"), ("next", "<u4")],
+    )
+    chain["n"], chain["tag"], chain["type"], chain["count"], chain["value"] = 1, 254, 4, 1, 1
+    chain["next"] = start + 18 * np.arange(1, count + 1, dtype=np.uint64)
+    chain["next"][-1] = 0
+    path.write_bytes(bytes(raw) + chain.tobytes())
+    return path
+
+
+def cmyk_tiff(path: Path) -> tuple[Path, np.ndarray]:
+    """A tiled 64 x 64 CMYK (photometric separated) TIFF of distinct inks; returns it and its pixels."""
+    y, x = np.mgrid[0:64, 0:64]
+    cmyk = np.stack([x * 4, y * 4, (x + y) * 2, (x * y) % 97], axis=2).astype(np.uint8)
+    tifffile.imwrite(path, cmyk, photometric="separated", tile=(32, 32), compression="zlib", metadata=None)
+    return path, cmyk
+
+
+def palette_tiff(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A tiled 64 x 64 palette TIFF; returns it, its indices and its (3, 256) uint16 colormap."""
+    indices = (np.arange(64 * 64) % 256).astype(np.uint8).reshape(64, 64)
+    levels = np.arange(256, dtype=np.uint16)
+    colormap = np.stack([levels * 257, (255 - levels) * 257, (levels * 7 % 256) * 257]).astype(np.uint16)
+    tifffile.imwrite(
+        path, indices, photometric="palette", colormap=colormap, tile=(32, 32), compression="zlib", metadata=None
+    )
+    return path, indices, colormap

@@ -6,6 +6,7 @@ replaced file is reopened and its stale metadata never served.
 
 from __future__ import annotations
 
+import resource
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ import numpy as np
 
 from . import process
 from .byte_source import ByteSource
+from .config import Settings
 from .errors import SourceError
+from .log import LOGGER
 from .resolver import Resolved, Resolver
 from .source import ImageInfo, ImageSource
 from .tiff_source import TiffSource, TileStore, UnsupportedCodec
@@ -142,17 +145,40 @@ def default_minmax(source: ImageSource) -> np.ndarray:
     return minmax
 
 
+def open_image_budget(settings: Settings) -> int:
+    """Bytes the open images of a process may hold: a quarter of MAX_REQUEST_MEMORY (256 MB by default).
+
+    They stay between requests, on top of one request's peak and the caches: a quarter keeps a worker
+    well under MAX_PROCESS_MEMORY's floor (MAX_REQUEST_MEMORY + 512 MB), and still holds a thousand
+    ordinary pyramids (about 0.2 MB each) or forty 131072^2 ones (6 MB of tile tables each).
+    """
+    return settings.max_request_memory * (1 << 20) // 4
+
+
+def descriptor_limit() -> int:
+    """Descriptors the open images may hold: half the process's limit, the rest for connections and caches."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (1 << 20) if soft == resource.RLIM_INFINITY else max(1, soft // 2)
+
+
 class ImageStore:
-    """Bounded LRU of open images: MAX_METADATA_CACHE_SIZE entries, -1 unlimited.
+    """Bounded LRU of open images: MAX_METADATA_CACHE_SIZE entries (-1 unlimited), ``budget`` bytes, and
+    half the process's descriptors.
 
     0 (iipsrv: no metadata cache) keeps only the image in use open. ``tiles``
-    (the Service's TileCache) is handed to every TIFF source it opens.
+    (the Service's TileCache) is handed to every TIFF source it opens. The
+    bytes and descriptors of the open images are summed when an image is
+    opened (a source's cost can grow as it is read); the least recently used
+    are closed until both fit, the image just opened always kept.
     """
 
-    def __init__(self, resolver: Resolver, capacity: int, tiles: TileStore | None = None) -> None:
+    def __init__(self, resolver: Resolver, capacity: int, tiles: TileStore | None, budget: int) -> None:
         self.resolver = resolver
         self.capacity = 1 if capacity == 0 else capacity
         self.tiles = tiles
+        self.budget = budget
+        self.descriptor_limit = descriptor_limit()
+        self._short_of_descriptors = False  # logged once
         self._open: OrderedDict[str, OpenImage] = OrderedDict()
 
     def get(self, identifier: str) -> OpenImage:
@@ -177,9 +203,29 @@ class ImageStore:
             source.close()
             raise
         self._open[resolved.path] = entry
-        while self.capacity > 0 and len(self._open) > self.capacity:
-            self._drop(next(iter(self._open)))
+        self._evict()
         return entry
+
+    def _evict(self) -> None:
+        """Close the least recently used images until the count, the bytes and the descriptors fit."""
+        cost = sum(e.source.cost for e in self._open.values())
+        descriptors = sum(e.source.descriptors for e in self._open.values())
+        while len(self._open) > 1:
+            short = descriptors > self.descriptor_limit
+            if not (short or cost > self.budget or 0 < self.capacity < len(self._open)):
+                return
+            if short and not self._short_of_descriptors:
+                self._short_of_descriptors = True
+                LOGGER.warning(
+                    "open images hold %d file descriptors, over %d (half of RLIMIT_NOFILE): closing the least "
+                    "recently used; raise `ulimit -n` to keep more open",
+                    descriptors,
+                    self.descriptor_limit,
+                )
+            path, oldest = next(iter(self._open.items()))
+            cost -= oldest.source.cost
+            descriptors -= oldest.source.descriptors
+            self._drop(path)
 
     def _drop(self, path: str) -> None:
         entry = self._open.pop(path, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .cache import RenderCache, tagged
 from .config import Settings
 from .encode import MIME
-from .images import ImageStore, OpenImage
+from .images import ImageStore, OpenImage, open_image_budget
 from .model import ImageRequest, Region
 from .render import Rendered, Renderer
 from .resolver import Resolver
@@ -19,7 +19,9 @@ class Service:
         self.resolver = Resolver(settings)
         self.cache = RenderCache(settings)  # per-process LRU, then memcached when configured
         # TIFF sources keep decoded tiles in that LRU too, under the same budget.
-        self.store = ImageStore(self.resolver, settings.max_metadata_cache_size, self.cache.tiles)
+        self.store = ImageStore(
+            self.resolver, settings.max_metadata_cache_size, self.cache.tiles, open_image_budget(settings)
+        )
         self.renderer = Renderer(settings)
 
     def image(self, identifier: str) -> OpenImage:

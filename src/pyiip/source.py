@@ -68,9 +68,14 @@ class ImageInfo:
 
 
 class ImageSource(Protocol):
-    """An open image: one per file identity, kept open per process."""
+    """An open image: one per file identity, kept open per process.
+
+    ``cost`` and ``descriptors`` are what the store of open images (images.ImageStore) budgets.
+    """
 
     info: ImageInfo
+    cost: int  # bytes this open image holds in memory while open (tables, metadata, decoded pixels)
+    descriptors: int  # file descriptors it holds open
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Pixels of a rectangle of one level as an (h, w, channels) array of the native dtype.
