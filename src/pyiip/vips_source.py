@@ -384,14 +384,6 @@ class SingleLevelTiff:
         method = getattr(source, "read_overhead", None)
         return method(level, w, h) if method is not None else w * h * 8
 
-    @property
-    def cost(self) -> int:
-        return self.base.cost + self.halvings.cost
-
-    @property
-    def descriptors(self) -> int:
-        return self.base.descriptors + self.halvings.descriptors
-
     def close(self) -> None:
         self.base.close()
         self.halvings.close()
