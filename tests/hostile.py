@@ -8,6 +8,7 @@ second to write.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -406,3 +407,46 @@ def palette_tiff(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
         path, indices, photometric="palette", colormap=colormap, tile=(32, 32), compression="zlib", metadata=None
     )
     return path, indices, colormap
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _zeros_zlib(total: int, block: int = 1 << 20) -> bytes:
+    """A zlib stream of ``total`` zero bytes, ~1 KB per MB, made in a blink.
+
+    Blocks are compressed with a full flush after each, which resets the
+    compressor: every block then compresses to the same bytes, so the stream
+    is one block repeated, and only its Adler-32 needs all the data.
+    """
+    zeros = b"\0" * block
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count, rest = divmod(total, block)
+    tail = compressor.compress(zeros[:rest]) + compressor.flush()
+    adler = 1
+    for _ in range(count):
+        adler = zlib.adler32(zeros, adler)
+    adler = zlib.adler32(zeros[:rest], adler)
+    return first + again * (count - 1) + tail[:-4] + struct.pack(">I", adler)
+
+
+def _adam7_bytes(side: int) -> int:
+    """Filtered bytes of an 8-bit grey side x side image in its seven Adam7 passes."""
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    total = 0
+    for x0, y0, dx, dy in passes:
+        width, height = -(-(side - x0) // dx), -(-(side - y0) // dy)
+        total += height * (1 + width) if width and height else 0
+    return total
+
+
+def png_bomb(path: Path, side: int, interlaced: bool = False) -> Path:
+    """A black 8-bit grey PNG of side x side pixels, about 1 KB per million pixels."""
+    filtered = _adam7_bytes(side) if interlaced else side * (1 + side)  # a filter byte before every row
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, int(interlaced))
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _zeros_zlib(filtered)) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
