@@ -63,9 +63,7 @@ def request_from_environ(environ: Mapping[str, str]) -> Request:
         raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
         path, query = quote(raw_path, safe="/:@!$&'()*+,;=-._~"), environ.get("QUERY_STRING", "")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
-    scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme") or "http"
-    if environ.get("HTTPS", "").lower() in ("on", "1"):
-        scheme = "https"
+    scheme = "https" if environ.get("HTTPS", "").lower() in ("on", "1") else environ.get("wsgi.url_scheme", "http")
     if scheme not in ("http", "https"):
         scheme = "http"
     return Request(
@@ -76,6 +74,7 @@ def request_from_environ(environ: Mapping[str, str]) -> Request:
         scheme=scheme,
         script_name=_escape_controls(environ.get("SCRIPT_NAME", "")),
         headers=EnvironHeaders(environ),
+        remote=environ.get("REMOTE_ADDR", ""),
     )
 
 
@@ -119,6 +118,27 @@ def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
     ]
 
 
+def _vary(response: Response, names: list[str]) -> None:
+    """Name in Vary every request header the reply was made reading, with any Vary it has already.
+
+    A reply that used a header (X-IIIF-ID in info.json, X-Forwarded-Proto in
+    IIIF ids and Link headers, Accept, Accept-Encoding) says so, whatever
+    the handler: a shared cache in front then keeps one reply per value of
+    each, and one client's header never reaches another client's reply.
+    iipsrv honours X-IIIF-ID and X-Forwarded-Proto from anyone, and so do
+    we, for proxies that set them; without BASE_URL, X-Forwarded-Proto is
+    what makes a proxied https id. The kept replies (replies.py) compare the
+    same headers, read from ``EnvironHeaders.asked``.
+    """
+    headers = response.headers
+    current = [value for name, value in headers if name.lower() == "vary"]
+    listed = {name.strip().lower(): name.strip() for value in current for name in value.split(",")}
+    for name in names:
+        listed.setdefault(name, "-".join(part.capitalize() for part in name.split("-")))
+    response.headers = [(name, value) for name, value in headers if name.lower() != "vary"]
+    response.headers.append(("Vary", ", ".join(listed.values())))
+
+
 class Application:
     """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
 
@@ -149,10 +169,10 @@ class Application:
             return static_files.serve(request)
         if request.path == "/viewer.html":
             return index.page(self.service, request)
+        if request.path in ("/", "/index.html") and (not request.query or request.query.startswith("page=")):
+            return index.page(self.service, request)  # ?page=N: the index's later pages
         if request.query:
             return iip.handle(self.service, request)
-        if request.path in ("/", "/index.html"):
-            return index.page(self.service, request)
         if request.path.endswith((".fcgi", "/iipsrv")):
             return index.banner()
         return text(404, "not found")
@@ -209,7 +229,11 @@ class Application:
             if reply is not None:
                 ops.finished(request, 200, len(reply.body), started)
                 return reply
+        asked = request.headers.asked  # an EnvironHeaders: request_from_environ made it
+        before = len(asked)
         response = self.respond(request)
+        if len(asked) > before:
+            _vary(response, asked[before:])
         status, headers, body = self.finish(request, response)
         reply = Reply(status_line(status), headers, body)
         if key is not None:
