@@ -19,7 +19,7 @@ LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
 MISSING_LEAFLET = '<p class="error">The viewer\'s Leaflet is not built: run <code>make install</code>.</p>'
 PAGE_SIZE = 1000  # images linked per page: the page stays small whatever the image root holds
-MAX_PAGE = 10**6
+MAX_PAGE = 10**7  # beyond any page: the last one is shown
 LISTINGS = 8  # (root, prefix, suffix) listings kept: one per settings in practice
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -46,10 +46,10 @@ def _starts_like_an_image(path: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Directory:
-    """What one directory holds, as of its mtime: image file names, and sub-directories to descend."""
+    """What one directory holds, as of its mtime: the identifiers of its images, and sub-directories to descend."""
 
     mtime_ns: int
-    files: tuple[str, ...]
+    identifiers: tuple[str, ...]
     subdirs: tuple[str, ...]
 
 
@@ -86,10 +86,10 @@ class Listing:
             if directory is None:
                 continue
             seen[path] = directory
-            found += (self._identifier(os.path.join(path, name)) for name in directory.files)
+            found += directory.identifiers
             pending += (os.path.join(path, name) for name in reversed(directory.subdirs))
         self._directories = seen  # directories gone since are forgotten
-        return [identifier for identifier in found if identifier is not None]
+        return found
 
     def _directory(self, path: str) -> _Directory | None:
         try:
@@ -114,7 +114,8 @@ class Listing:
                         subdirs.append(entry.name)
                 elif entry.path.startswith(self.base) and self._is_image(entry):
                     files.append(entry.name)
-        return _Directory(mtime_ns, tuple(sorted(files)), tuple(sorted(subdirs)))
+        identifiers = (self._identifier(os.path.join(path, name)) for name in sorted(files))
+        return _Directory(mtime_ns, tuple(i for i in identifiers if i is not None), tuple(sorted(subdirs)))
 
     def _is_image(self, entry: os.DirEntry[str]) -> bool:
         """A regular file (or a link to one inside the root) with an image suffix or image bytes."""
@@ -188,11 +189,11 @@ def _row(identifier: str) -> str:
 
 
 def page_number(query: str) -> int:
-    """``page=N`` (1-based) from the query; anything else is the first page."""
+    """``page=N`` (1-based) from the query, bounded before conversion; anything else is the first page."""
     for part in query.split("&"):
         name, _, value = part.partition("=")
-        if name == "page" and value.isdigit() and len(value) <= 7:
-            return max(1, min(int(value), MAX_PAGE))
+        if name == "page" and value.isascii() and value.isdigit():
+            return max(1, int(value) if len(value) <= 7 else MAX_PAGE)
     return 1
 
 
