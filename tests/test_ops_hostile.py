@@ -14,16 +14,19 @@ import json
 import os
 import re
 import shlex
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from mcserver import memcached
-from servers import free_port, get, http_server, require, wait_for_port
+from servers import VENV_BIN, free_port, get, http_server, require, wait_for_port
 
-from deploy import CONF, DEPLOY, lighttpd_conf, process, settings_env
+from deploy import CONF, DEPLOY, lighttpd_conf, nginx_command, nginx_conf, process, settings_env
 from pyiip import config, index
 from pyiip.app import Application
 
@@ -125,26 +128,47 @@ def test_shipped_lighttpd_keeps_metrics_and_health_details_local(images, tmp_pat
     port = free_port()
     config_file = lighttpd_conf(tmp_path, port, lighttpd_env(images, tmp_path))
     with process([binary, "-D", "-f", str(config_file)], lambda: wait_for_port(port, 0.2)):
-        base = f"http://127.0.0.1:{port}"
-        status, body = get_from("127.0.0.2", f"{base}/metrics")
-        assert status == 403 and b"pyiip_" not in body
-        status, body = get_from("127.0.0.2", f"{base}/health")
-        assert status == 200 and json.loads(body) == {"status": "ok"}
-        status, body = get_from("127.0.0.1", f"{base}/metrics")
-        assert status == 200 and b"pyiip_requests_total{pid=" in body
-        status, body = get_from("127.0.0.1", f"{base}/health")
-        assert status == 200 and json.loads(body)["checks"]["image_root"] == {"ok": True}
+        assert_local_only(f"http://127.0.0.1:{port}")
+
+
+def assert_local_only(base: str) -> None:
+    """A client on 127.0.0.2 gets 403 for /metrics and the bare status of /health; 127.0.0.1 gets both."""
+    status, body = get_from("127.0.0.2", f"{base}/metrics")
+    assert status == 403 and b"pyiip_" not in body
+    status, body = get_from("127.0.0.2", f"{base}/health")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, body = get_from("127.0.0.1", f"{base}/metrics")
+    assert status == 200 and b"pyiip_requests_total{pid=" in body
+    status, body = get_from("127.0.0.1", f"{base}/health")
+    assert status == 200 and json.loads(body)["checks"]["image_root"] == {"ok": True}
+
+
+def connect_unix(path: Path) -> None:
+    """Raises OSError until a server listens on the socket."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+
+
+def test_shipped_nginx_keeps_metrics_and_health_details_local(images):
+    """conf/nginx as shipped, a `pyiip.fcgi --bind` behind it: the same from 127.0.0.2 and 127.0.0.1."""
+    require("nginx")
+    directory = Path(tempfile.mkdtemp(prefix="pyiip-nginx-ops-"))  # pytest's are 0700: www-data's workers
+    directory.chmod(0o755)
+    try:
+        sock = directory / "pyiip.sock"
+        env = {**os.environ, **lighttpd_env(images, directory)}
+        backend = [str(VENV_BIN / "pyiip.fcgi"), "--bind", str(sock), "--mode", "666"]
+        with process(backend, lambda: connect_unix(sock), env=env):
+            port = free_port()
+            config_file = nginx_conf(directory, port, sock)
+            with process(nginx_command(directory, config_file), lambda: wait_for_port(port, 0.2)):
+                assert_local_only(f"http://127.0.0.1:{port}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_shipped_web_server_files_keep_metrics_local():
-    """nginx, Apache and OpenLiteSpeed (run by test_deploy_web for the loopback case): the rule is there."""
-    nginx = (CONF / "nginx" / "pyiip.conf").read_text()
-    block = re.search(r"location = /metrics \{(.*?)\}", nginx, re.S)
-    assert block and re.findall(r"(allow|deny) ([^;]+);", block.group(1)) == [
-        ("allow", "127.0.0.1"),
-        ("allow", "::1"),
-        ("deny", "all"),
-    ]
+    """Apache and OpenLiteSpeed (Apache's loopback case runs in test_deploy_web): the rule is there."""
     apache = (CONF / "apache2" / "pyiip.conf").read_text()
     assert re.search(r'<Location "/metrics">\s*(#[^\n]*\n\s*)*Require local\s*</Location>', apache)
     ols = (CONF / "openlitespeed" / "pyiip.conf").read_text()
