@@ -222,6 +222,8 @@ def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch):
     root.mkdir()
     for number in range(25_000):
         (root / f"n{number:05}.tif").touch()
+    settled = time.time() - 10
+    os.utime(root, (settled, settled))  # changed long enough ago for its listing to be kept
     app = make_app(root)
     reads = []
     scandir = os.scandir
@@ -241,8 +243,10 @@ def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch):
     assert status == 200 and last.count(b'class="image"') == 1000 and b"n24999.tif" in last
     assert b"n23999.tif" not in last and b"?page=24" in last
     assert call(app, "/?page=99999999999")[2] == last  # out of range: the last page
-    (root / "added.tif").touch()  # the directory changes: read again
+    (root / "added.tif").touch()  # the directory changes: read again, and again while its mtime is recent
     assert b"25001 image(s)" in call(app, "/")[2] and len(reads) == 2
+    (root / "added2.tif").touch()
+    assert b"25002 image(s)" in call(app, "/")[2] and len(reads) == 3
 
 
 # --- Vary -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
@@ -20,6 +21,9 @@ LEAFLET_CSS = "vendor/leaflet/leaflet.css"
 MISSING_LEAFLET = '<p class="error">The viewer\'s Leaflet is not built: run <code>make install</code>.</p>'
 PAGE_SIZE = 1000  # images linked per page: the page stays small whatever the image root holds
 MAX_PAGE = 10**7  # beyond any page: the last one is shown
+# A directory changed this recently is read again: on coarse timestamps (1 s, 2 s on FAT) a later
+# change within the same tick would keep the mtime the listing was read with.
+SETTLED_NS = 2_000_000_000
 LISTINGS = 8  # (root, prefix, suffix) listings kept: one per settings in practice
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,7 +68,8 @@ class Listing:
     A directory's entries are kept with its mtime, which any entry added,
     removed or renamed changes: a later listing costs one ``stat`` per
     directory, not one read of each (a file that becomes an image by its
-    bytes alone shows once its directory changes).
+    bytes alone shows once its directory changes). A directory changed in
+    the last SETTLED_NS is read every time until it settles.
     """
 
     def __init__(self, resolver: Resolver, suffixes: tuple[str, ...]) -> None:
@@ -97,7 +102,7 @@ class Listing:
         except OSError:
             return None
         known = self._directories.get(path)
-        if known is not None and known.mtime_ns == mtime_ns:
+        if known is not None and known.mtime_ns == mtime_ns and time.time_ns() - mtime_ns > SETTLED_NS:
             return known
         try:
             return self._read(path, mtime_ns)
