@@ -125,10 +125,13 @@ def _vary(response: Response, names: list[str]) -> None:
     IIIF ids and Link headers, Accept, Accept-Encoding) says so, whatever
     the handler: a shared cache in front then keeps one reply per value of
     each, and one client's header never reaches another client's reply.
-    iipsrv honours X-IIIF-ID and X-Forwarded-Proto from anyone, and so do
-    we, for proxies that set them; without BASE_URL, X-Forwarded-Proto is
-    what makes a proxied https id. The kept replies (replies.py) compare the
-    same headers, read from ``EnvironHeaders.asked``.
+    Chosen over ignoring those headers unless a setting trusts them: iipsrv
+    honours X-IIIF-ID and X-Forwarded-Proto from anyone, proxies set them,
+    and without BASE_URL X-Forwarded-Proto is what makes a proxied https
+    id. Host needs no Vary: it is part of the URL every cache keys on. A
+    cache that ignores Vary must strip those headers from clients (or the
+    site set BASE_URL and drop X-IIIF-ID). The kept replies (replies.py)
+    compare the same headers, read from ``EnvironHeaders.asked``.
     """
     headers = response.headers
     current = [value for name, value in headers if name.lower() == "vary"]
