@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from . import index, ops, static_files
@@ -133,13 +134,19 @@ def _vary(response: Response, names: list[str]) -> None:
     site set BASE_URL and drop X-IIIF-ID). The kept replies (replies.py)
     compare the same headers, read from ``EnvironHeaders.asked``.
     """
-    headers = response.headers
-    current = [value for name, value in headers if name.lower() == "vary"]
-    listed = {name.strip().lower(): name.strip() for value in current for name in value.split(",")}
+    kept = [header for header in response.headers if header[0] != "Vary"]
+    current = ", ".join(value for name, value in response.headers if name == "Vary")  # handlers spell it so
+    kept.append(("Vary", _vary_value(current, tuple(names))))
+    response.headers = kept
+
+
+@lru_cache(maxsize=256)
+def _vary_value(current: str, names: tuple[str, ...]) -> str:
+    """``current`` (a Vary value) with ``names`` added once each; the same few pairs recur."""
+    listed = {name.strip().lower(): name.strip() for name in current.split(",") if name.strip()}
     for name in names:
         listed.setdefault(name, "-".join(part.capitalize() for part in name.split("-")))
-    response.headers = [(name, value) for name, value in headers if name.lower() != "vary"]
-    response.headers.append(("Vary", ", ".join(listed.values())))
+    return ", ".join(listed.values())
 
 
 class Application:
