@@ -6,6 +6,7 @@ import pytest
 
 from pyiip.config import load
 from pyiip.errors import BadRequest, Forbidden, NotFound
+from pyiip.index import Listing
 from pyiip.resolver import Resolver
 
 TRAVERSALS = [
@@ -89,11 +90,11 @@ def test_prefix_without_slash_cannot_reach_a_sibling(images):
 def test_suffix(images):
     resolver = Resolver(load({"FILESYSTEM_PREFIX": str(images.root) + "/", "FILESYSTEM_SUFFIX": ".tif"}))
     assert resolver.resolve("rgb").path.endswith("rgb.tif")
-    assert "rgb" in resolver.images((".tif",))
+    assert "rgb" in Listing(resolver, (".tif",)).identifiers()
 
 
 def test_index_lists_identifiers(resolver):
-    found = resolver.images((".tif",))
+    found = Listing(resolver, (".tif",)).identifiers()
     assert "rgb.tif" in found
     assert "nested/deeper/float_notags.tif" in found
     assert "link_out.tif" not in found
@@ -105,4 +106,4 @@ def test_index_lists_extensionless_images_by_their_bytes(tmp_path, images):
     (tmp_path / "README").write_text("not an image\n")
     (tmp_path / "notes.txt").write_bytes(b"II*\x00 looks like a TIFF but has an extension")
     resolver = Resolver(load({"FILESYSTEM_PREFIX": f"{tmp_path}/"}))
-    assert resolver.images((".tif",)) == ["67352ccc-d1b0-11e1-89ae-279075081939"]
+    assert Listing(resolver, (".tif",)).identifiers() == ["67352ccc-d1b0-11e1-89ae-279075081939"]

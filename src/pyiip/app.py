@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from . import index, ops, static_files
@@ -64,9 +65,7 @@ def request_from_environ(environ: Mapping[str, str]) -> Request:
         raw_path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
         path, query = quote(raw_path, safe="/:@!$&'()*+,;=-._~"), environ.get("QUERY_STRING", "")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
-    scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme") or "http"
-    if environ.get("HTTPS", "").lower() in ("on", "1"):
-        scheme = "https"
+    scheme = "https" if environ.get("HTTPS", "").lower() in ("on", "1") else environ.get("wsgi.url_scheme", "http")
     if scheme not in ("http", "https"):
         scheme = "http"
     return Request(
@@ -77,6 +76,7 @@ def request_from_environ(environ: Mapping[str, str]) -> Request:
         scheme=scheme,
         script_name=_escape_controls(environ.get("SCRIPT_NAME", "")),
         headers=EnvironHeaders(environ),
+        remote=environ.get("REMOTE_ADDR", ""),
     )
 
 
@@ -120,6 +120,36 @@ def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
     ]
 
 
+def _vary(response: Response, names: list[str]) -> None:
+    """Name in Vary every request header the reply was made reading, with any Vary it has already.
+
+    A reply that used a header (X-IIIF-ID in info.json, X-Forwarded-Proto in
+    IIIF ids and Link headers, Accept, Accept-Encoding) says so, whatever
+    the handler: a shared cache in front then keeps one reply per value of
+    each, and one client's header never reaches another client's reply.
+    Chosen over ignoring those headers unless a setting trusts them: iipsrv
+    honours X-IIIF-ID and X-Forwarded-Proto from anyone, proxies set them,
+    and without BASE_URL X-Forwarded-Proto is what makes a proxied https
+    id. Host needs no Vary: it is part of the URL every cache keys on. A
+    cache that ignores Vary must strip those headers from clients (or the
+    site set BASE_URL and drop X-IIIF-ID). The kept replies (replies.py)
+    compare the same headers, read from ``EnvironHeaders.asked``.
+    """
+    kept = [header for header in response.headers if header[0] != "Vary"]
+    current = ", ".join(value for name, value in response.headers if name == "Vary")  # handlers spell it so
+    kept.append(("Vary", _vary_value(current, tuple(names))))
+    response.headers = kept
+
+
+@lru_cache(maxsize=256)
+def _vary_value(current: str, names: tuple[str, ...]) -> str:
+    """``current`` (a Vary value) with ``names`` added once each; the same few pairs recur."""
+    listed = {name.strip().lower(): name.strip() for name in current.split(",") if name.strip()}
+    for name in names:
+        listed.setdefault(name, "-".join(part.capitalize() for part in name.split("-")))
+    return ", ".join(listed.values())
+
+
 class Application:
     """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
 
@@ -150,10 +180,10 @@ class Application:
             return static_files.serve(request)
         if request.path == "/viewer.html":
             return index.page(self.service, request)
+        if request.path in ("/", "/index.html") and (not request.query or request.query.startswith("page=")):
+            return index.page(self.service, request)  # ?page=N: the index's later pages
         if request.query:
             return iip.handle(self.service, request)
-        if request.path in ("/", "/index.html"):
-            return index.page(self.service, request)
         if request.path.endswith((".fcgi", "/iipsrv")):
             return index.banner()
         return text(404, "not found")
@@ -211,7 +241,11 @@ class Application:
             if reply is not None:
                 ops.finished(request, 200, len(reply.body), started)
                 return reply
+        asked = request.headers.asked  # an EnvironHeaders: request_from_environ made it
+        before = len(asked)
         response = self.respond(request)
+        if len(asked) > before:
+            _vary(response, asked[before:])
         status, headers, body = self.finish(request, response)
         reply = Reply(status_line(status), headers, body)
         if key is not None:

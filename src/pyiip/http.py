@@ -66,14 +66,27 @@ class Request:
     scheme: str = "http"
     script_name: str = ""
     headers: dict[str, str] | EnvironHeaders = field(default_factory=dict)  # lower-case names
+    remote: str = ""  # the client's address (REMOTE_ADDR), "" when none is known
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
 
     @property
     def base(self) -> str:
-        """scheme://host, for absolute URLs built from the request."""
-        return f"{self.scheme}://{self.host}"
+        """scheme://host, for absolute URLs built from the request.
+
+        ``scheme`` is the server's own (https when the web server says so);
+        over plain http a proxy's ``X-Forwarded-Proto`` (http or https)
+        names what the client used. It is read here, only when a URL is
+        built, so the reply varies on it (Vary, and the kept replies) and
+        on nothing it did not read.
+        """
+        scheme = self.scheme
+        if scheme != "https":
+            forwarded = self.header("x-forwarded-proto").strip().lower()
+            if forwarded in ("http", "https"):
+                scheme = forwarded
+        return f"{scheme}://{self.host}"
 
 
 @dataclass(slots=True)

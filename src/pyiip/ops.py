@@ -16,13 +16,11 @@ import bisect
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .cache import parse_servers
 from .http import Request, Response
 from .log import LOGGER
 
@@ -34,7 +32,6 @@ METRICS_PATH = "/metrics"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Latency buckets (seconds): tiles take milliseconds, a large CVT seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-MEMCACHED_PROBE_TIMEOUT = 0.5
 
 
 def kind_of(request: Request) -> str:
@@ -135,16 +132,35 @@ def finished(request: Request, status: int, size: int, started: float) -> None:
 # --- health ---------------------------------------------------------------------------------------
 
 
+ROOT_CHECK_INTERVAL = 2.0  # seconds a check of the image root answers /health before it is made again
+LOCAL_CLIENTS = ("", "127.0.0.1", "::1", "::ffff:127.0.0.1")  # the shipped web servers' rule for /metrics
+_root_checks: dict[str, tuple[float, dict[str, Any]]] = {}  # image root -> (when checked, outcome)
+
+
 def _check_root(service: Service) -> dict[str, Any]:
     """The image root must be a directory this process can list; the reply never names it.
 
-    Images in object storage are not probed here: a probe per health check
-    would be a request to the store each time, and a failing store shows in
-    the requests themselves (503) and in pyiip_remote_* metrics.
+    Checked at most every ROOT_CHECK_INTERVAL seconds: a client looping on
+    /health costs a dict lookup, not a directory read each time. Images in
+    object storage are not probed here: a probe per health check would be a
+    request to the store each time, and a failing store shows in the
+    requests themselves (503) and in pyiip_remote_* metrics.
     """
     if service.resolver.remote is not None:
         return {"ok": True, "source": "object storage, not probed"}
     root = service.resolver.root
+    now = time.monotonic()
+    known = _root_checks.get(root)
+    if known is not None and now - known[0] < ROOT_CHECK_INTERVAL:
+        return known[1]
+    outcome = _list_root(root)
+    if len(_root_checks) >= 8:
+        _root_checks.clear()
+    _root_checks[root] = (now, outcome)
+    return outcome
+
+
+def _list_root(root: str) -> dict[str, Any]:
     try:
         with os.scandir(root) as entries:
             next(entries, None)
@@ -159,53 +175,64 @@ def _check_root(service: Service) -> dict[str, Any]:
     return {"ok": True}
 
 
-def _probe_memcached(server: tuple[str, int] | str) -> dict[str, Any]:
-    """``version`` round trip with a short timeout: is the server there and speaking memcached?"""
-    name = server if isinstance(server, str) else "%s:%s" % server
-    started = time.perf_counter()
-    try:
-        if isinstance(server, str):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(MEMCACHED_PROBE_TIMEOUT)
-            try:
-                sock.connect(server)
-            except OSError:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection(server, timeout=MEMCACHED_PROBE_TIMEOUT)
-        with sock:
-            sock.sendall(b"version\r\n")
-            reply = sock.recv(128)
-    except OSError as exc:
-        return {"server": name, "ok": False, "error": exc.strerror or type(exc).__name__}
-    if not reply.startswith(b"VERSION "):
-        return {"server": name, "ok": False, "error": "not a memcached reply"}
-    return {"server": name, "ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
+def _memcached_servers(service: Service) -> list[dict[str, Any]]:
+    """Each server as the requests found it: failing from a refused, timed-out or reset operation on.
+
+    No probe: a probe per /health waited up to its timeout on a stopped
+    server, and clients looping on /health then held the worker from tiles.
+    The requests' own operations (memcached.Cluster) leave a failing server
+    out, retry it every few seconds and bring it back when it answers: that
+    is the state reported here. A server no request has used yet is ok.
+    """
+    memcached = service.cache.memcached
+    if memcached is None:
+        return []
+    down = memcached.down
+    return [
+        {"server": name, "ok": False, "error": "failed in recent requests; retried every few seconds"}
+        if name in down
+        else {"server": name, "ok": True}
+        for name in memcached.names
+    ]
 
 
-def health(service: Service) -> Response:
+def is_local(request: Request) -> bool:
+    """A client on this host (REMOTE_ADDR 127.0.0.1 or ::1), or none named (an in-process call).
+
+    The same addresses the shipped web-server rules allow for /metrics. A
+    FastCGI peer names REMOTE_ADDR itself: one that can reach the FastCGI
+    socket is trusted anyway. Behind an HTTP reverse proxy on this host
+    every client looks local: keep /health details in its rules then.
+    """
+    return request.remote in LOCAL_CLIENTS
+
+
+def health(service: Service, request: Request) -> Response:
     """200 ``ok``; 200 ``degraded`` when only memcached fails (images still served, slower); 503 ``fail``.
 
     A memcached outage is shared by every instance: failing the health check
-    for it would take the whole pool out of a load balancer at once.
+    for it would take the whole pool out of a load balancer at once. The
+    reply is made from state the process already has (no blocking probe).
+    Only local clients get the details (servers, counters, pid); others the
+    status alone, in the body and the status code.
     """
     root = _check_root(service)
-    servers = [_probe_memcached(server) for server in parse_servers(service.settings.memcached_servers)]
+    servers = _memcached_servers(service)
     if not root["ok"]:
         status = "fail"
     elif not all(s["ok"] for s in servers):
         status = "degraded"
     else:
         status = "ok"
-    body = {
-        "status": status,
-        "version": __version__,
-        "pid": os.getpid(),
-        "uptime_seconds": round(time.time() - METRICS.started, 1),
-        "requests": sum(METRICS.requests.values()),
-        "checks": {"image_root": root, "memcached": servers if servers else "not configured"},
-    }
+    body: dict[str, Any] = {"status": status}
+    if is_local(request):
+        body |= {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - METRICS.started, 1),
+            "requests": sum(METRICS.requests.values()),
+            "checks": {"image_root": root, "memcached": servers if servers else "not configured"},
+        }
     return Response(
         503 if status == "fail" else 200,
         (json.dumps(body, indent=1) + "\n").encode(),
@@ -292,7 +319,7 @@ def _process_samples() -> tuple[float, float | None]:
     return times.user + times.system, rss
 
 
-def metrics(service: Service) -> Response:
+def metrics(service: Service, request: Request) -> Response:
     """This process's counters in the Prometheus text format (0.0.4)."""
     pid = str(os.getpid())
     m = METRICS
@@ -364,4 +391,4 @@ PATHS = {HEALTH_PATH: health, METRICS_PATH: metrics}
 
 def answer(service: Service, request: Request) -> Response:
     """``/health`` (also ``?HEALTH`` on the IIP endpoint, which every deployment maps) or ``/metrics``."""
-    return PATHS.get(request.path, health)(service)
+    return PATHS.get(request.path, health)(service, request)

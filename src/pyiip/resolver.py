@@ -73,20 +73,6 @@ def _readable(st: os.stat_result, path: str) -> bool:
     return st.st_mode & _READ_ALL == _READ_ALL or os.access(path, os.R_OK)
 
 
-_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
-
-
-def _image_magic(path: str, name: str) -> bool:
-    """An extension-less file that is an image by its first bytes (IIIF ids are often bare names)."""
-    if "." in name:
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(6).startswith(_MAGIC)
-    except OSError:
-        return False
-
-
 class Resolver:
     """FILESYSTEM_PREFIX / FILESYSTEM_SUFFIX resolution with containment checks."""
 
@@ -169,29 +155,3 @@ class Resolver:
     def _inside(self, path: str) -> bool:
         root = self.root
         return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
-
-    def images(self, suffixes: tuple[str, ...]) -> list[str]:
-        """Identifiers of the image files under the root, for the index page.
-
-        An identifier is what, put between prefix and suffix, names the file.
-        Remote objects are not listed.
-        """
-        if self.remote is not None:
-            return []
-        prefix = self.prefix or self.root + os.sep
-        base = os.path.abspath(prefix) + (os.sep if prefix.endswith(os.sep) else "")
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(os.path.dirname(base)):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                if not full.startswith(base) or not (name.lower().endswith(suffixes) or _image_magic(full, name)):
-                    continue
-                identifier = full[len(base) :]
-                if self.suffix:
-                    if not identifier.endswith(self.suffix):
-                        continue
-                    identifier = identifier[: -len(self.suffix)]
-                if self._inside(os.path.realpath(full)) and os.path.isfile(full):
-                    found.append(identifier)
-        return found
