@@ -110,7 +110,7 @@ def test_rendered_images_under_long_keys_are_counted_whole(root):
         for n in range(150):
             yield f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&MINMAX=1:{n},255&{minmax}&JTL=1,1", {}
 
-    grown = traced_growth(requests(), app, forget=process._setup.cache_clear)
+    grown = traced_growth(requests(), app, forget=process._plan.cache_clear)
     lru = app.service.cache.lru
     assert lru.bytes <= lru.max_bytes and len(lru) > 1
     assert grown <= lru.bytes + MARGIN, (grown, lru.bytes)
@@ -427,3 +427,12 @@ def test_a_stored_tile_rewritten_in_place_is_not_called_unmodified(tmp_path):
     status, again, fresh = get(app, STORED, HTTP_IF_NONE_MATCH=headers["ETag"])
     assert status == "200 OK" and fresh != body and again["ETag"] != headers["ETag"]
     assert fresh == get(make_app(root), STORED)[2]
+
+
+def test_overrides_of_channels_the_image_lacks_never_reach_a_cache_key(root):
+    """MINMAX for channel 4 and up of an RGB image changes no pixel: such requests share one rendered entry."""
+    app = make_app(root)
+    for n in range(20):
+        status, _headers, _body = get(app, f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&MINMAX={4 + n}:0,{n + 1}&JTL=1,1")
+        assert status.startswith("200")
+    assert len(app.service.cache.lru) <= 2  # the rendered tile (and at most its decoded tile)

@@ -563,9 +563,9 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display) -> np.
     return _render(data, minmax, display, exact=False)
 
 
-@lru_cache(maxsize=256)
 def _setup(display: Display, channels: int) -> tuple[Transfer, _Plan]:
-    """The per-request constants, cached: a viewer sends the same display for every tile."""
+    """The per-request constants. Only the plan is cached (by what it depends on): a cache keyed on the
+    whole Display would keep every request's MINMAX list alive, outside any budget."""
     transfer = Transfer.from_display(display)
     return transfer, _plan(channels, display.twist or None, display.shade, transfer.colormap is not None)
 

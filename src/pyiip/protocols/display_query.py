@@ -22,11 +22,11 @@ from . import iip
 DISPLAY_KEYS = ("minmax", "gam", "cnt", "cmp", "inv", "ctw", "shd", "qlt")
 
 
-def display_from_query(service: Service, request: Request, query: str) -> tuple[Display, int | None]:
-    """(display, JPEG/WebP quality) from the query; other keys (cache busters, IIIF=) are ignored."""
+def display_from_query(service: Service, request: Request, query: str, image: OpenImage) -> tuple[Display, int | None]:
+    """(display, JPEG/WebP quality) for ``image`` from the query; other keys (cache busters, IIIF=) are ignored."""
     if not query:
         return IDENTITY, None
-    session = iip.Session(service, request)
+    session = iip.Session(service, request, image)
     for key, value in iip.split_query(query):
         if key in DISPLAY_KEYS:
             iip.SETTINGS[key](session, value)
@@ -49,7 +49,7 @@ def tile_reply(
     if found is None:
         raise NotFound(f"{protocol} tile out of range")
     region, size = found
-    display, quality = display_from_query(service, request, query)
+    display, quality = display_from_query(service, request, query, image)
     model = ImageRequest(
         region=region, size=size, format=TILE_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
     )

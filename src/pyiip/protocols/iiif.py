@@ -332,7 +332,7 @@ def _link(target: Target, canonical: str | None) -> tuple[str, str]:
 
 def _info(service: Service, request: Request, target: Target, negotiated: bool) -> Response:
     image, display = open_image(service, target.identifier)
-    display_from_query(service, request, display)  # a bad value is a 400 here already
+    display_from_query(service, request, display, image)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or target.base  # iipsrv: a proxy may name the id itself
 
     def make() -> bytes:
@@ -359,7 +359,7 @@ def build_request(
     rect = region_rect(params.region, info.width, info.height)
     limits = Limits.from_settings(settings)
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
-    display, quality = display_from_query(service, request, query)
+    display, quality = display_from_query(service, request, query, image)
     model = ImageRequest(
         region=grid_region(info, *rect, *size),
         size=size,

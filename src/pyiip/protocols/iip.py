@@ -164,10 +164,13 @@ class Session:
 
     @property
     def display(self) -> Display:
-        if not self.minmax and self._plain_display():
+        # Overrides of channels the image lacks change nothing: left out, they never reach a cache key.
+        channels = self.image.info.channels if self.image is not None else 0
+        minmax = tuple((c, lo, hi) for c, (lo, hi) in sorted(self.minmax.items()) if c < channels)
+        if not minmax and self._plain_display():
             return IDENTITY
         return Display(
-            minmax=tuple((c, lo, hi) for c, (lo, hi) in sorted(self.minmax.items())),
+            minmax=minmax,
             gamma=self.gamma,
             contrast=self.contrast,
             colormap=self.colormap,
