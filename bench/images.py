@@ -48,7 +48,7 @@ def _log(message: str) -> None:
 
 def _rgb_source(size: int):
     """The demo's colourful, textured RGB image, with sensor noise so JPEG has work to do."""
-    from pyiip.demo import rgb_image
+    from pyiip.tools.demo import rgb_image
 
     return rgb_image(size, noise=1.5)
 
@@ -92,8 +92,8 @@ def _make_cube(directory: Path) -> None:
 
     # The demo's synthetic sky (Moffat stars, Sersic galaxies, a real WCS); private helpers of the
     # same project, used for one band at the benchmark's size.
-    from pyiip.convert import convert
-    from pyiip.demo import _catalogue, _write_fits
+    from pyiip.tools.convert import convert
+    from pyiip.tools.demo import _catalogue, _write_fits
 
     started = time.monotonic()
     fits = directory / ".cube_r.fits"

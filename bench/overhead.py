@@ -38,9 +38,9 @@ import images  # noqa: E402
 from run import PYIIP_SETTINGS, SHARED_SETTINGS, build_scenarios, free_port, stop_process  # noqa: E402
 
 from pyiip import config  # noqa: E402
-from pyiip.app import Application  # noqa: E402
-from pyiip.fastcgi import STDIN, Responder, _record  # noqa: E402
-from pyiip.fcgi_client import environ_for, opening  # noqa: E402
+from pyiip.respond.app import Application  # noqa: E402
+from pyiip.server.fastcgi import STDIN, Responder, _record  # noqa: E402
+from pyiip.server.fcgi_client import environ_for, opening  # noqa: E402
 
 
 def lighttpd_params(uri: str) -> dict[str, str]:

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pyiip import config, process
-from pyiip.app import Application
+from pyiip import config
 from pyiip.http import Request
 from pyiip.model import Display
+from pyiip.process import display as process
+from pyiip.respond.app import Application
 
 TILE = 256
 CASES = {
@@ -93,7 +94,7 @@ def _measure(app: Application, channels: int, query: str) -> tuple[tuple[float, 
 
 def _display(app: Application, channels: int, query: str) -> Display:
     """The Display the IIP parser builds for these parameters."""
-    from pyiip.protocols import iip
+    from pyiip.respond import iip
 
     session = iip.Session(app.service, Request("GET", "/", ""))
     for key, value in iip.split_query(query):

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from objectstores import nginx
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request
+from pyiip.respond.app import Application
 
 
 def make_pyramid(path: Path, size: int) -> None:

@@ -30,11 +30,11 @@ def setup(instrument: bool = False) -> None:
         import atheris
 
         with atheris.instrument_imports(include=["pyiip"]):
-            from pyiip import app as app_module
             from pyiip import config
+            from pyiip.respond import app as app_module
     else:
-        from pyiip import app as app_module
         from pyiip import config
+        from pyiip.respond import app as app_module
     root = seeds.image_root()
     settings = config.load(
         {"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MAX_REQUEST_MEMORY": "64", "MAX_IMAGE_CACHE_SIZE": "1"}

@@ -45,10 +45,12 @@ def setup(instrument: bool = False) -> None:
         import atheris
 
         with atheris.instrument_imports(include=["pyiip"]):
-            from pyiip import errors, tiff_source
+            from pyiip import errors
+            from pyiip.read.tiff import TiffSource
     else:
-        from pyiip import errors, tiff_source
-    _STATE.update(TiffSource=tiff_source.TiffSource, SourceError=errors.SourceError)
+        from pyiip import errors
+        from pyiip.read.tiff import TiffSource
+    _STATE.update(TiffSource=TiffSource, SourceError=errors.SourceError)
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer use

@@ -86,7 +86,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pyiip-shots-") as scratch:
         root = args.root
         if root is None:
-            from pyiip.demo import write_demo_data
+            from pyiip.tools.demo import write_demo_data
 
             root = Path(scratch)
             write_demo_data(root / "demo", size=args.size, progress=False)

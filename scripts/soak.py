@@ -39,7 +39,7 @@ SLACK_MB = 48  # allocator fragmentation, interpreter caches, libvips' operation
 
 def urls(data: Path) -> list[str]:
     """A mixed, deterministic list of distinct requests, all of which must answer 200."""
-    from pyiip.images import open_source
+    from pyiip.read.image import open_source
 
     found: list[str] = []
     cube, rgb = "demo/cube.tif", "demo/rgb.tif"

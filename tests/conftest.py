@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request, Response
+from pyiip.respond.app import Application
 
 FITS_HEADER = "".join(
     card.ljust(80)

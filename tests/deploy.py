@@ -48,7 +48,7 @@ IIIF_REQUESTS = [
     "/iiif/2/rgb_deflate.tif/full/200,/90/default.png",
     "/iiif/3/nested%2Fdeeper%2Ffloat_notags.tif/info.json",  # %2F must reach pyiip encoded
 ]
-HAVE_IIIF = importlib.util.find_spec("pyiip.protocols.iiif") is not None
+HAVE_IIIF = importlib.util.find_spec("pyiip.respond.iiif") is not None
 # The IIIF entries are checked once the IIIF module exists (it is written alongside).
 REQUESTS = IIP_REQUESTS + (IIIF_REQUESTS if HAVE_IIIF else [])
 COMPARED_HEADERS = ("Content-Type", "Last-Modified", "Cache-Control", "ETag", "Access-Control-Allow-Origin")
@@ -350,7 +350,7 @@ def apache_script(directory: Path, user: str | None) -> Path:
     site.addsitedir. Nothing outside the test's own directory changes mode.
     """
     entry = VENV_BIN / "pyiip.fcgi"
-    if _runs_as(user, [str(VENV_BIN / "python"), "-c", "import pyiip.fcgi"]):
+    if _runs_as(user, [str(VENV_BIN / "python"), "-c", "import pyiip.server.fcgi"]):
         return entry
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     site_packages = Path(sys.prefix) / "lib" / f"python{version}" / "site-packages"
@@ -364,7 +364,7 @@ def apache_script(directory: Path, user: str | None) -> Path:
             f"#!{python}\n"
             "# The venv's interpreter is unreadable by the Apache user: same Python version, venv packages.\n"
             f"import site\nsite.addsitedir({str(site_packages)!r})\n"
-            "from pyiip.fcgi import main\nmain()\n"
+            "from pyiip.server.fcgi import main\nmain()\n"
         )
         wrapper.chmod(0o755)
         wrapper.parent.chmod(0o755)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from pyiip import config, process
-from pyiip.app import Application
-from pyiip.convert import convert
+from pyiip import config
 from pyiip.http import Request
-from pyiip.protocols import iip
+from pyiip.process import display as process
+from pyiip.respond import iip
+from pyiip.respond.app import Application
+from pyiip.tools.convert import convert
 
 W, H = 600, 400
 WCS = {

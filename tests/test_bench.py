@@ -297,7 +297,7 @@ def test_render_a_saved_report():
 
 
 def test_overhead_layers_add_up_and_leave_the_application_as_it_was(settings):
-    from pyiip.app import Application
+    from pyiip.respond.app import Application
 
     overhead = _load("pyiip_bench_overhead", BENCH / "overhead.py")
     app = Application(settings)

@@ -12,12 +12,15 @@ import simplejpeg
 from imaging import rgb_pattern, write_vips_pyramid
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.cache import Body, LRUCache, RenderCache, parse_servers
+from pyiip.cache.etags import Body
+from pyiip.cache.lru import LRUCache
+from pyiip.cache.memcached import parse_servers
+from pyiip.cache.rendered import RenderCache
 from pyiip.config import ConfigError
 from pyiip.http import Request
 from pyiip.model import ImageRequest, Region
-from pyiip.render import Rendered
+from pyiip.process.render import Rendered
+from pyiip.respond.app import Application
 
 
 def entry(size: int) -> Rendered:
@@ -196,7 +199,7 @@ def test_rendezvous_placement_is_even_and_consistent():
 
     from pymemcache.client.rendezvous import RendezvousHash
 
-    from pyiip.memcached import place
+    from pyiip.cache.memcached import place
 
     nodes = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]
     keys = [f"pyiip:{i:032x}" for i in range(3000)]

@@ -27,10 +27,12 @@ from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 from mcserver import Memcached, memcached
 from servers import VENV_BIN, free_port, running
 
-from pyiip import config, fcgi_client, process
-from pyiip.app import Application
-from pyiip.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, _encode_pairs, _record
-from pyiip.fcgi_client import environ_for
+from pyiip import config
+from pyiip.process import display as process
+from pyiip.respond.app import Application
+from pyiip.server import fcgi_client
+from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, _encode_pairs, _record
+from pyiip.server.fcgi_client import environ_for
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,1"
 INFO = "/iiif/3/rgb.tif/info.json"
@@ -389,7 +391,7 @@ def test_an_image_made_unreadable_stops_being_served_at_once(root, mc):
 
 def test_a_value_longer_than_any_pyiip_stores_is_refused_before_any_buffer():
     """A peer on the memcached port that announces a 500 MB value: a miss, the connection closed, nothing allocated."""
-    from pyiip.cache import MemcachedCache
+    from pyiip.cache.tier import MemcachedCache
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         tier = MemcachedCache(f"127.0.0.1:{listener.getsockname()[1]}", dead_timeout=60)

@@ -11,7 +11,7 @@ from pathlib import Path
 from mcserver import memcached
 from servers import VENV_BIN, free_port, running
 
-from pyiip import fcgi_client
+from pyiip.server import fcgi_client
 
 
 def fcgi_get(port: int, query: str, path: str = "/fcgi-bin/iipsrv.fcgi") -> tuple[int, dict[str, str], bytes]:

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from astropy.io import fits
 
-from pyiip.convert import ConvertError, convert
+from pyiip.tools.convert import ConvertError, convert
 
 W, H = 700, 500
 
@@ -394,7 +394,7 @@ def test_missing_output_directory(three_bands, tmp_path):
 
 def test_error_during_write_cleans_temporaries(three_bands, tmp_path, monkeypatch):
     """An interruption half-way (here a failing tile read) leaves neither output nor temporaries."""
-    import pyiip.convert as module
+    import pyiip.tools.convert as module
 
     paths, _ = three_bands
     before = {p.name for p in tmp_path.iterdir()}

@@ -10,7 +10,7 @@ import pytest
 import simplejpeg
 
 from pyiip.http import Request, Response
-from pyiip.protocols.deepzoom import max_level
+from pyiip.respond.deepzoom import max_level
 
 NS = "{http://schemas.microsoft.com/deepzoom/2008}"
 

@@ -11,7 +11,7 @@ import tifffile
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from pyiip.demo import write_demo_data
+from pyiip.tools.demo import write_demo_data
 
 SIZE = 1024
 

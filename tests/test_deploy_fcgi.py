@@ -19,7 +19,7 @@ import simplejpeg
 from servers import VENV_BIN, free_port, get, wait_for_port
 
 from deploy import DEPLOY, REPO, alive, descendants, wait_for
-from pyiip import fcgi_client
+from pyiip.server import fcgi_client
 
 FCGI = str(VENV_BIN / "pyiip.fcgi")
 SLOW_CVT = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=4000&CVT=jpeg"  # about a second of work
@@ -232,10 +232,10 @@ def test_socket_activation(images, tmp_path, activator):
 
 
 def test_fcgi_client_probe(images, tmp_path):
-    """`python -m pyiip.fcgi_client ADDRESS [URI]`: a container HEALTHCHECK for FastCGI-only deployments."""
+    """`python -m pyiip.server.fcgi_client ADDRESS [URI]`: a container HEALTHCHECK for FastCGI-only deployments."""
     process, sock, _ = start(images, tmp_path)
     try:
-        probe = [sys.executable, "-m", "pyiip.fcgi_client"]
+        probe = [sys.executable, "-m", "pyiip.server.fcgi_client"]
         result = subprocess.run([*probe, sock], capture_output=True, text=True)
         assert result.returncode == 0 and '"status": "ok"' in result.stdout
         assert subprocess.run([*probe, "-q", sock, "/nothing-here"]).returncode == 1
@@ -324,7 +324,7 @@ def test_container_file():
     user = re.search(r"^USER (\S+)", text, re.M)
     assert user and user.group(1) not in ("root", "0")
     assert re.search(r"^VOLUME \[\"/images\"\]", text, re.M)
-    assert "pyiip.fcgi_client" in text and "HEALTHCHECK" in text
+    assert "pyiip.server.fcgi_client" in text and "HEALTHCHECK" in text
     assert (REPO / ".dockerignore").exists() or (DEPLOY / "Containerfile.dockerignore").exists()
 
 

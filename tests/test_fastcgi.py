@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from pyiip import fastcgi
-from pyiip.fcgi_client import environ_for, opening
 from pyiip.http import Reply
+from pyiip.server import fastcgi
+from pyiip.server.fcgi_client import environ_for, opening
 
 HEADER = struct.Struct("!BBHHBx")
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyiip import config
-from pyiip.app import Application
+from pyiip.respond.app import Application
 
 EXAMPLES = settings(
     max_examples=int(os.environ.get("PYIIP_HYPOTHESIS_EXAMPLES", "120")),  # more for a deeper search

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.fcgi_client import environ_for
 from pyiip.http import http_date
+from pyiip.respond.app import Application
+from pyiip.server.fcgi_client import environ_for
 
 TILE = "FIF=rgb.tif&JTL=3,6"
 

@@ -12,8 +12,8 @@ import simplejpeg
 from PIL import Image
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request, Response
+from pyiip.respond.app import Application
 
 
 def make_app(images, **env: str) -> Application:

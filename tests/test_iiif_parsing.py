@@ -9,7 +9,7 @@ import pytest
 
 from pyiip.errors import BadRequest, NotImplementedFeature
 from pyiip.http import Request
-from pyiip.protocols.iiif import (
+from pyiip.respond.iiif import (
     canonical_params,
     negotiated_version,
     output_size,
@@ -22,7 +22,7 @@ from pyiip.protocols.iiif import (
     region_rect,
     split_target,
 )
-from pyiip.protocols.iiif_info import Limits, content_type
+from pyiip.respond.iiif_info import Limits, content_type
 
 W, H = 300, 200
 NONE = Limits(None, None, None)

@@ -3,7 +3,7 @@
 import pytest
 
 from pyiip.errors import BadRequest
-from pyiip.protocols.iip import error_line, parse_twist, split_query, unquote
+from pyiip.respond.iip import error_line, parse_twist, split_query, unquote
 
 
 @pytest.mark.parametrize(

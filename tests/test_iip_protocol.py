@@ -158,7 +158,7 @@ def test_jtl_tiles_match_the_source(iip, images, res, index, shape, origin):
 
 
 def test_passthrough_sends_the_stored_tile(iip, images):
-    from pyiip.tiff_source import TiffSource
+    from pyiip.read.tiff import TiffSource
 
     source = TiffSource(str(images.root / "rgb.tif"))
     try:
@@ -187,8 +187,8 @@ def test_cvt_region_and_width(iip, images):
 
 def test_cvt_is_capped_by_max_cvt(images):
     from pyiip import config
-    from pyiip.app import Application
     from pyiip.http import Request
+    from pyiip.respond.app import Application
 
     app = Application(config.load({"FILESYSTEM_PREFIX": str(images.root) + "/", "MAX_CVT": "200"}))
     reply = app.respond(Request("GET", "/fcgi-bin/iipsrv.fcgi", "FIF=rgb.tif&WID=5000&CVT=jpeg"))

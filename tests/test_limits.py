@@ -20,8 +20,8 @@ from hostile import big_tile_tiff, scroll_tiff, sparse_tiff
 from imaging import rgb_pattern, write_tifffile_pyramid
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request, Response
+from pyiip.respond.app import Application
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +179,10 @@ def test_max_process_memory_is_checked_against_the_request_budget():
 _MEASURE = textwrap.dedent(
     """
     import json, re, sys
-    from pyiip import config, limits, render
-    from pyiip.app import Application
+    from pyiip import config
+    from pyiip.process import render
+    from pyiip.server import limits
+    from pyiip.respond.app import Application
     from pyiip.http import Request
 
     root, env, urls = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -283,8 +285,10 @@ def test_no_request_exceeds_a_small_budget(extreme):
 _BLIND = textwrap.dedent(
     """
     import json, sys
-    from pyiip import config, limits, render
-    from pyiip.app import Application
+    from pyiip import config
+    from pyiip.process import render
+    from pyiip.server import limits
+    from pyiip.respond.app import Application
     from pyiip.http import Request
 
     settings = config.load({"FILESYSTEM_PREFIX": sys.argv[1] + "/", "VERBOSITY": "0", "MAX_CVT": "-1",

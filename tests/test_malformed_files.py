@@ -11,11 +11,11 @@ from hostile import malformed_fits, malformed_tiffs
 from servers import VENV_BIN
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.convert import ConvertError, convert
 from pyiip.errors import SourceError
 from pyiip.http import Request
-from pyiip.images import open_source
+from pyiip.read.image import open_source
+from pyiip.respond.app import Application
+from pyiip.tools.convert import ConvertError, convert
 
 TIFF_URLS = [
     "/fcgi-bin/iipsrv.fcgi?FIF={id}&OBJ=IIP,1.0&OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number"

@@ -21,11 +21,11 @@ from servers import get, http_server
 from test_cache import replace_image
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.cache import MemcachedCache
+from pyiip.cache.memcached import place
+from pyiip.cache.tier import MemcachedCache
 from pyiip.http import Request
-from pyiip.memcached import place
-from pyiip.render import Rendered
+from pyiip.process.render import Rendered
+from pyiip.respond.app import Application
 
 # rgb.tif is 1100 x 900 in 256-pixel tiles: 20 + 6 + 2 + 1 tiles, IIP resolutions 3 (full) to 0.
 ALL_TILES = [(3, i) for i in range(20)] + [(2, i) for i in range(6)] + [(1, 0), (1, 1), (0, 0)]

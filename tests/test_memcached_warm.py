@@ -12,9 +12,9 @@ from mcserver import memcached
 from servers import VENV_BIN
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request
-from pyiip.warm import WarmError, parse_levels, warm
+from pyiip.respond.app import Application
+from pyiip.tools.warm import WarmError, parse_levels, warm
 
 
 @pytest.fixture

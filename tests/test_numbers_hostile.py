@@ -22,10 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 
-from pyiip import config, log, process
-from pyiip.app import Application
+from pyiip import config, log
 from pyiip.http import Request
 from pyiip.model import Display
+from pyiip.process import display as process
+from pyiip.respond.app import Application
 
 IIP = "/fcgi-bin/iipsrv.fcgi"
 D309, D330, D4301 = "9" * 309, "9" * 330, "9" * 4301

@@ -15,9 +15,10 @@ import timeit
 import pytest
 from servers import free_port, require, wait_for_port
 
-from pyiip import config, log, ops
-from pyiip.app import Application
+from pyiip import config, log
 from pyiip.http import Request
+from pyiip.respond import ops
+from pyiip.respond.app import Application
 
 # A sample line of the Prometheus text format 0.0.4: name{labels} value.
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$')

@@ -27,8 +27,9 @@ from mcserver import memcached
 from servers import VENV_BIN, free_port, get, http_server, require, wait_for_port
 
 from deploy import CONF, DEPLOY, lighttpd_conf, nginx_command, nginx_conf, process, settings_env
-from pyiip import config, index
-from pyiip.app import Application
+from pyiip import config
+from pyiip.respond import index
+from pyiip.respond.app import Application
 
 HEALTH_BOUND = 0.3  # seconds: the old probe waited 0.5 s per stopped memcached
 REMOTE = "203.0.113.7"  # TEST-NET-3: a client that is not on this host

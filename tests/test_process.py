@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiip import colormaps, process
 from pyiip.model import Display
-from pyiip.process import apply_display, default_minmax, needs_processing
+from pyiip.process import colormaps
+from pyiip.process import display as process
+from pyiip.process.display import apply_display, default_minmax, needs_processing
 
 LUT_TOLERANCE = 1  # grey levels; only where the quantised table is used
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pyiip.errors import SourceError
-from pyiip.tiff_source import TiffSource
+from pyiip.read.tiff import TiffSource
 
 
 def _open(images, name):

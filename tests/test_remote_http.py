@@ -22,8 +22,8 @@ from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 from objectstores import Nginx, nginx
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request, Response
+from pyiip.respond.app import Application
 
 BLOCK = 16 * 1024
 

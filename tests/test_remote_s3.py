@@ -16,8 +16,8 @@ from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 from objectstores import MotoS3, moto_s3
 
 from pyiip import config
-from pyiip.app import Application
 from pyiip.http import Request, Response
+from pyiip.respond.app import Application
 
 BLOCK = 16 * 1024
 BUCKET = "images"

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from pyiip import config
-from pyiip.block_cache import BlockCache
 from pyiip.errors import BadRequest, Forbidden
-from pyiip.remote import Credentials, HttpLocation, S3Location, check_identifier, remote_store, sign_v4
+from pyiip.read.block_cache import BlockCache
+from pyiip.read.sigv4 import Credentials, sign_v4
+from pyiip.resolve.remote import HttpLocation, S3Location, check_identifier, remote_store
 
 # --- SigV4 ---------------------------------------------------------------------------------------
 

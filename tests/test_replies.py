@@ -10,8 +10,8 @@ import pytest
 from imaging import rgb_pattern, write_vips_pyramid
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.fcgi_client import environ_for
+from pyiip.respond.app import Application
+from pyiip.server.fcgi_client import environ_for
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,6"
 INFO = "/iiif/3/rgb.tif/info.json"

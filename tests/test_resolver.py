@@ -6,8 +6,8 @@ import pytest
 
 from pyiip.config import load
 from pyiip.errors import BadRequest, Forbidden, NotFound
-from pyiip.index import Listing
-from pyiip.resolver import Resolver
+from pyiip.resolve.local import Resolver
+from pyiip.respond.index import Listing
 
 TRAVERSALS = [
     "../outside/passwd",

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from pyiip import static_files
 from pyiip.http import Request
+from pyiip.respond import static_files
 
 
 def get(app, path: str, query: str = "", headers: dict[str, str] | None = None):

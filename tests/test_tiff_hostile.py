@@ -34,12 +34,14 @@ from hostile import (
 from PIL import Image
 from servers import VENV_BIN, free_port, get, running
 
-from pyiip import codec_sizes, config
-from pyiip.byte_source import LocalFile
+from pyiip import config
+from pyiip.cache.images import ImageStore
 from pyiip.errors import SourceError, TooLarge
-from pyiip.images import ImageStore, open_source
-from pyiip.resolver import Resolver
-from pyiip.tiff_source import TiffSource
+from pyiip.read import codec_sizes
+from pyiip.read.byte_source import LocalFile
+from pyiip.read.image import open_source
+from pyiip.read.tiff import TiffSource
+from pyiip.resolve.local import Resolver
 
 MB = 1 << 20
 
@@ -48,7 +50,7 @@ _ONE_REQUEST = textwrap.dedent(
     """
     import json, sys
     from pyiip import config
-    from pyiip.app import Application
+    from pyiip.respond.app import Application
     from pyiip.http import Request
 
     def peak():
@@ -219,7 +221,7 @@ def _rss_per_open(path: Path, count: int) -> tuple[float, float]:
     script = textwrap.dedent(
         """
         import gc, sys
-        from pyiip.tiff_source import TiffSource
+        from pyiip.read.tiff import TiffSource
 
         def rss():
             for line in open("/proc/self/status"):

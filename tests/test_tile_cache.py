@@ -12,10 +12,11 @@ import simplejpeg
 from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 
 from pyiip import config
-from pyiip.app import Application
-from pyiip.cache import LRUCache, TileCache
+from pyiip.cache.lru import LRUCache
+from pyiip.cache.tiles import TileCache
 from pyiip.http import Request, Response
-from pyiip.tiff_source import TiffSource
+from pyiip.read.tiff import TiffSource
+from pyiip.respond.app import Application
 
 TILE_BYTES = 256 * 256 * 3  # one decoded RGB tile
 

@@ -17,7 +17,7 @@ from astropy.wcs import WCS
 from browser import chromium, missing, screenshot, wait_for
 from servers import get, http_server
 
-from pyiip.demo import write_demo_data
+from pyiip.tools.demo import write_demo_data
 
 CUBE, RGB = "demo/cube.tif", "demo/rgb.tif"
 
@@ -214,7 +214,7 @@ def test_rgb_through_iip_and_iiif(browser, base):
     assert all(u.split("/fcgi-bin/iipsrv.fcgi?")[1].startswith("FIF=demo/rgb.tif&JTL=") for u in urls)
     assert not browser.find_elements("id", "cmap")  # 8-bit RGB: no astro display controls
     through_iip = map_pixels(browser)
-    pytest.importorskip("pyiip.protocols.iiif", reason="the IIIF protocol module is not in this tree")
+    pytest.importorskip("pyiip.respond.iiif", reason="the IIIF protocol module is not in this tree")
     assert get(f"{base}/iiif/3/demo%2Frgb.tif/info.json")[0] == 200
     browser.find_element("id", "protocol-iiif").click()
     urls = settle(browser, "/iiif/3/demo%2Frgb.tif/")

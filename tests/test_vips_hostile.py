@@ -21,8 +21,8 @@ from hostile import png_bomb
 from imaging import rgb_pattern
 from servers import get, http_server
 
-from pyiip.images import open_source
-from pyiip.vips_source import VipsSource
+from pyiip.read.image import open_source
+from pyiip.read.vips import VipsSource
 
 BOMB_SIDE = 40000  # 1.6 GB of grey pixels, over the default MAX_REQUEST_MEMORY (1024 MB)
 

@@ -11,13 +11,14 @@ import pyvips
 import tifffile
 from imaging import rgb_pattern
 
-from pyiip import config, vips_source
-from pyiip.app import Application
+from pyiip import config
 from pyiip.errors import SourceError
 from pyiip.http import Request
-from pyiip.images import open_source
-from pyiip.tiff_source import TiffSource
-from pyiip.vips_source import SingleLevelTiff, VipsSource
+from pyiip.read import vips
+from pyiip.read.image import open_source
+from pyiip.read.tiff import TiffSource
+from pyiip.read.vips import SingleLevelTiff, VipsSource
+from pyiip.respond.app import Application
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +184,11 @@ def test_served_through_every_protocol(flat: Path) -> None:
 
 def test_decoded_pixels_stay_within_a_budget(flat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Open images give back their decoded pixels, least recently used first, and decode again when read."""
-    monkeypatch.setattr(vips_source, "DECODED_BUDGET", 6 * 1024 * 1024)  # one 1503 x 1001 RGB level is 4.5 MB
+    monkeypatch.setattr(vips, "DECODED_BUDGET", 6 * 1024 * 1024)  # one 1503 x 1001 RGB level is 4.5 MB
     first, second = VipsSource(str(flat / "photo.png")), VipsSource(str(flat / "strips.tif"))
     try:
         expected = first.read(0, 10, 10, 20, 20)
-        assert 0 < first.decoded_bytes() <= vips_source.DECODED_BUDGET
+        assert 0 < first.decoded_bytes() <= vips.DECODED_BUDGET
         second.read(0, 0, 0, 8, 8)
         assert first.decoded_bytes() == 0 and second.decoded_bytes() > 0
         assert np.array_equal(first.read(0, 10, 10, 20, 20), expected)

@@ -10,8 +10,8 @@ import pytest
 import simplejpeg
 
 from pyiip.http import Request, Response
-from pyiip.protocols.zoomify import tiers
-from pyiip.source import ImageInfo, LevelInfo
+from pyiip.read.source import ImageInfo, LevelInfo
+from pyiip.respond.zoomify import tiers
 
 
 @pytest.fixture

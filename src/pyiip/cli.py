@@ -15,21 +15,21 @@ def _root(directory: str | None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from . import serve
+    from pyiip.server import serve
 
     _root(args.root)
     return serve.run(args.host, args.port, args.workers)
 
 
 def _fcgi(args: argparse.Namespace) -> int:
-    from . import fcgi
+    from pyiip.server import fcgi
 
     _root(args.root)
     return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import write_demo_data
+    from pyiip.tools.demo import write_demo_data
 
     paths = write_demo_data(Path(args.directory), size=args.size, progress=not args.quiet)
     for path in paths:
@@ -38,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import ConvertError, convert
+    from pyiip.tools.convert import ConvertError, convert
 
     try:
         convert(
@@ -83,9 +83,9 @@ def _pyramid(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     """iipsrv's debug mode as a command: one query in, the reply body out."""
-    from . import config
-    from .app import Application
-    from .http import Request
+    from pyiip import config
+    from pyiip.http import Request
+    from pyiip.respond.app import Application
 
     _root(args.root)
     app = Application(config.load())
@@ -101,9 +101,9 @@ def _render(args: argparse.Namespace) -> int:
 
 def _warm(args: argparse.Namespace) -> int:
     """Pre-render tiles into memcached (see warm.py)."""
-    from . import config
-    from .errors import HTTPError
-    from .warm import WarmError, warm
+    from pyiip import config
+    from pyiip.errors import HTTPError
+    from pyiip.tools.warm import WarmError, warm
 
     _root(args.root)
     try:

@@ -1,18 +1,19 @@
-"""The HTTP side of a request and a reply, independent of WSGI details."""
+"""The HTTP side of a request and a reply, independent of WSGI details.
+
+Value types (Request, Response, Reply) that cache/ (kept replies) and server/ use as well as respond/: they
+live at the top so that nothing below respond/ imports it. Imports no stage package.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from . import __version__
-
-if TYPE_CHECKING:
-    from .resolver import Resolved
+from pyiip import __version__
 
 SERVER = f"pyiip/{__version__}"
 
@@ -89,6 +90,22 @@ class Request:
         return f"{scheme}://{self.host}"
 
 
+class Source(Protocol):
+    """The image a reply was made from (read.resolved.Resolved): what a kept reply checks again.
+
+    A protocol, so that these value types import no stage package.
+    """
+
+    @property
+    def mtime(self) -> float: ...
+
+    @property
+    def identifier(self) -> str: ...
+
+    @property
+    def identity(self) -> Hashable: ...
+
+
 @dataclass(slots=True)
 class Response:
     """A reply; ``source``, the image it was made from, gives Last-Modified and lets the reply be kept.
@@ -102,7 +119,7 @@ class Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
-    source: Resolved | None = None
+    source: Source | None = None
     cacheable: bool = True
     mtime: float | None = None  # Last-Modified of a reply not made from an image (static files)
 

@@ -11,7 +11,7 @@ import logging
 import logging.handlers
 import sys
 
-from .config import Settings
+from pyiip.config import Settings
 
 LOGGER = logging.getLogger("pyiip")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from .cache import RenderCache, tagged
-from .config import Settings
-from .encode import MIME
-from .images import ImageStore, OpenImage, open_image_budget
-from .model import ImageRequest, Region
-from .render import Rendered, Renderer
-from .resolver import Resolver
+from pyiip.cache.etags import tagged
+from pyiip.cache.images import ImageStore, open_image_budget
+from pyiip.cache.rendered import RenderCache
+from pyiip.config import Settings
+from pyiip.encode.encoders import MIME
+from pyiip.model import ImageRequest, Region
+from pyiip.process.render import Rendered, Renderer
+from pyiip.read.image import OpenImage
+from pyiip.resolve.local import Resolver
+from pyiip.resolve.remote import remote_store
 
 
 class Service:
@@ -16,7 +19,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.resolver = Resolver(settings)
+        self.resolver = Resolver(settings, remote_store(settings))  # local files, or object storage
         self.cache = RenderCache(settings)  # per-process LRU, then memcached when configured
         # TIFF sources keep decoded tiles in that LRU too, under the same budget.
         self.store = ImageStore(

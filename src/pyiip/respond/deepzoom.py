@@ -1,0 +1,69 @@
+"""DeepZoom (``.dzi`` and ``_files/{level}/{col}_{row}.{ext}``), as iipsrv serves it.
+
+Reached as ``/deepzoom/{path}.dzi`` (URI_MAP style) or ``?DeepZoom={path}.dzi``.
+DeepZoom level L has scale 2^(N-L) with N = ceil(log2(max(W, H))) and size
+ceil(W / scale); tiles have no overlap and the stored tile size. Levels
+coarser than the pyramid's smallest are rendered from it, so every level a
+viewer asks for exists (iipsrv clamps them to its smallest level instead).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pyiip.errors import BadRequest, NotFound
+from pyiip.http import Request, Response
+from pyiip.parse import numbers
+from pyiip.process.tiling import tile_request_region
+from pyiip.read.image import OpenImage
+from pyiip.respond.display_query import path_handler, query_handler, tile_reply
+from pyiip.service import Service
+
+PREFIX = "/deepzoom/"
+NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
+_INDICES = ("DeepZoom level", "DeepZoom column", "DeepZoom row")
+_TILE = re.compile(r"^(.+)_files/(\d+)/(\d+)_(\d+)\.(\w+)$")
+
+
+def max_level(width: int, height: int) -> int:
+    """N: the DeepZoom level of the full image (level 0 is 1x1)."""
+    return max(0, math.ceil(math.log2(max(width, height))))
+
+
+def descriptor(image: OpenImage) -> bytes:
+    """The .dzi document, without an XML declaration as iipsrv writes it."""
+    info = image.info
+    return (
+        f'<Image xmlns="{NAMESPACE}" TileSize="{info.tile_size[0]}" Overlap="0" Format="jpg">'
+        f'<Size Width="{info.width}" Height="{info.height}"/></Image>'
+    ).encode()
+
+
+def tile(
+    service: Service, request: Request, image: OpenImage, level: int, col: int, row: int, ext: str, query: str
+) -> Response:
+    info = image.info
+    top = max_level(info.width, info.height)
+    if level > top:
+        raise NotFound("DeepZoom level out of range")
+    found = tile_request_region(info, 1 << (top - level), info.tile_size[0], col, row)
+    return tile_reply(service, request, image, found, ext, query, "DeepZoom")
+
+
+def respond(service: Service, request: Request, path: str, query: str) -> Response:
+    """``path`` is decoded: ``{id}.dzi`` or ``{id}_files/{level}/{col}_{row}.{ext}``."""
+    if path.endswith(".dzi"):
+        image = service.image(path[: -len(".dzi")])
+        return Response(200, descriptor(image), "application/xml", source=image.resolved)
+    match = _TILE.match(path)
+    if match is None:
+        raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")
+    identifier, *indices, ext = match.groups()
+    level, col, row = numbers.indices(_INDICES, indices)
+    image = service.image(identifier)
+    return tile(service, request, image, level, col, row, ext, query)
+
+
+handle_path = path_handler(PREFIX, respond)
+handle_query = query_handler("deepzoom", respond)
