@@ -26,9 +26,12 @@ import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported lazily by the functions that use it
+    from astropy.io import fits
 
 __all__ = ["ConvertError", "convert"]
 
@@ -55,12 +58,6 @@ _EXTRA_AXIS = re.compile(
 )
 
 
-# astropy ships no types: its objects are Any to mypy, named here for the reader.
-FitsHeader = Any  # astropy.io.fits.Header
-FitsHDU = Any  # astropy.io.fits ImageHDU, PrimaryHDU or CompImageHDU
-FitsHDUList = Any  # astropy.io.fits.HDUList
-
-
 class ConvertError(Exception):
     """Bad input or output for ``convert``; the message is meant for the user."""
 
@@ -70,7 +67,7 @@ class _Input:
     """One FITS image HDU, read by rows: raw positioned reads, or astropy's section if compressed."""
 
     path: Path
-    header: FitsHeader
+    header: fits.Header
     width: int
     height: int
     planes: int
@@ -80,7 +77,7 @@ class _Input:
     bzero: float = 0.0
     blank: int | None = None
     file: Any = None  # an open binary file (raw) or the compressed HDU
-    hdul: FitsHDUList = None
+    hdul: fits.HDUList | None = None
 
     def rows(self, plane: int, start: int, stop: int) -> np.ndarray:
         """FITS rows [start, stop) of one plane as float32, bad values as NaN."""
@@ -158,7 +155,9 @@ def _open_input(path: Path) -> _Input:
             raise
 
 
-def _describe(path: Path, hdul: FitsHDUList, index: int, hdu: FitsHDU) -> _Input:
+def _describe(
+    path: Path, hdul: fits.HDUList, index: int, hdu: fits.ImageHDU | fits.PrimaryHDU | fits.CompImageHDU
+) -> _Input:
     from astropy.io import fits
 
     header = hdu.header
@@ -220,7 +219,7 @@ def _channels(inputs: list[_Input]) -> list[_Channel]:
 # --- Header ---------------------------------------------------------------------------------
 
 
-def _cd_matrix(header: FitsHeader) -> np.ndarray | None:
+def _cd_matrix(header: fits.Header) -> np.ndarray | None:
     """CDi_j equivalent of CDELT/PC/CROTA (VisiOmatic reads only CD), or None when not needed.
 
     Same rules as wcslib: CD = diag(CDELT) PC, with PC from CROTA2 (AIPS convention) when the
@@ -244,7 +243,7 @@ def _cd_matrix(header: FitsHeader) -> np.ndarray | None:
     return cdelt[:, None] * pc
 
 
-def _header(first: _Input, width: int, height: int, labels: list[str]) -> FitsHeader:
+def _header(first: _Input, width: int, height: int, labels: list[str]) -> fits.Header:
     """Full-resolution header for IFD0: structure rewritten, CD matrix, CHAN labels."""
     from astropy.io import fits
 
@@ -276,7 +275,7 @@ def _header(first: _Input, width: int, height: int, labels: list[str]) -> FitsHe
     return fits.Header(cards)
 
 
-def _level_header(header: FitsHeader, width: int, height: int, steps: list[tuple[int, int]]) -> FitsHeader:
+def _level_header(header: fits.Header, width: int, height: int, steps: list[tuple[int, int]]) -> fits.Header:
     """STIFF rewrites each level's header for its own pixel grid (iipsrv-astro shows IFD0's)."""
     header = header.copy()
     header["NAXIS1"], header["NAXIS2"] = width, height
@@ -292,7 +291,7 @@ def _level_header(header: FitsHeader, width: int, height: int, steps: list[tuple
     return header
 
 
-def _cards(header: FitsHeader) -> str:
+def _cards(header: fits.Header) -> str:
     """80-character cards, concatenated, no END (what STIFF puts in ImageDescription)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -598,7 +597,7 @@ def _write(
     name: str,
     channels: list[_Channel],
     sizes: list[tuple[int, int]],
-    header: FitsHeader,
+    header: fits.Header,
     cuts: list[tuple[float, float]],
     make_raw: Callable[[int, int], _RawRows],
     *,
