@@ -45,7 +45,7 @@ _MAX_QUANTILE = 0.999
 _SAMPLE_ROWS = 1024  # rows read for the cuts
 _SAMPLE_PIXELS = 1_000_000  # per channel: quantiles to ~1e-3 need no more
 _RAW_DTYPES: dict[int, np.dtype] = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
-               -32: np.dtype(">f4"), -64: np.dtype(">f8")}  # fmt: skip
+                                    -32: np.dtype(">f4"), -64: np.dtype(">f8")}  # fmt: skip
 # Keywords that describe the FITS data layout rather than the sky: rewritten for the float raster.
 _STRUCTURAL = re.compile(
     r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BSCALE|BZERO|BLANK|CHECKSUM|DATASUM|"
@@ -433,7 +433,7 @@ def _level_strips(
         yield strip
 
 
-def _ahead(items: Iterator[np.ndarray]) -> Generator[np.ndarray]:
+def _ahead(items: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
     """Make the next strip in a thread while tifffile's workers compress the current one."""
     slot: queue.Queue[tuple[np.ndarray | None, BaseException | None]] = queue.Queue(maxsize=1)
     stop = threading.Event()

@@ -376,7 +376,7 @@ def build_request(
 
 def _image(service: Service, request: Request, target: Target, query: str, negotiated: bool) -> Response:
     try:
-        region, size, rotation, quality_format = target.params  # split_target gives an "image" four
+        region, size, rotation, quality_format = target.params  # an "image" target has four
         params = parse_params(region, size, rotation, quality_format, target.version)  # 400 before any file
     except BadRequest as error:
         # ".../dir/a/b/c/name.tif" may be the base URI of an identifier with slashes.
