@@ -36,7 +36,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
 from .config import ConfigError, Settings
@@ -115,7 +115,7 @@ def footprint(value: object) -> int:
     if kind in _LEAVES:
         return _sizeof(value)
     if kind is tuple or kind is list:
-        return _sizeof(value) + _parts(value)
+        return _sizeof(value) + _parts(cast(Iterable[object], value))  # mypy does not narrow on ``kind``
     if id(value) in _SHARED:
         return 0
     size = _sizeof(value)

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from . import __version__
@@ -63,6 +64,9 @@ from .block_cache import BlockCache
 from .config import ConfigError, Settings
 from .errors import BadRequest, Forbidden, HTTPError, NotFound, SourceError, Unavailable
 from .resolver import MAX_IDENTIFIER, Resolved
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 LOGGER = logging.getLogger("pyiip")
 
@@ -363,7 +367,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         return self._sock.recv_into(memoryview(buffer).cast("B"))
 
     def close(self) -> None:
@@ -600,7 +604,9 @@ class RemoteStore:
             if unsatisfied is not None and unsatisfied[1] == "0":
                 raise SourceError("not a readable image")  # an empty object
         self._expect_partial(target, reply)
-        size = _content_range(reply.headers)[2]  # a 206 here passed _first_block_length
+        bounds = _content_range(reply.headers)
+        assert bounds is not None  # a 206 here passed _first_block_length
+        size = bounds[2]
         etag = _etag(reply.headers)
         if not etag:
             LOGGER.warning(
