@@ -49,6 +49,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts fuzz
 	$(BIN)/ruff format --check src tests bench scripts fuzz
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: $(STAMP) system-packages lint

@@ -105,7 +105,7 @@ def test_every_parameter_changes_tiles_as_the_pipeline_says(served, parameters):
     assert not np.array_equal(changed, default), parameters
     # The same pixels from the pipeline itself, on the raw tile and the file's display range.
     image = app.service.image("cube.tif")
-    session = iip.Session(app.service, Request("GET", "/", ""))
+    session = iip.Session(app.service, Request("GET", "/", ""), image)
     for key, value in iip.split_query(parameters):
         iip.SETTINGS[key](session, value)
     expected = process.apply_display(image.source.read(0, 0, 0, 256, 256), image.minmax, session.display)

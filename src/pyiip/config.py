@@ -198,7 +198,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 def _replace(settings: Settings, changes: dict[str, object]) -> Settings:
     current = {f.name: getattr(settings, f.name) for f in fields(settings)}
     current.update(changes)
-    return Settings(**current)  # type: ignore[arg-type]
+    return Settings(**current)
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -32,7 +32,6 @@ def setup(settings: Settings) -> logging.Logger:
         LOGGER.setLevel(logging.CRITICAL + 1)
         return LOGGER
     level = {1: logging.WARNING, 2: logging.INFO}.get(settings.verbosity, logging.DEBUG)
-    handler: logging.Handler
     if settings.logfile == "syslog":
         handler = logging.handlers.SysLogHandler(address="/dev/log")
         handler.setFormatter(logging.Formatter("pyiip[%(process)d]: %(levelname)s %(message)s"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from pyiip.model import IDENTITY
 
@@ -29,7 +29,7 @@ def footprint(value: object) -> int:
     if kind in _LEAVES:
         return _sizeof(value)
     if kind is tuple or kind is list:
-        return _sizeof(value) + _parts(value)
+        return _sizeof(value) + _parts(cast(Iterable[object], value))  # mypy does not narrow on ``kind``
     if id(value) in _SHARED:
         return 0
     size = _sizeof(value)

@@ -56,14 +56,16 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
         )
     if fmt == "png":
         pixels = _contiguous(_flatten(pixels, keep_alpha=True))
-        return imagecodecs.png_encode(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, level=png_level)
+        # imagecodecs' stubs say bytes | bytearray: a bytearray comes back only when passed as out=.
+        return imagecodecs.png_encode(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, level=png_level)  # type: ignore[return-value]
     if fmt == "webp":
         pixels = _flatten(pixels, keep_alpha=True)
         if pixels.shape[2] < 3:  # libwebp takes RGB(A) only
             pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
         lossless = quality < 0
         level = 100 if lossless else quality
-        return imagecodecs.webp_encode(_contiguous(pixels), level=level, lossless=lossless)
+        # As png_encode: bytes unless given out=.
+        return imagecodecs.webp_encode(_contiguous(pixels), level=level, lossless=lossless)  # type: ignore[return-value]
     if fmt == "tif":
         pixels = _flatten(pixels, keep_alpha=True)
         buffer = io.BytesIO()

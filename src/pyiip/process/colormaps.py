@@ -50,7 +50,7 @@ def apply(name: str, v: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(v, dtype=np.float64)
     if name == "hot":
-        rgb = _hot(v)
+        rgb: tuple[np.ndarray, ...] = _hot(v)
     elif name == "cold":
         r, g, b = _hot(v)
         rgb = (b, g, r)  # cold is hot with red and blue swapped, branch for branch

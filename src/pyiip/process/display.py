@@ -48,7 +48,7 @@ from pyiip.model import Display
 from pyiip.process import colormaps
 
 try:  # the clip ufunc itself: np.clip's Python wrapper costs more than the work on a tile
-    from numpy._core.umath import clip as _clip
+    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]  # numpy's stub omits it
 except ImportError:  # pragma: no cover - other numpy layouts
     _clip = np.clip
 
@@ -439,14 +439,14 @@ def _linear(
     done: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
     for row in plan.rows:
         if row not in done:
-            out = np.zeros((h, w), ftype) if not row else np.empty((h, w), ftype)
+            out: np.ndarray = np.zeros((h, w), ftype) if not row else np.empty((h, w), ftype)
             if len(row) == 1 and plan.shade is None:
                 j, weight = row[0]
                 _normalise(data[:, :, j], *lohi[j], weight * scale, out)
                 if gap:
                     _above_one(data[:, :, j], *lohi[j], weight, out)
             elif row:
-                tmp = np.empty((h, w), ftype)
+                tmp: np.ndarray = np.empty((h, w), ftype)
                 for i, (j, weight) in enumerate(row):
                     np.multiply(unit(j), ftype(weight * scale), out=out if i == 0 else tmp)
                     if i:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class ByteSource(Protocol):
@@ -71,7 +74,7 @@ class ByteStream(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         view = memoryview(buffer).cast("B")
         data = self._source.pread(len(view), self._position)
         view[: len(data)] = data

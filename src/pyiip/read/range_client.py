@@ -12,6 +12,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 DRAIN_BYTES = 64 * 1024  # an unwanted body up to this size is read to keep the connection; longer, it is dropped
 
@@ -90,7 +94,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         return self._sock.recv_into(memoryview(buffer).cast("B"))
 
     def close(self) -> None:

@@ -261,7 +261,9 @@ class RemoteStore:
             if unsatisfied is not None and unsatisfied[1] == "0":
                 raise SourceError("not a readable image")  # an empty object
         self._expect_partial(target, reply)
-        size = _content_range(reply.headers)[2]  # a 206 here passed _first_block_length
+        bounds = _content_range(reply.headers)
+        assert bounds is not None  # a 206 here passed _first_block_length
+        size = bounds[2]
         etag = _etag(reply.headers)
         if not etag:
             LOGGER.warning(

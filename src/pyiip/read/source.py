@@ -74,8 +74,16 @@ class ImageSource(Protocol):
     """
 
     info: ImageInfo
-    cost: int  # bytes this open image holds in memory while open (tables, metadata, decoded pixels)
-    descriptors: int  # file descriptors it holds open
+
+    @property
+    def cost(self) -> int:
+        """Bytes this open image holds in memory while open (tables, metadata, decoded pixels)."""
+        ...
+
+    @property
+    def descriptors(self) -> int:
+        """File descriptors it holds open."""
+        ...
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Pixels of a rectangle of one level as an (h, w, channels) array of the native dtype.

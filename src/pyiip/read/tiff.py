@@ -28,7 +28,7 @@ import io
 import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import simplejpeg
@@ -242,12 +242,14 @@ class _HiddenTables:
         pass  # the file belongs to the TiffSource
 
 
-def _tag(page: tifffile.TiffPage, code: int):
+def _tag(page: tifffile.TiffPage, code: int) -> Any:  # tifffile types tag values as Any
     tag = page.tags.get(code)
     return None if tag is None else tag.value
 
 
-def _per_channel(value, channels: int) -> tuple[float, ...] | None:
+def _per_channel(
+    value: float | tuple[float, ...] | list[float] | np.ndarray | None, channels: int
+) -> tuple[float, ...] | None:
     if value is None:
         return None
     values = [float(v) for v in (value if isinstance(value, (tuple, list, np.ndarray)) else [value])]
@@ -258,7 +260,7 @@ def _per_channel(value, channels: int) -> tuple[float, ...] | None:
     return tuple(values[:channels])
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("latin-1")
     return str(value)
@@ -278,7 +280,7 @@ def _cmyk_to_rgb(tile: np.ndarray) -> np.ndarray:
     """Inks to RGB the naive way, r = (max - c)(max - k) / max: no ICC profile, as most viewers without one."""
     top = np.iinfo(tile.dtype).max
     wide = np.uint32 if tile.dtype.itemsize == 1 else np.uint64
-    white = top - tile.astype(wide)
+    white: np.ndarray = top - tile.astype(wide)
     return (white[:, :, :3] * white[:, :, 3:4] // top).astype(tile.dtype)
 
 
@@ -374,6 +376,7 @@ class TiffSource:
 
     def _find_levels(self, layout: _Layout, ifds: list[_Ifd]) -> list[_Level]:
         tif = self._tif
+        assert tif is not None  # opened by __init__ just before
         first = tif.pages.first
         if not first.is_tiled:
             raise SourceError("image is not tiled")
@@ -468,7 +471,8 @@ class TiffSource:
         first = self._levels[0].page
         photometric = int(first.photometric)
         if photometric == SEPARATED:
-            if first.samplesperpixel != 4 or int(_tag(first, 332) or 1) != 1 or first.dtype.kind != "u":
+            kind = cast(np.dtype, first.dtype).kind  # _level refused pages without a dtype
+            if first.samplesperpixel != 4 or int(_tag(first, 332) or 1) != 1 or kind != "u":
                 raise SourceError("only 4-ink CMYK TIFFs of integer samples are served")
             return _cmyk_to_rgb
         if photometric == PALETTE:
@@ -476,7 +480,7 @@ class TiffSource:
             bits = int(first.bitspersample)
             if first.samplesperpixel != 1 or bits > 16 or colormap is None or colormap.shape != (3, 1 << bits):
                 raise SourceError("TIFF colour map does not match its samples")
-            table = np.ascontiguousarray(colormap.T)
+            table: np.ndarray = np.ascontiguousarray(colormap.T)
             if table.max() > 255:  # 16-bit entries, as the specification says (some writers store 8-bit ones)
                 table = table >> 8
             return _palette(table.astype(np.uint8))
@@ -490,7 +494,7 @@ class TiffSource:
         """
         lv = self._levels[level]
         page = lv.page
-        stored = page.samplesperpixel * page.dtype.itemsize
+        stored = page.samplesperpixel * cast(np.dtype, page.dtype).itemsize  # _level refused None
         pixel = max(stored, self.info.channels * self.info.dtype.itemsize)
         if self._colour is not None:
             pixel += 8 * stored  # the conversion's wide temporaries
@@ -545,9 +549,9 @@ class TiffSource:
             tile.flags.writeable = False
             return tile, room
         key = ("tile", self._identity, level, row * lv.info.tiles_across + col)
-        tile = tiles.get(key)
-        if tile is not None:
-            return tile, room
+        cached = tiles.get(key)
+        if cached is not None:
+            return cached, room
         tile = self._tile(lv, col, row)
         tile.flags.writeable = False
         if tile.nbytes <= room:
@@ -578,7 +582,7 @@ class TiffSource:
             raise SourceError("TIFF tile cannot be decoded") from exc
         if segment is None:
             return np.zeros((th, tw, spp), dtype=page.dtype)
-        tile = segment.reshape(segment.shape[-3:])
+        tile: np.ndarray = segment.reshape(segment.shape[-3:])
         if tile.shape[:2] != (th, tw):
             padded = np.zeros((th, tw, tile.shape[2]), dtype=tile.dtype)
             padded[: min(th, tile.shape[0]), : min(tw, tile.shape[1])] = tile[:th, :tw]

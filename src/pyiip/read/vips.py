@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import pyvips
@@ -82,7 +83,8 @@ def _page_sizes(path: str) -> list[tuple[int, int]]:
     """(width, height) of the first MAX_PAGES pages of a TIFF, in one pass over its IFD chain."""
     try:
         with tifffile.TiffFile(path) as tif:
-            return [(page.imagewidth, page.imagelength) for page in itertools.islice(tif.pages, MAX_PAGES)]
+            pages = cast(Iterable[tifffile.TiffPage], tif.pages)  # TiffFrames only when pages.useframes is set
+            return [(page.imagewidth, page.imagelength) for page in itertools.islice(pages, MAX_PAGES)]
     except Exception:  # whatever tifffile cannot parse gives no page levels: the computed halvings remain
         return []
 
@@ -206,7 +208,7 @@ class VipsSource:
             self._levels.append(
                 _Level(
                     LevelInfo(w, h, self.tile, self.tile_height),
-                    lambda a=above, w=w, h=h: self._halve(a, w, h),
+                    functools.partial(self._halve, above, w, h),
                     virtual=True,
                 )
             )
@@ -273,7 +275,7 @@ class VipsSource:
 
     def _build_info(self, first: pyvips.Image, header: pyvips.Image) -> ImageInfo:
         dtype = np.dtype(_DTYPES[first.format])
-        bits = int(_field(header, "bits-per-sample") or dtype.itemsize * 8)
+        bits = int(cast(int | None, _field(header, "bits-per-sample")) or dtype.itemsize * 8)  # an int field
         metadata = {}
         for field, name in _METADATA.items():
             value = _field(header, field)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import cast
 from urllib.parse import quote
 
 from pyiip.cache.etags import response_etag
@@ -208,7 +209,7 @@ class Application:
             if reply is not None:
                 ops.finished(request, 200, len(reply.body), started)
                 return reply
-        asked = request.headers.asked  # an EnvironHeaders: request_from_environ made it
+        asked = cast(EnvironHeaders, request.headers).asked  # request_from_environ made it
         before = len(asked)
         response = self.respond(request)
         if len(asked) > before:

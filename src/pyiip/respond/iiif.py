@@ -85,10 +85,10 @@ def parse_region(text: str) -> RegionSpec:
         return RegionSpec("px", (x, y, w, h))
     match = _REGION_PCT.match(text)
     if match:
-        x, y, w, h = (numbers.real("region", v, 0.0, numbers.MAX_PERCENT) for v in match.groups())
-        if w <= 0 or h <= 0:
+        xp, yp, wp, hp = (numbers.real("region", v, 0.0, numbers.MAX_PERCENT) for v in match.groups())
+        if wp <= 0 or hp <= 0:
             raise BadRequest("region width and height must be positive")
-        return RegionSpec("pct", (x, y, w, h))
+        return RegionSpec("pct", (xp, yp, wp, hp))
     raise BadRequest(f"invalid region {text[:60]!r}")
 
 
@@ -376,7 +376,8 @@ def build_request(
 
 def _image(service: Service, request: Request, target: Target, query: str, negotiated: bool) -> Response:
     try:
-        params = parse_params(*target.params, target.version)  # 400 before any file is touched
+        region, size, rotation, quality_format = target.params  # an "image" target has four
+        params = parse_params(region, size, rotation, quality_format, target.version)  # 400 before any file
     except BadRequest as error:
         # ".../dir/a/b/c/name.tif" may be the base URI of an identifier with slashes.
         identifier = "/".join([target.identifier, *(_decode(p) for p in target.params)])

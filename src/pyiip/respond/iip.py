@@ -464,10 +464,11 @@ def _tile_numbers(name: str, value: str) -> tuple[int, int]:
 
 def _jtl_like(fmt: str) -> Callable[[Session, str], Response | None]:
     def run(s: Session, value: str) -> Response | None:
-        if s.need_image(value) is None:
+        image = s.need_image(value)
+        if image is None:
             return None
         res, index = _tile_numbers("jtl", value)
-        rendered = s.service.render(s.image, _tile_request(s, res, index, fmt))
+        rendered = s.service.render(image, _tile_request(s, res, index, fmt))
         return s.image_response(rendered.body, rendered.mime)
 
     return run

@@ -23,11 +23,15 @@ import secrets
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported lazily by the functions that use it
+    from astropy.io import fits
 
 __all__ = ["ConvertError", "convert"]
 
@@ -40,8 +44,8 @@ _MIN_GREY = 0.001
 _MAX_QUANTILE = 0.999
 _SAMPLE_ROWS = 1024  # rows read for the cuts
 _SAMPLE_PIXELS = 1_000_000  # per channel: quantiles to ~1e-3 need no more
-_RAW_DTYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
-               -32: np.dtype(">f4"), -64: np.dtype(">f8")}  # fmt: skip
+_RAW_DTYPES: dict[int, np.dtype] = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
+                                    -32: np.dtype(">f4"), -64: np.dtype(">f8")}  # fmt: skip
 # Keywords that describe the FITS data layout rather than the sky: rewritten for the float raster.
 _STRUCTURAL = re.compile(
     r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BSCALE|BZERO|BLANK|CHECKSUM|DATASUM|"
@@ -63,7 +67,7 @@ class _Input:
     """One FITS image HDU, read by rows: raw positioned reads, or astropy's section if compressed."""
 
     path: Path
-    header: object  # astropy.io.fits.Header
+    header: fits.Header
     width: int
     height: int
     planes: int
@@ -72,8 +76,8 @@ class _Input:
     bscale: float = 1.0
     bzero: float = 0.0
     blank: int | None = None
-    file: object = None  # an open binary file (raw) or the compressed HDU
-    hdul: object = None
+    file: Any = None  # an open binary file (raw) or the compressed HDU
+    hdul: fits.HDUList | None = None
 
     def rows(self, plane: int, start: int, stop: int) -> np.ndarray:
         """FITS rows [start, stop) of one plane as float32, bad values as NaN."""
@@ -86,7 +90,7 @@ class _Input:
             count = (stop - start) * self.width
             first = self.offset + ((plane * self.height + start) * self.width) * self.raw_dtype.itemsize
             raw = np.empty(count, self.raw_dtype)
-            view = memoryview(raw).cast("B")
+            view = raw.data.cast("B")
             self.file.seek(first)
             done = 0
             while done < len(view):
@@ -104,7 +108,7 @@ class _Input:
         """Apply BLANK, BSCALE and BZERO; float32 has room for 16-bit integers exactly."""
         scaled = self.bscale != 1.0 or self.bzero != 0.0
         if raw.dtype.kind == "f":
-            data = raw.astype(np.float64 if scaled else np.float32)
+            data: np.ndarray[Any, np.dtype[np.floating]] = raw.astype(np.float64 if scaled else np.float32)
         else:
             data = raw.astype(np.float32 if raw.dtype.itemsize <= 2 else np.float64)
         if scaled:
@@ -151,7 +155,9 @@ def _open_input(path: Path) -> _Input:
             raise
 
 
-def _describe(path: Path, hdul, index: int, hdu) -> _Input:
+def _describe(
+    path: Path, hdul: fits.HDUList, index: int, hdu: fits.ImageHDU | fits.PrimaryHDU | fits.CompImageHDU
+) -> _Input:
     from astropy.io import fits
 
     header = hdu.header
@@ -213,7 +219,7 @@ def _channels(inputs: list[_Input]) -> list[_Channel]:
 # --- Header ---------------------------------------------------------------------------------
 
 
-def _cd_matrix(header) -> np.ndarray | None:
+def _cd_matrix(header: fits.Header) -> np.ndarray | None:
     """CDi_j equivalent of CDELT/PC/CROTA (VisiOmatic reads only CD), or None when not needed.
 
     Same rules as wcslib: CD = diag(CDELT) PC, with PC from CROTA2 (AIPS convention) when the
@@ -237,7 +243,7 @@ def _cd_matrix(header) -> np.ndarray | None:
     return cdelt[:, None] * pc
 
 
-def _header(first: _Input, width: int, height: int, labels: list[str]):
+def _header(first: _Input, width: int, height: int, labels: list[str]) -> fits.Header:
     """Full-resolution header for IFD0: structure rewritten, CD matrix, CHAN labels."""
     from astropy.io import fits
 
@@ -269,7 +275,7 @@ def _header(first: _Input, width: int, height: int, labels: list[str]):
     return fits.Header(cards)
 
 
-def _level_header(header, width: int, height: int, steps: list[tuple[int, int]]):
+def _level_header(header: fits.Header, width: int, height: int, steps: list[tuple[int, int]]) -> fits.Header:
     """STIFF rewrites each level's header for its own pixel grid (iipsrv-astro shows IFD0's)."""
     header = header.copy()
     header["NAXIS1"], header["NAXIS2"] = width, height
@@ -285,7 +291,7 @@ def _level_header(header, width: int, height: int, steps: list[tuple[int, int]])
     return header
 
 
-def _cards(header) -> str:
+def _cards(header: fits.Header) -> str:
     """80-character cards, concatenated, no END (what STIFF puts in ImageDescription)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -382,7 +388,7 @@ class _RawRows:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.width, self.channels), np.float32)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         self.file.flush()
         self.file.seek(start * self.width * self.channels * 4)
         done = 0
@@ -427,13 +433,12 @@ def _level_strips(
         yield strip
 
 
-def _ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+def _ahead(items: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
     """Make the next strip in a thread while tifffile's workers compress the current one."""
-    slot: queue.Queue = queue.Queue(maxsize=1)
+    slot: queue.Queue[tuple[np.ndarray | None, BaseException | None]] = queue.Queue(maxsize=1)
     stop = threading.Event()
-    end = object()
 
-    def put(item) -> bool:
+    def put(item: tuple[np.ndarray | None, BaseException | None]) -> bool:
         while not stop.is_set():
             try:
                 slot.put(item, timeout=0.1)
@@ -447,16 +452,16 @@ def _ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             for item in items:
                 if not put((item, None)):
                     return
-            put((end, None))
+            put((None, None))  # the end
         except BaseException as exc:  # handed to the consumer, raised there
-            put((end, exc))
+            put((None, exc))
 
     worker = threading.Thread(target=produce, name="pyiip-convert-strips", daemon=True)
     worker.start()
     try:
         while True:
             item, exc = slot.get()
-            if item is end:
+            if item is None:
                 if exc is not None:
                     raise exc
                 return
@@ -466,7 +471,9 @@ def _ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         worker.join()
 
 
-def _level_tiles(strips: Iterator[np.ndarray], width: int, tile: int, advance: Callable[[int], None]):
+def _level_tiles(
+    strips: Iterator[np.ndarray], width: int, tile: int, advance: Callable[[int], None]
+) -> Iterator[np.ndarray]:
     """Row-major tiles, cut from the strips (tifffile pads the edge tiles)."""
     for strip in strips:
         advance(strip.shape[0])
@@ -590,7 +597,7 @@ def _write(
     name: str,
     channels: list[_Channel],
     sizes: list[tuple[int, int]],
-    header,
+    header: fits.Header,
     cuts: list[tuple[float, float]],
     make_raw: Callable[[int, int], _RawRows],
     *,
@@ -610,7 +617,7 @@ def _write(
         (_SMIN, "d", nchan, [lo for lo, _ in cuts], False),
         (_SMAX, "d", nchan, [hi for _, hi in cuts], False),
     ]
-    options = dict(
+    options: dict[str, Any] = dict(
         dtype=np.float32,
         tile=(tile, tile),
         photometric="minisblack",

@@ -14,10 +14,15 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pyiip.tools.convert import convert
+
+if TYPE_CHECKING:  # imported lazily by the functions that use them
+    import pyvips
+    from astropy.io import fits
 
 __all__ = ["write_demo_data"]
 
@@ -140,7 +145,7 @@ def _galaxies(image: np.ndarray, sky: _Sky, band: str) -> None:
         _add(image, stamp, x0, y0)
 
 
-def _header(size: int, band: str):
+def _header(size: int, band: str) -> fits.Header:
     from astropy.io import fits
 
     header = fits.Header()
@@ -183,7 +188,7 @@ def _write_fits(path: Path, size: int, band: str, sky: _Sky, seed: int) -> None:
             partial.unlink()
 
 
-def rgb_image(size: int, noise: float = 0.0):
+def rgb_image(size: int, noise: float = 0.0) -> pyvips.Image:
     """A colourful, textured RGB image built lazily by libvips (never whole in numpy).
 
     The smooth colour fields are computed at 1/8 scale and enlarged, which is what keeps
