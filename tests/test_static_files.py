@@ -17,9 +17,9 @@ def get(app, path: str, query: str = "", headers: dict[str, str] | None = None):
     "relative",
     [
         "",
-        "../app.py",
+        "../cli.py",
         "..",
-        "vendor/../../app.py",
+        "vendor/../../cli.py",
         "./viewer.js",
         ".hidden.js",
         "a//viewer.js",
@@ -65,12 +65,12 @@ def test_viewer_files_served(app):
     [
         "/static/",
         "/static/%2e%2e/app.py",
-        "/static/..%2fapp.py",
-        "/static/../app.py",
+        "/static/..%2fcli.py",
+        "/static/../cli.py",
         "/static/%2e%2e%2f%2e%2e%2fetc/passwd",
         "/static/%00.js",
         "/static/%ff.js",
-        "/static/vendor/leaflet/../../../index.py",
+        "/static/vendor/leaflet/../../../service.py",
     ],
 )
 def test_static_escapes_are_404(app, path):

@@ -33,9 +33,8 @@ timeout, so a store that drips bytes fails the request (503) once
 can need several object-store requests (the first block, IFDs, tiles), each
 with its own deadline; name resolution (getaddrinfo) is not bounded by it.
 
-Identifiers are refused if they hold ``.``/``..`` segments, control characters
-or look like URLs, and are percent-encoded into the path of the configured
-template or key: a client cannot make the server fetch another host.
+Which object an identifier names (and that it cannot name another host) is
+resolve/remote.py's job; the HTTP exchange under its deadline is range_client.py's.
 """
 
 from __future__ import annotations
