@@ -1,6 +1,6 @@
 """Microseconds per 256x256 float32 tile through the astro display pipeline, in-process.
 
-Measures the pipeline alone (process.apply_display) and a whole uncached
+Measures the pipeline alone (apply_display) and a whole uncached
 JTL request (read, pipeline, JPEG encode, reply), on a synthetic sky like
 the benchmark cube. Prints a Markdown table; medians and 10th percentiles
 of many repeats, so a busy machine shows in the spread.
@@ -21,7 +21,7 @@ import tifffile
 from pyiip import config
 from pyiip.http import Request
 from pyiip.model import Display
-from pyiip.process import display as process
+from pyiip.process.display import apply_display
 from pyiip.respond.app import Application
 
 TILE = 256
@@ -82,7 +82,7 @@ def _measure(app: Application, channels: int, query: str) -> tuple[tuple[float, 
     image = app.service.image(f"sky{channels}.tif")
     tile = image.source.read(0, 512, 512, TILE, TILE)
     display = _display(app, channels, query)
-    alone = timed(lambda: process.apply_display(tile, image.minmax, display), 300)
+    alone = timed(lambda: apply_display(tile, image.minmax, display), 300)
     counter = iter(range(10**9))
 
     def request() -> None:

@@ -12,7 +12,7 @@ from astropy.io import fits
 
 from pyiip import config
 from pyiip.http import Request
-from pyiip.process import display as process
+from pyiip.process.display import apply_display
 from pyiip.respond import iip
 from pyiip.respond.app import Application
 from pyiip.tools.convert import convert
@@ -108,5 +108,5 @@ def test_every_parameter_changes_tiles_as_the_pipeline_says(served, parameters):
     session = iip.Session(app.service, Request("GET", "/", ""), image)
     for key, value in iip.split_query(parameters):
         iip.SETTINGS[key](session, value)
-    expected = process.apply_display(image.source.read(0, 0, 0, 256, 256), image.minmax, session.display)
+    expected = apply_display(image.source.read(0, 0, 0, 256, 256), image.minmax, session.display)
     np.testing.assert_array_equal(changed.reshape(expected.shape), expected)

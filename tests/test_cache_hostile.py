@@ -28,7 +28,7 @@ from mcserver import Memcached, memcached
 from servers import VENV_BIN, free_port, running
 
 from pyiip import config
-from pyiip.process import display as process
+from pyiip.process.display import _plan
 from pyiip.respond.app import Application
 from pyiip.server import fcgi_client
 from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, _encode_pairs, _record
@@ -112,7 +112,7 @@ def test_rendered_images_under_long_keys_are_counted_whole(root):
         for n in range(150):
             yield f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&MINMAX=1:{n},255&{minmax}&JTL=1,1", {}
 
-    grown = traced_growth(requests(), app, forget=process._plan.cache_clear)
+    grown = traced_growth(requests(), app, forget=_plan.cache_clear)
     lru = app.service.cache.lru
     assert lru.bytes <= lru.max_bytes and len(lru) > 1
     assert grown <= lru.bytes + MARGIN, (grown, lru.bytes)

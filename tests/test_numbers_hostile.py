@@ -25,7 +25,7 @@ from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 from pyiip import config, log
 from pyiip.http import Request
 from pyiip.model import Display
-from pyiip.process import display as process
+from pyiip.process.display import _render, apply_display
 from pyiip.respond.app import Application
 
 IIP = "/fcgi-bin/iipsrv.fcgi"
@@ -100,7 +100,7 @@ def test_extreme_display_values_drawn_exactly(root, query):
     image = app.service.image("float.tif")
     level = len(image.info.levels) - 1  # resolution 0
     pixels = image.source.read(level, *image.info.levels[level].tile_rect(0, 0))
-    expected = process._render(pixels, image.minmax, DRAWN[query], exact=True)
+    expected = _render(pixels, image.minmax, DRAWN[query], exact=True)
     png = pyvips.Image.new_from_buffer(bytes(response.body), "")
     assert np.array_equal(png.numpy().reshape(expected.shape), expected)
 
@@ -216,8 +216,8 @@ def test_pipeline_finite_in_the_accepted_ranges(gamma, contrast, colormap, inver
     data = np.linspace(-2, 40, 64 * 3).reshape(8, 8, 3).astype(dtype)
     minmax = np.array([[0.0, 30.0]] * 3)
     display = Display(gamma=gamma, contrast=contrast, colormap=colormap, invert=invert)
-    fast = process.apply_display(data, minmax, display)
-    exact = process._render(data, minmax, display, exact=True)
+    fast = apply_display(data, minmax, display)
+    exact = _render(data, minmax, display, exact=True)
     assert fast.dtype == np.uint8 and fast.shape == exact.shape
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1
 
