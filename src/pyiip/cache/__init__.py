@@ -1,3 +1,4 @@
 """cache: the byte-budgeted LRU, decoded tiles, rendered images (and their memcached tier), kept replies, open images.
 
-May import process/, encode/, resolve/, read/ and the base modules; never respond/ or server/."""
+May import process/, encode/, resolve/, read/ and the base modules; never respond/ or server/.
+"""

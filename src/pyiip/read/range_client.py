@@ -1,7 +1,8 @@
 """HTTP/1.1 range GETs to an object store under one deadline per request, on kept connections.
 
 Every socket operation gets the time left as its timeout; a body is read to exactly the length the caller
-expects, and a reply's connection is dropped, not drained, when its body is long."""
+expects, and a reply's connection is dropped, not drained, when its body is long.
+"""
 
 from __future__ import annotations
 

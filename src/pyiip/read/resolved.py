@@ -1,6 +1,7 @@
 """What a resolver hands the readers: where an image's bytes are, and the version every cache keys on.
 
-read/ defines it and resolve/ fills it in, so the readers never import the resolvers."""
+read/ defines it and resolve/ fills it in, so the readers never import the resolvers.
+"""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ _METADATA_TAGS = {
 
 
 class TileStore(Protocol):
-    """Where decoded tiles are kept (cache.TileCache): keys are hashable, sizes in bytes."""
+    """Where decoded tiles are kept (cache.tiles.TileCache): keys are hashable, sizes in bytes."""
 
     max_read: int  # bytes of tiles one read may add
 

@@ -2,7 +2,8 @@
 
 Identifiers are refused if they hold ``.``/``..`` segments, control characters or look like URLs, and are
 percent-encoded into the path of the configured template or key: a client cannot make the server fetch
-another host."""
+another host.
+"""
 
 from __future__ import annotations
 
