@@ -321,8 +321,12 @@ class Responder:
         self.wound_down = True
         self._listen()
         for connection in list(self.connections.values()):
-            if not connection.out:
-                self._receive(connection)
+            if connection.out:
+                continue  # a reply being sent: it finishes, then the connection closes
+            self._receive(connection)
+            idle = connection.request is None and not connection.buffer and not connection.out
+            if connection.events and idle:  # still open, and nothing was on its way
+                self._close(connection)
 
     def _listen(self) -> None:
         """Put the listening socket in the poller, or take it out when stopping or at the connection cap.
@@ -397,7 +401,7 @@ class Responder:
                     if connection.replying:  # the reply is out: reading the next request starts now
                         connection.replying = False
                         connection.deadline = None
-                if connection.closing or (self.stopping and connection.request is None and not connection.buffer):
+                if connection.closing:
                     self._close(connection)
                     return
                 request = self._parse(connection)
