@@ -203,11 +203,10 @@ class _Connection:
     ``events`` is what the poller watches for it (0: not registered).
     """
 
-    __slots__ = ("buffer", "closing", "deadline", "events", "fd", "out", "replying", "request", "sock")
+    __slots__ = ("buffer", "closing", "deadline", "events", "out", "replying", "request", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.fd = sock.fileno()
         self.buffer = bytearray()
         self.request: _Request | None = None
         self.out: bytes | memoryview = b""
@@ -425,16 +424,18 @@ class Responder:
             connection.deadline = time.monotonic() + self.timeout
         if connection.events == events:
             return
+        fd = connection.sock.fileno()
         if connection.events:
-            self.poller.modify(connection.fd, events)
+            self.poller.modify(fd, events)
         else:
-            self.poller.register(connection.fd, events)
-            self.connections[connection.fd] = connection
+            self.poller.register(fd, events)
+            self.connections[fd] = connection
             self._listen()
         connection.events = events
 
     @staticmethod
     def _queue(connection: _Connection, data: bytes) -> None:
+        """Add to what is to be sent: management answers and refusals, after what is already there."""
         connection.out = bytes(connection.out) + data if connection.out else data
 
     @staticmethod
@@ -538,9 +539,10 @@ class Responder:
         """Take the connection out of the poller, then close it (see _discard_and_close)."""
         if connection.events:
             connection.events = 0
+            fd = connection.sock.fileno()
             with contextlib.suppress(OSError):
-                self.poller.unregister(connection.fd)
-            del self.connections[connection.fd]
+                self.poller.unregister(fd)
+            del self.connections[fd]
             self._listen()
         self._discard_and_close(connection.sock)
 
