@@ -64,18 +64,20 @@ SHORT_OR_BROKEN = {
 }
 
 
+def send_quietly(sock: socket.socket, data: bytes, end: bool = False) -> None:
+    """Send (from a thread: the responder reads in the test's); the responder may drop the connection first."""
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
+        if end:
+            sock.shutdown(socket.SHUT_WR)
+
+
 def answer(responder: fastcgi.Responder, data: bytes) -> bytes:
     """Serve one connection that sends ``data`` and closes its side, in this thread (an exception
     fails the test); what the responder sent. The connection must end closed."""
     server_side, client = socket.socketpair()
-
-    def send() -> None:
-        with contextlib.suppress(OSError):  # the responder may drop the connection first
-            client.sendall(data)
-            client.shutdown(socket.SHUT_WR)
-
     with client:
-        sender = threading.Thread(target=send)
+        sender = threading.Thread(target=send_quietly, args=(client, data, True))
         sender.start()
         serve_one(responder, server_side)
         sender.join(10)
@@ -127,6 +129,26 @@ def test_fuzzed_byte_streams_never_escape_the_handler(caplog):
     one_stream()
     assert not failures(caplog)
     assert records(answer(responder, full_request("still")))[0][2].endswith(b"still")
+
+
+def test_waiting_connections_hold_at_most_max_held(monkeypatch):
+    """Three peers each send 420 KB of parameters and stop: under a 1 MB budget, two are kept, one is closed."""
+    monkeypatch.setattr(fastcgi, "MAX_HELD", 1 << 20)
+    responder = fastcgi.Responder(small_handler, socket.socket(), timeout=30)
+    part = begin_body(8) + record(fastcgi.PARAMS, 1, b"\x00" * 60000) * 7
+    clients = []
+    for _ in range(3):
+        server_side, client = socket.socketpair()
+        threading.Thread(target=send_quietly, args=(client, part), daemon=True).start()
+        responder._serve_connection(server_side)
+        clients.append(client)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (responder.held >= 840000 and len(responder.connections) == 2):
+        responder._step(0.05)
+    assert len(responder.connections) == 2 and 840000 <= responder.held <= fastcgi.MAX_HELD
+    assert [closed_by_peer(c, 0) for c in clients].count(True) == 1
+    for client in clients:
+        client.close()
 
 
 # --- in process: the request body limit (finding 17) ----------------------------------------------

@@ -23,6 +23,11 @@ or to stay idle between requests (nginx ``fastcgi_keep_conn``). Past it the
 connection is closed. A process holds at most ``MAX_CONNECTIONS`` such
 connections (fewer under a low descriptor limit); above that it stops
 accepting and leaves new connections to the other processes on the socket.
+What they hold (requests partly read, replies not yet taken) is counted:
+a connection that would take the total over ``MAX_HELD`` is closed (unless
+it is the only one holding anything), so peers that send large parameters
+slowly, or ask for large replies and do not read them, cannot grow the
+process.
 
 Anything a peer sends that breaks the protocol (a record too short for its
 type, a bad version, truncated name-value pairs, oversized parameters) is a
@@ -72,6 +77,7 @@ MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): over it, 4
 READ_SIZE = 65536  # one recv: a whole request from a web server, or one full record
 POLL = 1.0  # seconds between looks at the stop and reload flags while waiting
 MAX_CONNECTIONS = 512  # connections waiting in one process (a quarter of the descriptor limit at most)
+MAX_HELD = 64 << 20  # bytes the waiting connections of a process may hold: requests read, replies unsent
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 WAIT_INPUT, WAIT_OUTPUT = select.EPOLLIN, select.EPOLLOUT
 
@@ -200,10 +206,11 @@ class _Connection:
 
     ``deadline`` is None until the connection waits in the poller; it is set
     then, and cleared when a reply is queued or sent, which starts a new phase.
-    ``events`` is what the poller watches for it (0: not registered).
+    ``events`` is what the poller watches for it (0: not registered);
+    ``held`` the bytes it holds, as last counted in the process's total.
     """
 
-    __slots__ = ("buffer", "closing", "deadline", "events", "out", "replying", "request", "sock")
+    __slots__ = ("buffer", "closing", "deadline", "events", "held", "out", "replying", "request", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -214,6 +221,11 @@ class _Connection:
         self.closing = False  # close once out is sent
         self.deadline: float | None = None
         self.events = 0
+        self.held = 0
+
+    def holding(self) -> int:
+        """Bytes kept for this connection: unparsed input, the parameters so far, the unsent output."""
+        return len(self.buffer) + len(self.out) + (len(self.request.params) if self.request else 0)
 
 
 # What answers a request: its CGI variables in, a reply out (http.Reply: its CGI head
@@ -236,6 +248,7 @@ class Responder:
         self.accepting = False  # the listening socket is in the poller
         self.poller = select.epoll()
         self.connections: dict[int, _Connection] = {}  # those in the poller, by descriptor
+        self.held = 0  # bytes they hold (_Connection.held), at most MAX_HELD
         self.next_sweep = 0.0
 
     # ---------------------------------------------------------------- the loop
@@ -419,7 +432,20 @@ class Responder:
             self._close(connection)
 
     def _wait(self, connection: _Connection, events: int) -> None:
-        """Leave the connection in the poller until ``events``; its deadline starts if not running."""
+        """Leave the connection in the poller until ``events``; its deadline starts if not running.
+
+        What it holds is counted here (a connection served at once never is): over
+        the process's budget, it is closed instead, unless it holds it all (one
+        reply larger than the budget, within the application's own limits, still
+        goes out).
+        """
+        held = connection.holding()
+        self.held += held - connection.held
+        connection.held = held
+        if self.held > MAX_HELD and self.held > held:
+            LOGGER.warning("FastCGI peer dropped: waiting connections would hold over %d MB", MAX_HELD >> 20)
+            self._close(connection)
+            return
         if connection.deadline is None:
             connection.deadline = time.monotonic() + self.timeout
         if connection.events == events:
@@ -537,6 +563,8 @@ class Responder:
 
     def _close(self, connection: _Connection) -> None:
         """Take the connection out of the poller, then close it (see _discard_and_close)."""
+        self.held -= connection.held
+        connection.held = 0
         if connection.events:
             connection.events = 0
             fd = connection.sock.fileno()
