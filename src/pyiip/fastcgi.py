@@ -69,6 +69,7 @@ GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 RESPONDER, KEEP_CONN = 1, 1
 REQUEST_COMPLETE, CANT_MPX_CONN, UNKNOWN_ROLE = 0, 1, 3
 HEADER = struct.Struct("!BBHHBx")
+HEADER_SIZE, unpack_header = HEADER.size, HEADER.unpack_from
 BEGIN_BODY = struct.Struct("!HB5x")
 END_BODY = struct.Struct("!IB3x")
 MAX_CONTENT = 65528  # a multiple of 8 below the 16-bit record length: no padding in long replies
@@ -484,18 +485,19 @@ class Responder:
         on return. Answers to management records and refusals are queued.
         """
         buffer = connection.buffer
+        end = len(buffer)  # records do not change the buffer: only this function does, on return
         pos = 0
         try:
-            while len(buffer) - pos >= HEADER.size:
-                version, kind, request_id, length, padding = HEADER.unpack_from(buffer, pos)
+            while end - pos >= HEADER_SIZE:
+                version, kind, request_id, length, padding = unpack_header(buffer, pos)
                 if version != 1:
                     raise ProtocolError("unknown FastCGI version")
-                start = pos + HEADER.size
-                if len(buffer) < start + length + padding:
-                    return None
-                content = buffer[start : start + length]
+                start = pos + HEADER_SIZE
                 pos = start + length + padding
-                request = self._record(connection, kind, request_id, content)
+                if pos > end:
+                    pos = start - HEADER_SIZE
+                    return None
+                request = self._record(connection, kind, request_id, buffer[start : start + length])
                 if request is not None:
                     return request
             return None
