@@ -14,7 +14,11 @@ complete at once (its request not all there, a reply the peer does not take
 whole, a kept connection waiting for its next request) enters an epoll set,
 with its own buffers, and the loop serves whichever connection is ready, so
 a slow or idle peer never stops the others. A request is handled only once it
-has been read whole, one at a time.
+has been read whole, one at a time: the application stays single-threaded (its
+caches and per-request memory budget assume it), and what a slow peer needs
+is waiting, which one epoll set does for any number of connections. Before
+this design a connection was read with blocking calls until its request was
+whole, so one idle or slow peer held the whole process.
 
 Every connection in the epoll set has a deadline, ``CLIENT_TIMEOUT`` seconds
 (settings.client_timeout): to send a whole request (from its accept, or from
