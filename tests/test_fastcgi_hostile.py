@@ -390,6 +390,24 @@ def test_sigterm_stops_within_the_deadline_whatever_the_peers_do(images, tmp_pat
     assert "stopping" in log.read_text()
 
 
+def test_sigterm_closes_idle_connections_at_once(images, tmp_path):
+    """Idle connections (a kept one between requests, one that never sent anything) do not hold a stopping
+    process until their deadline: with the default 30 s, it exits long before."""
+    process, path, _log = start(images, tmp_path)
+    fresh = silent(path)  # accepted first
+    kept = connect_unix(path)
+    kept.settimeout(10)
+    try:
+        fcgi_client.begin(kept, environ_for(TILE), keep_conn=True)
+        assert fcgi_client.finish(kept).status == 200
+        process.send_signal(signal.SIGTERM)
+        assert stopped(process, timeout=10) == 0
+        assert closed_by_peer(kept, 0) and closed_by_peer(fresh, 0)
+    finally:
+        kept.close()
+        fresh.close()
+
+
 def test_sighup_reloads_while_a_peer_is_stuck(images, tmp_path):
     """With the default CLIENT_TIMEOUT (30 s) the stuck peers are still there when the reload is done."""
     process, path, log = start(images, tmp_path)
