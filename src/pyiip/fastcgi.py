@@ -91,7 +91,7 @@ class ProtocolError(Exception):
     """The peer broke the protocol or went away: drop the connection."""
 
 
-def _pairs(data: bytes) -> dict[str, str]:
+def _pairs(data: bytes | bytearray) -> dict[str, str]:
     """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
 
     Lengths are read from the bytes, names and values sliced from one decoded
@@ -148,7 +148,7 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
         padding = -size & 7
         return b"".join((HEADER.pack(1, STDOUT, request_id, size, padding), head, body, b"\x00" * padding, end))
     data = head + body
-    out = []
+    out: list[bytes | memoryview] = []
     view = memoryview(data)
     for start in range(0, len(data), MAX_CONTENT):
         chunk = view[start : start + MAX_CONTENT]
@@ -176,7 +176,7 @@ def _end_request(request_id: int, status: int) -> bytes:
     return _record(END_REQUEST, request_id, END_BODY.pack(0, status))
 
 
-def _management(kind: int, content: bytes) -> bytes:
+def _management(kind: int, content: bytes | bytearray) -> bytes:
     """The answer to a record of request id 0: the values asked for, or "unknown type"."""
     if kind == GET_VALUES:
         asked = _pairs(content)
@@ -511,7 +511,7 @@ class Responder:
     def _record(self, connection: _Connection, kind: int, request_id: int, content: bytearray) -> _Request | None:
         """Take one record; the request it ends (whole or aborted), if it ends one."""
         if request_id == 0:
-            self._queue(connection, _management(kind, bytes(content)))
+            self._queue(connection, _management(kind, content))
             return None
         if kind == BEGIN_REQUEST:
             self._begin(connection, request_id, content)
