@@ -29,7 +29,7 @@ from test_fastcgi import exchange, full_request, records, serve_one
 
 from deploy import descendants, wait_for
 from pyiip import fastcgi, fcgi_client
-from pyiip.fcgi_client import environ_for, opening
+from pyiip.fcgi_client import environ_for, opening, stdin
 from pyiip.http import Reply
 
 TIMEOUT = 2.0  # CLIENT_TIMEOUT of the processes below: short, so the tests wait little
@@ -156,11 +156,8 @@ def test_waiting_connections_hold_at_most_max_held(monkeypatch):
 
 def post(size: int, request_id: int = 1, keep: bool = False) -> bytes:
     """A POST with a ``size``-byte body in full STDIN records, then the end of STDIN."""
-    body = b"b" * size
-    chunks = (body[i : i + fastcgi.MAX_CONTENT] for i in range(0, size, fastcgi.MAX_CONTENT))
-    stdin = b"".join(record(fastcgi.STDIN, request_id, chunk) for chunk in chunks)
     params = environ_for("/x?posted", method="POST", CONTENT_LENGTH=str(size))
-    return opening(params, request_id, keep) + stdin + record(fastcgi.STDIN, request_id)
+    return opening(params, request_id, keep) + stdin(b"b" * size, request_id)
 
 
 def test_a_body_over_the_limit_is_a_413_and_the_kept_connection_carries_on():
@@ -315,6 +312,13 @@ def test_a_peer_that_does_not_read_never_gets_the_whole_reply(strict):
             while chunk := bad.recv(65536):
                 received += len(chunk)
     assert received < whole
+
+
+def test_a_posted_body_over_the_limit_is_a_413_not_a_dropped_connection(strict):
+    _process, path = strict
+    refused = fcgi_client.request(path, "/health", body=b"p" * (3 * fastcgi.MAX_STDIN), timeout=30)
+    assert (refused.status, refused.body) == (413, b"request body over 1048576 bytes\n")
+    assert fcgi_client.request(path, "/health", body=b"p" * 1000, timeout=30).status == 200
 
 
 def socket_count(pid: int) -> int:

@@ -89,11 +89,15 @@ def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep
     sock.sendall(opening(params, request_id, keep_conn))
 
 
+def stdin(body: bytes, request_id: int = 1) -> bytes:
+    """The request body as STDIN records, and the empty one that ends it."""
+    chunks = (body[start : start + MAX_CONTENT] for start in range(0, len(body), MAX_CONTENT))
+    return b"".join(_record(STDIN, request_id, chunk) for chunk in chunks) + _record(STDIN, request_id)
+
+
 def finish(sock: socket.socket, request_id: int = 1, body: bytes = b"") -> Reply:
     """Send the request body and end stdin (the application runs now); read the reply up to END_REQUEST."""
-    for start in range(0, len(body), MAX_CONTENT):
-        sock.sendall(_record(STDIN, request_id, body[start : start + MAX_CONTENT]))
-    sock.sendall(_record(STDIN, request_id))
+    sock.sendall(stdin(body, request_id))
     out, err = bytearray(), bytearray()
     while True:
         header = _read(sock, HEADER.size)
