@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -47,11 +48,19 @@ def records(data: bytes) -> list[tuple[int, int, bytes]]:
     return out
 
 
+def serve_one(responder: fastcgi.Responder, server_side: socket.socket, timeout: float = 10) -> None:
+    """What the responder's loop does for one connection: serve it at once, then while it waits, poll."""
+    deadline = time.monotonic() + timeout
+    responder._serve_connection(server_side)
+    while responder.connections and time.monotonic() < deadline:
+        responder._step(0.05)
+
+
 def exchange(*chunks: bytes, close: bool = True) -> list[tuple[int, int, bytes]]:
     """Send chunks to a responder serving one connection; all it answered, as records."""
     server_side, client = socket.socketpair()
     responder = fastcgi.Responder(handler, socket.socket())
-    worker = threading.Thread(target=responder._serve_connection, args=(server_side,))
+    worker = threading.Thread(target=serve_one, args=(responder, server_side))
     worker.start()
     for chunk in chunks:
         client.sendall(chunk)

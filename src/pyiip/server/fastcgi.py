@@ -1,13 +1,47 @@
-"""A single-threaded FastCGI responder: one connection, one request at a time, like iipsrv.
+"""A single-threaded FastCGI responder, like iipsrv: one request at a time, many connections held.
 
 It replaced flup's ``fcgi_single`` after profiling: py-spy on pyiip.fcgi under
 lighttpd load put over half of each process's time in flup's record
 handling (a ``select`` and up to three ``recv`` calls per record, three
 ``send`` calls per record written, and a wait for the web server to close
 the connection after every reply), against under a fifth in the application.
-Here a request is read in as few ``recv`` calls as the web server's writes
-allow, the reply goes out in one ``sendall``, and the connection is closed as
-soon as the request has been read whole.
+
+The fast path is what a web server in front does nearly every time: a
+connection arrives with its whole request already written. The responder
+accepts it, reads it in one ``recv``, answers it in one ``send`` and closes
+it, without registering anything anywhere. Only a connection that cannot
+complete at once (its request not all there, a reply the peer does not take
+whole, a kept connection waiting for its next request) enters an epoll set,
+with its own buffers, and the loop serves whichever connection is ready, so
+a slow or idle peer never stops the others. A request is handled only once it
+has been read whole, one at a time: the application stays single-threaded (its
+caches and per-request memory budget assume it), and what a slow peer needs
+is waiting, which one epoll set does for any number of connections. Before
+this design a connection was read with blocking calls until its request was
+whole, so one idle or slow peer held the whole process.
+
+Every connection in the epoll set has a deadline, ``CLIENT_TIMEOUT`` seconds
+(settings.client_timeout): to send a whole request (from its accept, or from
+the end of the previous reply on a kept connection), to take a whole reply,
+or to stay idle between requests (nginx ``fastcgi_keep_conn``). Past it the
+connection is closed. A process holds at most ``MAX_CONNECTIONS`` such
+connections (fewer under a low descriptor limit); above that it stops
+accepting and leaves new connections to the other processes on the socket.
+What they hold (requests partly read, replies not yet taken) is counted:
+a connection that would take the total over ``MAX_HELD`` is closed (unless
+it is the only one holding anything), so peers that send large parameters
+slowly, or ask for large replies and do not read them, cannot grow the
+process.
+
+Anything a peer sends that breaks the protocol (a record too short for its
+type, a bad version, truncated name-value pairs, oversized parameters) is a
+ProtocolError that closes that connection only. A request body (STDIN) is
+counted, not kept (no handler reads it); over ``MAX_STDIN`` the request is
+answered 413 once the body has ended.
+
+SIGTERM: no more accepts, idle connections closed, requests in flight
+answered (within their deadlines), then ``serve`` returns. SIGHUP: ``serve``
+returns between requests so the caller reloads; connections stay open.
 
 What the web servers use of the protocol is all here: the responder role,
 FCGI_KEEP_CONN (nginx ``fastcgi_keep_conn``, OpenLiteSpeed persistent
@@ -21,34 +55,43 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import resource
 import select
 import signal
 import socket
 import struct
 import termios
+import time
 from collections.abc import Callable
 
+from pyiip.errors import TooLarge
 from pyiip.http import Reply
+from pyiip.log import LOGGER
 
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
 RESPONDER, KEEP_CONN = 1, 1
 REQUEST_COMPLETE, CANT_MPX_CONN, UNKNOWN_ROLE = 0, 1, 3
 HEADER = struct.Struct("!BBHHBx")
+HEADER_SIZE, unpack_header = HEADER.size, HEADER.unpack_from
+BEGIN_BODY = struct.Struct("!HB5x")
 END_BODY = struct.Struct("!IB3x")
 MAX_CONTENT = 65528  # a multiple of 8 below the 16-bit record length: no padding in long replies
 MAX_PARAMS = 1 << 20  # a web server sends a few KB; more is not a web server
-MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): bounded
-STREAM_LIMITS = {PARAMS: MAX_PARAMS, STDIN: MAX_STDIN}
-POLL = 1.0  # seconds between looks at the stop flag while idle
+MAX_STDIN = 1 << 20  # the request body (IIP accepts POSTed queries): over it, 413
+READ_SIZE = 65536  # one recv: a whole request from a web server, or one full record
+POLL = 1.0  # seconds between looks at the stop and reload flags while waiting
+MAX_CONNECTIONS = 512  # connections waiting in one process (a quarter of the descriptor limit at most)
+MAX_HELD = 64 << 20  # bytes the waiting connections of a process may hold: requests read, replies unsent
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
+WAIT_INPUT, WAIT_OUTPUT = select.EPOLLIN, select.EPOLLOUT
 
 
 class ProtocolError(Exception):
     """The peer broke the protocol or went away: drop the connection."""
 
 
-def _pairs(data: bytes) -> dict[str, str]:
+def _pairs(data: bytes | bytearray) -> dict[str, str]:
     """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
 
     Lengths are read from the bytes, names and values sliced from one decoded
@@ -105,7 +148,7 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
         padding = -size & 7
         return b"".join((HEADER.pack(1, STDOUT, request_id, size, padding), head, body, b"\x00" * padding, end))
     data = head + body
-    out = []
+    out: list[bytes | memoryview] = []
     view = memoryview(data)
     for start in range(0, len(data), MAX_CONTENT):
         chunk = view[start : start + MAX_CONTENT]
@@ -118,16 +161,76 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
     return b"".join(out)
 
 
-class _Request:
-    """One request being read: its two input streams (PARAMS, STDIN), each ended by an empty record."""
+def _plain(status: str, message: str) -> tuple[bytes, bytes]:
+    """The CGI head and body of a short text reply the responder gives without the application."""
+    body = (message + "\n").encode()
+    head = f"Status: {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode(), body
 
-    __slots__ = ("ended", "id", "keep", "streams")
+
+INTERNAL_ERROR = _plain("500 Internal Server Error", "internal server error")
+BODY_TOO_LARGE = _plain(f"{TooLarge.status} {TooLarge.reason}", f"request body over {MAX_STDIN} bytes")
+
+
+def _end_request(request_id: int, status: int) -> bytes:
+    return _record(END_REQUEST, request_id, END_BODY.pack(0, status))
+
+
+def _management(kind: int, content: bytes | bytearray) -> bytes:
+    """The answer to a record of request id 0: the values asked for, or "unknown type"."""
+    if kind == GET_VALUES:
+        asked = _pairs(content)
+        values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
+        return _record(GET_VALUES_RESULT, 0, _encode_pairs(values))
+    return _record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)
+
+
+def _connection_limit() -> int:
+    """MAX_CONNECTIONS, or a quarter of the descriptor limit when that is lower (images need descriptors too)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft // 4))
+
+
+class _Request:
+    """One request being read: its parameters kept, its body (STDIN) only counted, as no handler reads it."""
+
+    __slots__ = ("aborted", "body", "id", "keep", "params", "params_ended", "stdin_ended")
 
     def __init__(self, request_id: int, keep: bool) -> None:
         self.id = request_id
         self.keep = keep
-        self.streams = {PARAMS: bytearray(), STDIN: bytearray()}
-        self.ended: set[int] = set()
+        self.params = bytearray()
+        self.body = 0
+        self.params_ended = self.stdin_ended = self.aborted = False
+
+
+class _Connection:
+    """A peer's connection: bytes read but not parsed, the request being read, bytes still to send.
+
+    ``deadline`` is None until the connection waits in the poller; it is set
+    then, and cleared when a reply is queued or sent, which starts a new phase.
+    ``events`` is what the poller watches for it (0: not registered);
+    ``held`` the bytes it holds, as last counted in the process's total.
+    """
+
+    __slots__ = ("buffer", "closing", "deadline", "events", "held", "out", "replying", "request", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.request: _Request | None = None
+        self.out: bytes | memoryview = b""
+        self.replying = False  # out holds a request's reply (not only management records)
+        self.closing = False  # close once out is sent
+        self.deadline: float | None = None
+        self.events = 0
+        self.held = 0
+
+    def holding(self) -> int:
+        """Bytes kept for this connection: unparsed input, the parameters so far, the unsent output."""
+        return len(self.buffer) + len(self.out) + (len(self.request.params) if self.request else 0)
 
 
 # What answers a request: its CGI variables in, a reply out (http.Reply: its CGI head
@@ -139,11 +242,19 @@ Handler = Callable[[dict[str, str]], Reply]
 class Responder:
     """Accepts on a listening socket and answers each request with a handler (Application.handle)."""
 
-    def __init__(self, handler: Handler, listening: socket.socket) -> None:
+    def __init__(self, handler: Handler, listening: socket.socket, timeout: float = 30.0) -> None:
         self.handler = handler
         self.listening = listening
+        self.timeout = timeout  # CLIENT_TIMEOUT; the caller updates it on reload
+        self.limit = _connection_limit()
         self.stopping = False
         self.reloading = False
+        self.wound_down = False
+        self.accepting = False  # the listening socket is in the poller
+        self.poller = select.epoll()
+        self.connections: dict[int, _Connection] = {}  # those in the poller, by descriptor
+        self.held = 0  # bytes they hold (_Connection.held), at most MAX_HELD
+        self.next_sweep = 0.0
 
     # ---------------------------------------------------------------- the loop
 
@@ -160,25 +271,11 @@ class Responder:
         }
         # Several processes may accept on this socket (--workers, spawn-fcgi -F, a web server's
         # pool). Non-blocking, a losing accept() fails with EAGAIN instead of blocking until the
-        # next connection, deaf to SIGTERM. Each waits in its own epoll set; EPOLLEXCLUSIVE wakes
-        # one of them per connection instead of all.
+        # next connection, deaf to SIGTERM.
         self.listening.setblocking(False)
-        poller = select.epoll()
         try:
-            poller.register(self.listening.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-            while not self.stopping and not self.reloading:
-                try:
-                    # Accept first: under load a connection is already queued, and the
-                    # wait below is skipped.
-                    connection, _ = self.listening.accept()
-                except BlockingIOError:
-                    poller.poll(POLL)
-                    continue
-                except (InterruptedError, ConnectionAbortedError):
-                    continue  # a signal, or the client left before we took its connection
-                self._serve_connection(connection)
+            self._run()
         finally:
-            poller.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.reloading and not self.stopping
@@ -189,141 +286,315 @@ class Responder:
     def _reload(self, *_: object) -> None:
         self.reloading = True
 
-    def _serve_connection(self, connection: socket.socket) -> None:
-        """Answer the requests of one connection; it arrives blocking (accept4 without SOCK_NONBLOCK)."""
-        buffer = bytearray()
-        idle = False  # the web server writes its request as soon as it connects: no wait before it
+    def _run(self) -> None:
+        """Accept first (under load a connection is already queued), then serve the connections that are ready.
+
+        While no connection waits, each accepted one is served whole and the
+        next accept follows without a poll, as before there was a poller.
+        """
+        self._listen()
+        while True:
+            if self.stopping:
+                if not self.wound_down:
+                    self._wind_down()
+                if not self.connections:
+                    return
+            elif self.reloading:
+                return
+            accepted = self.accepting and self._accept()
+            if accepted and not self.connections:
+                continue
+            self._step(0 if accepted else min(POLL, self.timeout / 8) if self.connections else POLL)
+
+    def _step(self, timeout: float) -> None:
+        """Serve the connections that became ready within ``timeout``; drop those past their deadline."""
+        for fd, _events in self.poller.poll(timeout):
+            connection = self.connections.get(fd)  # None: the listening socket, taken at the loop's top
+            if connection is None:
+                continue
+            if connection.out:
+                self._work(connection)  # writable (or broken): send more
+            else:
+                self._receive(connection)
+        now = time.monotonic()
+        if now >= self.next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections past their deadline; a tick later, look again."""
+        self.next_sweep = now + min(POLL, self.timeout / 8)
+        late = [c for c in self.connections.values() if c.deadline is not None and c.deadline <= now]
+        for connection in late:
+            LOGGER.info("FastCGI peer dropped: nothing whole within CLIENT_TIMEOUT (%g s)", self.timeout)
+            self._close(connection)
+        self._listen()  # after a failed accept, try again
+
+    def _wind_down(self) -> None:
+        """After SIGTERM: accept no more, close idle connections, let requests in flight finish.
+
+        An idle kept connection is read once more: a request the web server
+        sent before the stop is answered, not dropped.
+        """
+        self.wound_down = True
+        self._listen()
+        for connection in list(self.connections.values()):
+            if connection.out:
+                continue  # a reply being sent: it finishes, then the connection closes
+            self._receive(connection)
+            idle = connection.request is None and not connection.buffer and not connection.out
+            if connection.events and idle:  # still open, and nothing was on its way
+                self._close(connection)
+
+    def _listen(self) -> None:
+        """Put the listening socket in the poller, or take it out when stopping or at the connection cap.
+
+        EPOLLEXCLUSIVE: of the processes waiting on the shared socket, one is woken per connection.
+        """
+        wanted = not self.stopping and len(self.connections) < self.limit
+        if wanted == self.accepting:
+            return
+        if wanted:
+            self.poller.register(self.listening.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        else:
+            self.poller.unregister(self.listening.fileno())
+        self.accepting = wanted
+
+    def _accept(self) -> bool:
+        """Take one waiting connection and serve it; False when none waits (or none can be taken now)."""
+        try:
+            sock, _ = self.listening.accept()
+        except BlockingIOError:
+            return False
+        except ConnectionAbortedError:
+            return True  # the client left before we took its connection
+        except OSError as exc:  # out of descriptors or memory: wait for a connection to close or a tick
+            LOGGER.error("FastCGI: cannot accept a connection: %s", exc)
+            self.poller.unregister(self.listening.fileno())
+            self.accepting = False
+            return False
+        self._serve_connection(sock)
+        return True
+
+    # ---------------------------------------------------------------- one connection
+
+    def _serve_connection(self, sock: socket.socket) -> None:
+        """A new connection: answered and closed at once when its request is already there.
+
+        Behind a web server it nearly always is; otherwise the connection waits in
+        the poller. It arrives blocking (accept4 without SOCK_NONBLOCK): reads and
+        writes pass MSG_DONTWAIT instead of spending a system call to change that.
+        """
+        self._receive(_Connection(sock))
+
+    def _receive(self, connection: _Connection) -> None:
+        """One read of what the peer has sent, then whatever it makes possible."""
+        try:
+            chunk = connection.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            chunk = None
+        except OSError:
+            self._close(connection)
+            return
+        if chunk == b"":  # the peer closed: nothing more will come
+            self._close(connection)
+            return
+        if chunk:
+            connection.buffer += chunk
+        self._work(connection)
+
+    def _work(self, connection: _Connection) -> None:
+        """Send what is pending, answer the whole requests buffered, then wait for what is needed next.
+
+        A reply is sent before the next request is parsed, and nothing is read
+        while a reply is pending: a peer that does not read holds one reply's
+        worth of memory, not one per request it sends.
+        """
         try:
             while True:
-                request = self._read_request(connection, buffer, idle)
-                if request is None:
-                    break
-                connection.sendall(self._respond(request))
-                if not request.keep:
-                    break
-                # Kept connection: after a stop, a request already sent is still answered
-                # (reading it does not wait: see _fill), then the connection is closed.
-                idle = True
+                if connection.out:
+                    if not self._flush(connection):
+                        self._wait(connection, WAIT_OUTPUT)
+                        return
+                    if connection.replying:  # the reply is out: reading the next request starts now
+                        connection.replying = False
+                        connection.deadline = None
+                if connection.closing:
+                    self._close(connection)
+                    return
+                request = self._parse(connection)
+                if request is not None:
+                    self._queue(connection, self._respond(request))
+                    connection.replying = True
+                    connection.deadline = None
+                    connection.closing = not request.keep or self.stopping
+                elif not connection.out:
+                    self._wait(connection, WAIT_INPUT)
+                    return
         except (ProtocolError, OSError):
-            pass
-        finally:
             self._close(connection)
+        except Exception:  # a bug, not the peer's fault: this connection only
+            LOGGER.exception("FastCGI connection dropped")
+            self._close(connection)
+
+    def _wait(self, connection: _Connection, events: int) -> None:
+        """Leave the connection in the poller until ``events``; its deadline starts if not running.
+
+        What it holds is counted here (a connection served at once never is): over
+        the process's budget, it is closed instead, unless it holds it all (one
+        reply larger than the budget, within the application's own limits, still
+        goes out).
+        """
+        held = connection.holding()
+        self.held += held - connection.held
+        connection.held = held
+        if self.held > MAX_HELD and self.held > held:
+            LOGGER.warning("FastCGI peer dropped: waiting connections would hold over %d MB", MAX_HELD >> 20)
+            self._close(connection)
+            return
+        if connection.deadline is None:
+            connection.deadline = time.monotonic() + self.timeout
+        if connection.events == events:
+            return
+        fd = connection.sock.fileno()
+        if connection.events:
+            self.poller.modify(fd, events)
+        else:
+            self.poller.register(fd, events)
+            self.connections[fd] = connection
+            self._listen()
+        connection.events = events
+
+    @staticmethod
+    def _queue(connection: _Connection, data: bytes) -> None:
+        """Add to what is to be sent: management answers and refusals, after what is already there."""
+        connection.out = bytes(connection.out) + data if connection.out else data
+
+    @staticmethod
+    def _flush(connection: _Connection) -> bool:
+        """Send what the socket takes now; True when nothing is left."""
+        out = connection.out
+        try:
+            sent = connection.sock.send(out, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        connection.out = b"" if sent == len(out) else memoryview(out)[sent:]
+        return not connection.out
 
     # ---------------------------------------------------------------- records
 
-    def _fill(self, connection: socket.socket, buffer: bytearray, needed: int, idle: bool) -> bool:
-        """Read until ``buffer`` holds ``needed`` bytes; False on a clean end of the connection.
+    def _parse(self, connection: _Connection) -> _Request | None:
+        """Records from the buffer up to the end of a request; None when more bytes are needed.
 
-        While idle (between requests of a kept connection), a stop ends the wait.
+        Records are parsed in place; what they used of the buffer is dropped once,
+        on return. Answers to management records and refusals are queued.
         """
-        while len(buffer) < needed:
-            if idle and not buffer:
-                readable, _, _ = select.select([connection], [], [], 0 if (self.stopping or self.reloading) else POLL)
-                if not readable:
-                    if self.stopping or self.reloading:
-                        return False
-                    continue
-            chunk = connection.recv(65536)
-            if not chunk:
-                if buffer:
-                    raise ProtocolError("connection closed mid-record")
-                return False
-            buffer += chunk
-        return True
-
-    def _read_request(self, connection: socket.socket, buffer: bytearray, idle: bool) -> _Request | None:
-        """Records up to a whole request (parameters and body), answering management records.
-
-        Records are parsed in place; what they used of ``buffer`` is dropped when a
-        read is due or the request is complete, not after each record.
-        """
-        request: _Request | None = None
+        buffer = connection.buffer
+        end = len(buffer)  # records do not change the buffer: only this function does, on return
         pos = 0
-        while True:
-            if len(buffer) - pos < HEADER.size:
-                del buffer[:pos]
-                pos = 0
-                if not self._fill(connection, buffer, HEADER.size, idle=idle and request is None):
-                    if request is not None:
-                        raise ProtocolError("connection closed mid-request")
+        try:
+            while end - pos >= HEADER_SIZE:
+                version, kind, request_id, length, padding = unpack_header(buffer, pos)
+                if version != 1:
+                    raise ProtocolError("unknown FastCGI version")
+                start = pos + HEADER_SIZE
+                pos = start + length + padding
+                if pos > end:
+                    pos = start - HEADER_SIZE
                     return None
-            version, kind, request_id, length, padding = HEADER.unpack_from(buffer, pos)
-            if version != 1:
-                raise ProtocolError("unknown FastCGI version")
-            start = pos + HEADER.size
-            if len(buffer) < start + length + padding:
-                del buffer[:pos]
-                start -= pos
-                pos = 0
-                self._fill(connection, buffer, start + length + padding, idle=False)
-            content = buffer[start : start + length]
-            pos = start + length + padding
-            if request_id == 0:
-                self._management(connection, kind, content)
-                continue
-            if kind == BEGIN_REQUEST:
-                role, flags = struct.unpack_from("!HB", content)
-                if request is not None and request_id != request.id:
-                    connection.sendall(_record(END_REQUEST, request_id, END_BODY.pack(0, CANT_MPX_CONN)))
-                    continue
-                if role != RESPONDER:
-                    connection.sendall(_record(END_REQUEST, request_id, END_BODY.pack(0, UNKNOWN_ROLE)))
-                    continue
-                request = _Request(request_id, bool(flags & KEEP_CONN))
-                continue
-            if request is None or request_id != request.id:
-                continue  # records of a request we refused or ended
-            if kind in request.streams:
-                stream = request.streams[kind]
-                if not content:
-                    request.ended.add(kind)
-                elif len(stream) + len(content) > STREAM_LIMITS[kind]:
-                    raise ProtocolError("parameters or request body too long")
-                else:
-                    stream += content
-            elif kind == ABORT_REQUEST:
-                connection.sendall(_record(END_REQUEST, request.id, END_BODY.pack(0, REQUEST_COMPLETE)))
-                if not request.keep:
-                    return None
-                request = None
-                continue
-            if len(request.ended) == len(request.streams):
-                del buffer[:pos]  # a kept connection's next request may already be behind it
-                return request
+                request = self._record(connection, kind, request_id, buffer[start : start + length])
+                if request is not None:
+                    return request
+            return None
+        finally:
+            del buffer[:pos]
 
-    def _management(self, connection: socket.socket, kind: int, content: bytes) -> None:
-        if kind == GET_VALUES:
-            asked = _pairs(content)
-            values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
-            connection.sendall(_record(GET_VALUES_RESULT, 0, _encode_pairs(values)))
+    def _record(self, connection: _Connection, kind: int, request_id: int, content: bytearray) -> _Request | None:
+        """Take one record; the request it ends (whole or aborted), if it ends one."""
+        if request_id == 0:
+            self._queue(connection, _management(kind, content))
+            return None
+        if kind == BEGIN_REQUEST:
+            self._begin(connection, request_id, content)
+            return None
+        request = connection.request
+        if request is None or request_id != request.id:
+            return None  # records of a request we refused or ended
+        if kind == PARAMS:
+            if not content:
+                request.params_ended = True
+            elif len(request.params) + len(content) > MAX_PARAMS:
+                raise ProtocolError("parameters too long")
+            else:
+                request.params += content
+        elif kind == STDIN:
+            request.body += len(content)
+            request.stdin_ended = not content
+        elif kind == ABORT_REQUEST:
+            request.aborted = True
+        if request.aborted or (request.params_ended and request.stdin_ended):
+            connection.request = None
+            return request
+        return None
+
+    def _begin(self, connection: _Connection, request_id: int, content: bytearray) -> None:
+        """BEGIN_REQUEST: a new request, or a refusal (a second one at once, another role)."""
+        if len(content) < BEGIN_BODY.size:
+            raise ProtocolError("BEGIN_REQUEST body too short")
+        role, flags = BEGIN_BODY.unpack_from(content)
+        if connection.request is not None and request_id != connection.request.id:
+            self._queue(connection, _end_request(request_id, CANT_MPX_CONN))
+        elif role != RESPONDER:
+            self._queue(connection, _end_request(request_id, UNKNOWN_ROLE))
         else:
-            connection.sendall(_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7))
+            connection.request = _Request(request_id, bool(flags & KEEP_CONN))
 
     # ---------------------------------------------------------------- replies
 
     def _respond(self, request: _Request) -> bytes:
-        try:
-            reply = self.handler(_pairs(request.streams[PARAMS]))
-            head, body = reply.cgi_head(), reply.body
-        except Exception:  # the application answers its own errors; this is the last resort
-            head = b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n"
-            body = b"internal server error\n"
+        """The reply records: the handler's, or the responder's own for an abort or an oversized body."""
+        if request.aborted:
+            return _end_request(request.id, REQUEST_COMPLETE)
+        if request.body > MAX_STDIN:
+            LOGGER.info("FastCGI request body of %d bytes refused: 413", request.body)
+            head, body = BODY_TOO_LARGE
+        else:
+            try:
+                reply = self.handler(_pairs(request.params))
+                head, body = reply.cgi_head(), reply.body
+            except Exception:  # the application answers its own errors; this is the last resort
+                head, body = INTERNAL_ERROR
         return _stdout_records(request.id, head, body)
 
     # ---------------------------------------------------------------- closing
 
+    def _close(self, connection: _Connection) -> None:
+        """Take the connection out of the poller, then close it (see _discard_and_close)."""
+        self.held -= connection.held
+        connection.held = 0
+        if connection.events:
+            connection.events = 0
+            fd = connection.sock.fileno()
+            with contextlib.suppress(OSError):
+                self.poller.unregister(fd)
+            del self.connections[fd]
+            self._listen()
+        self._discard_and_close(connection.sock)
+
     @staticmethod
-    def _close(connection: socket.socket) -> None:
+    def _discard_and_close(sock: socket.socket) -> None:
         """Take what the web server may still have sent (so closing resets nothing), then close.
 
         The request was read whole, so nothing more is owed to us, and the web
         server's own close is not awaited. FIONREAD tells whether anything
         waits; nearly always nothing does, and asking costs a quarter of a
-        non-blocking read that fails with EAGAIN.
+        non-blocking read that fails with EAGAIN. A few reads at most: a peer
+        that keeps writing does not keep us here.
         """
         with contextlib.suppress(OSError):
             waiting = array.array("i", [0])
-            fcntl.ioctl(connection.fileno(), termios.FIONREAD, waiting)
-            while waiting[0] and connection.recv(65536, socket.MSG_DONTWAIT):
-                pass
-        connection.close()
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting)
+            if waiting[0]:
+                for _ in range(4):
+                    if not sock.recv(READ_SIZE, socket.MSG_DONTWAIT):
+                        break
+        sock.close()

@@ -91,12 +91,13 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     limits.apply(settings)
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
-    responder = Responder(app.handle, socket.socket(fileno=0))
+    responder = Responder(app.handle, socket.socket(fileno=0), settings.client_timeout)
     while responder.serve():  # True after SIGHUP
         try:
             app.reload(config.load())
             log.setup(app.settings)
             limits.apply(app.settings)
+            responder.timeout = app.settings.client_timeout
             logger.warning("SIGHUP: caches emptied, settings reloaded")
         except config.ConfigError as exc:
             app.service.clear()

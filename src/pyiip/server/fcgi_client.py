@@ -20,6 +20,7 @@ from pyiip.server.fastcgi import (
     END_REQUEST,
     HEADER,
     KEEP_CONN,
+    MAX_CONTENT,
     PARAMS,
     RESPONDER,
     STDIN,
@@ -88,9 +89,15 @@ def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep
     sock.sendall(opening(params, request_id, keep_conn))
 
 
-def finish(sock: socket.socket, request_id: int = 1) -> Reply:
-    """End stdin (the application runs now) and read the reply up to END_REQUEST."""
-    sock.sendall(_record(STDIN, request_id))
+def stdin(body: bytes, request_id: int = 1) -> bytes:
+    """The request body as STDIN records, and the empty one that ends it."""
+    chunks = (body[start : start + MAX_CONTENT] for start in range(0, len(body), MAX_CONTENT))
+    return b"".join(_record(STDIN, request_id, chunk) for chunk in chunks) + _record(STDIN, request_id)
+
+
+def finish(sock: socket.socket, request_id: int = 1, body: bytes = b"") -> Reply:
+    """Send the request body and end stdin (the application runs now); read the reply up to END_REQUEST."""
+    sock.sendall(stdin(body, request_id))
     out, err = bytearray(), bytearray()
     while True:
         header = _read(sock, HEADER.size)
@@ -130,11 +137,16 @@ def _parse(out: bytes, err: bytes, app_status: int) -> Reply:
     return Reply(status, headers, body, err, app_status, {k.lower(): v for k, v in headers})
 
 
-def request(address: str, uri: str, timeout: float = 30.0, **extra: str) -> Reply:
-    """One request on a fresh connection, as lighttpd, mod_fcgid and nginx (keep-conn off) do it."""
+def request(address: str, uri: str, timeout: float = 30.0, body: bytes = b"", **extra: str) -> Reply:
+    """One request on a fresh connection, as lighttpd, mod_fcgid and nginx (keep-conn off) do it.
+
+    With a body, a POST (its CONTENT_LENGTH set) unless ``extra`` names the method.
+    """
+    if body:
+        extra = {"method": "POST", "CONTENT_LENGTH": str(len(body)), **extra}
     with connect(address, timeout) as sock:
         begin(sock, environ_for(uri, **extra))
-        return finish(sock)
+        return finish(sock, body=body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ dies. The kernel hands each connection on the shared socket to one idle
 accepter, so no request is lost while a worker is being replaced; only the
 request in flight in a process that crashes fails.
 
-Signals: TERM/INT are passed on, each worker finishes its request in flight
-and exits, then the supervisor exits. HUP is passed on (each worker empties
+Signals: TERM/INT are passed on, each worker closes its idle connections,
+finishes its requests in flight (a peer that stalls is dropped at its
+CLIENT_TIMEOUT deadline) and exits, then the supervisor exits. HUP is passed on (each worker empties
 its caches and reloads its settings). Workers get TERM if the supervisor dies.
 """
 
