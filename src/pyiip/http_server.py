@@ -340,7 +340,9 @@ class Server:
         """While stopping: no accepts; idle connections closed, the others finish (by their deadline)."""
         self._update_accepting()
         for connection in list(self.connections.values()):
-            if connection.quiet():
+            if connection.quiet() and not connection.lingering:
+                self._receive(connection)  # a request that has just come in is answered, not dropped
+            if connection.quiet() and self.connections.get(connection.fd) is connection:
                 self._close(connection)
 
     # ---------------------------------------------------------------- connections
