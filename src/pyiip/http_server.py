@@ -29,7 +29,7 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -220,6 +220,25 @@ def _consume(outbox: list[bytes | memoryview], sent: int) -> None:
             sent = 0
 
 
+@contextlib.contextmanager
+def signals_waking(writer: socket.socket, stop: Callable[..., None], reload: Callable[..., None]) -> Iterator[None]:
+    """TERM and INT call ``stop``, HUP ``reload``, and each writes to ``writer``, waking a wait in epoll.
+
+    Python runs a handler between bytecodes and retries an interrupted epoll wait with what is
+    left of its timeout (PEP 475): without the wakeup fd, an idle loop would sleep through a stop.
+    The previous handlers are put back on leaving.
+    """
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 class Server:
     """Serves HTTP on a listening socket (shared with other workers) with a handler (Application.handle)."""
 
@@ -252,25 +271,12 @@ class Server:
     def serve(self) -> bool:
         """Serve until SIGTERM/SIGINT (False, once the connections are done) or SIGHUP (True: reload, call again)."""
         self.reloading = False
-        previous = {
-            sig: signal.signal(sig, handler)
-            for sig, handler in (
-                (signal.SIGTERM, self._stop),
-                (signal.SIGINT, self._stop),
-                (signal.SIGHUP, self._reload),
-            )
-        }
-        wakeup = signal.set_wakeup_fd(self.wakeup_writer.fileno(), warn_on_full_buffer=False)
-        try:
+        with signals_waking(self.wakeup_writer, self._stop, self._reload):
             self._update_accepting()
             while not self.reloading and not (self.stopping and not self.connections):
                 if self.stopping:
                     self._wind_down()
                 self._step()
-        finally:
-            signal.set_wakeup_fd(wakeup)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         return self.reloading
 
     def _stop(self, *_: object) -> None:
