@@ -22,6 +22,8 @@ import pytest
 from servers import http_server
 from test_faults import _sockets, cpu_ticks
 
+from pyiip.http_server import MAX_CONNECTIONS
+
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,1"
 BIG = "/fcgi-bin/iipsrv.fcgi?FIF=float.tif&WID=2400&MINMAX=1:90,110&CVT=png"  # ~7 MB of PNG, ~1 s to render
 SLOWLORIS_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4000
@@ -132,6 +134,13 @@ def held(pids: list[int], port: int, client: socket.socket) -> bool:
     return any(_sockets(pid) & inodes for pid in pids)
 
 
+def connections_held(pids: list[int], port: int) -> list[int]:
+    """How many established connections on ``port`` each worker holds."""
+    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    inodes = {f"socket:[{row[9]}]" for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == "01"}
+    return [len(_sockets(pid) & inodes) for pid in pids]
+
+
 def drip(sockets: list[socket.socket], stop: threading.Event) -> None:
     """Slowloris: one more byte of a never-ending head on each socket every 0.5 s, until stopped."""
     for index in range(len(SLOWLORIS_HEAD)):
@@ -168,6 +177,29 @@ def test_idle_flood_and_slowloris_leave_the_server_answering(patient):
             assert all(still_open(sock) for sock in idle + slow)  # served around them, not after dropping them
     finally:
         for sock in idle + slow:
+            sock.close()
+
+
+def test_each_worker_stops_accepting_at_its_connection_cap(patient):
+    port, pids = patient
+    extra = 40
+    peers = [connect(port) for _ in range(2 * MAX_CONNECTIONS + extra)]  # the rest wait in the backlog
+    try:
+        deadline = time.monotonic() + 10
+        while sum(held := connections_held(pids, port)) < 2 * MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert held == [MAX_CONNECTIONS, MAX_CONNECTIONS]
+        time.sleep(0.3)
+        assert connections_held(pids, port) == held  # and no more
+        for sock in peers[:100]:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while sum(held := connections_held(pids, port)) < 2 * MAX_CONNECTIONS + extra - 100:
+            assert time.monotonic() < deadline, held  # the waiting ones are taken as places free up
+            time.sleep(0.05)
+        assert probe(port, "/health") == 200
+    finally:
+        for sock in peers:
             sock.close()
 
 
