@@ -15,8 +15,9 @@ to send, holds the worker:
   connections to its peers (or the backlog).
 
 Idle, a worker sleeps in epoll until the nearest deadline or a signal (a wakeup fd): no CPU.
-SIGTERM and SIGINT stop accepting and close idle connections; requests in flight and replies
-being sent finish, each by its deadline, then ``serve`` returns. SIGHUP returns at once, keeping
+SIGTERM and SIGINT stop accepting and close idle connections; requests in flight are answered
+and replies being sent finish by their deadline, requests still coming in get LINGER more at
+most; then ``serve`` returns. SIGHUP returns at once, keeping
 the connections, so that the caller reloads and serves again.
 """
 
@@ -273,11 +274,12 @@ class Server:
         self.reloading = False
         with signals_waking(self.wakeup_writer, self._stop, self._reload):
             self._update_accepting()
-            while not self.reloading and not (self.stopping and not self.connections):
+            while True:
                 if self.stopping:
                     self._wind_down()
+                if self.reloading or (self.stopping and not self.connections):
+                    return self.reloading
                 self._step()
-        return self.reloading
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
@@ -343,13 +345,23 @@ class Server:
         self.next_check = max(earliest, now + TICK) if earliest < math.inf else math.inf
 
     def _wind_down(self) -> None:
-        """While stopping: no accepts; idle connections closed, the others finish (by their deadline)."""
+        """While stopping: no accepts, idle connections closed, replies finish by their deadline.
+
+        A request still coming in gets LINGER more at most: a slow peer does not hold a stop
+        for a whole client timeout.
+        """
         self._update_accepting()
+        soon = time.monotonic() + min(LINGER, self.timeout)
         for connection in list(self.connections.values()):
             if connection.quiet() and not connection.lingering:
                 self._receive(connection)  # a request that has just come in is answered, not dropped
-            if connection.quiet() and self.connections.get(connection.fd) is connection:
+            if self.connections.get(connection.fd) is not connection:
+                continue
+            if connection.quiet():
                 self._close(connection)
+            elif not connection.outbox and connection.deadline > soon:
+                connection.deadline = soon
+                self.next_check = min(self.next_check, soon)
 
     # ---------------------------------------------------------------- connections
 
