@@ -92,13 +92,13 @@ def _date_line(second: int) -> bytes:
 
 
 class Request:
-    """A parsed request head: CGI variables, the size of head and body in the inbox, what to do after."""
+    """A parsed request head: CGI variables, how much body is still to come, what to do after."""
 
-    __slots__ = ("environ", "expects_continue", "head_only", "http10", "keep", "size")
+    __slots__ = ("body_left", "environ", "expects_continue", "head_only", "http10", "keep")
 
-    def __init__(self, environ: dict[str, str], size: int, keep: bool, http10: bool, expects_continue: bool) -> None:
+    def __init__(self, environ: dict[str, str], body: int, keep: bool, http10: bool, expects_continue: bool) -> None:
         self.environ = environ
-        self.size = size
+        self.body_left = body
         self.keep = keep
         self.http10 = http10
         self.head_only = environ["REQUEST_METHOD"] == "HEAD"
@@ -169,7 +169,7 @@ def parse_head(head: str, base: dict[str, str]) -> Request:
     tokens = {token.strip().lower() for token in connection.split(",")} if connection else set()
     keep = "keep-alive" in tokens if http10 else "close" not in tokens
     expects = not http10 and int(length) > 0 and environ.get("HTTP_EXPECT", "").lower() == "100-continue"
-    return Request(environ, len(head) + 4 + int(length), keep, http10, expects)
+    return Request(environ, int(length), keep, http10, expects)
 
 
 class Connection:
@@ -206,7 +206,7 @@ class Connection:
 
     def quiet(self) -> bool:
         """Nothing begun and nothing owed: the connection can be closed without losing a request."""
-        return self.lingering or (not self.inbox and not self.outbox)
+        return self.lingering or (not self.inbox and not self.outbox and self.request is None)
 
 
 def _consume(outbox: list[bytes | memoryview], sent: int) -> None:
@@ -447,13 +447,16 @@ class Server:
             return
         if request is None:
             return
-        if len(connection.inbox) < request.size:
-            if request.expects_continue:
-                request.expects_continue = False
-                connection.outbox.append(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self._send(connection)
-            return
-        del connection.inbox[: request.size]
+        if request.body_left:  # read and dropped: the application answers from the head alone
+            taken = min(len(connection.inbox), request.body_left)
+            del connection.inbox[:taken]
+            request.body_left -= taken
+            if request.body_left:
+                if request.expects_continue:
+                    request.expects_continue = False
+                    connection.outbox.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self._send(connection)
+                return
         connection.request = None
         connection.scanned = 0
         try:
@@ -476,6 +479,7 @@ class Server:
         if end > MAX_HEAD:
             raise Refusal(431, f"request head over {MAX_HEAD} bytes")
         connection.request = parse_head(inbox[:end].decode("latin-1"), connection.base)
+        del inbox[: end + 4]
         return connection.request
 
     # ---------------------------------------------------------------- replies
