@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import random
 import signal
 import socket
 import threading
@@ -19,13 +20,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from servers import http_server
 from test_faults import _sockets, cpu_ticks
 
-from pyiip.http_server import MAX_CONNECTIONS
+from pyiip.http_server import MAX_BODY, MAX_CONNECTIONS, Refusal, parse_head
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,1"
 BIG = "/fcgi-bin/iipsrv.fcgi?FIF=float.tif&WID=2400&MINMAX=1:90,110&CVT=png"  # ~7 MB of PNG, ~1 s to render
+HEAD_PARTS = [
+    b"GET / HTTP/1.1\r\n",
+    b"POST /x?y HTTP/1.0\r\n",
+    b"Host: a\r\n",
+    b"Content-Length: 12\r\n",
+    b"Content-Length: 99999999999\r\n",
+    b"Connection: close, keep-alive\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"X_Y: z\r\n",
+    b" folded\r\n",
+    b"\r\n",
+    b"http://h/p HTTP/1.1 ",
+]
 SLOWLORIS_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4000
 
 
@@ -46,6 +63,10 @@ def workers_of(pid: int) -> list[int]:
             return children
         time.sleep(0.05)
     raise AssertionError("the server did not start its two workers")
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def wait_until_serving(pids: list[int]) -> None:
@@ -285,6 +306,7 @@ def test_oversized_and_malformed_requests(patient):
     for bad in (b"GET /health\r\n\r\n", b"GET  /health HTTP/1.1\r\n\r\n", b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n"):
         assert exchange(port, bad) == 400, bad
     assert exchange(port, b"GET /health HTTP/1.1\r\n\r\n") == 400  # HTTP/1.1 without Host
+    assert exchange(port, b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == 400
     assert exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n") == 400
     body = b"x" * (1 << 20)  # the limit itself is fine
     with connect(port) as sock, sock.makefile("rb") as stream:
@@ -315,6 +337,33 @@ def test_bodies_coming_in_are_not_kept(patient):
     finally:
         for sock in peers:
             sock.close()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.sampled_from(HEAD_PARTS), max_size=12))
+def test_any_head_parses_or_is_refused(noise, parts):
+    """Whatever the bytes, a head is a request or a Refusal with a 4xx/5xx status, never another exception."""
+    head = (b"".join(parts) + noise).decode("latin-1")
+    try:
+        request = parse_head(head, {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80"})
+    except Refusal as refusal:
+        assert refusal.status in (400, 413, 501, 505)
+    else:
+        assert 0 <= request.body_left <= MAX_BODY and request.environ["REQUEST_METHOD"]
+
+
+def test_garbage_heads_leave_the_workers_up(patient):
+    port, pids = patient
+    rng = random.Random(15)
+    for _ in range(200):
+        data = bytes(rng.choice(b"GET /\r\n:HTP1.0 \x00\xff\t") for _ in range(rng.randrange(1, 60))) + b"\r\n\r\n"
+        with connect(port) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError), sock.makefile("rb") as stream:
+                stream.read()
+    assert workers_of(parent(pids[0])) == pids  # none died
+    assert probe(port, "/health") == 200
 
 
 def test_slow_and_idle_peers_are_dropped_at_the_client_timeout(images):
@@ -381,7 +430,7 @@ def test_sighup_reloads_every_worker_and_keeps_connections(images, tmp_path):
         connection.request("GET", TILE)
         assert connection.getresponse().read()
         first = connection.sock
-        supervisor = int(Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        supervisor = parent(pids[0])
         os.kill(supervisor, signal.SIGHUP)
         deadline = time.monotonic() + 10
         while logfile.read_text().count("SIGHUP: caches emptied") < 2 and time.monotonic() < deadline:

@@ -134,7 +134,8 @@ def _fields(text: str, environ: dict[str, str]) -> None:
     """Header fields into ``environ`` as CGI variables; repeated fields are joined with commas.
 
     Names with an underscore are dropped (nginx's default): in CGI form ``X_Forwarded_Proto``
-    would pass for ``X-Forwarded-Proto``.
+    would pass for ``X-Forwarded-Proto``. Two Host fields are refused (RFC 9112 3.2): the host
+    goes into the URLs of replies.
     """
     if not text:
         return
@@ -146,7 +147,12 @@ def _fields(text: str, environ: dict[str, str]) -> None:
         if "_" in name:
             continue
         key = _cgi_name(name)
-        environ[key] = environ[key] + "," + value if key in environ else value
+        if key not in environ:
+            environ[key] = value
+        elif key == "HTTP_HOST":
+            raise Refusal(400, "more than one Host field")
+        else:
+            environ[key] += "," + value
 
 
 def parse_head(head: str, base: dict[str, str]) -> Request:
