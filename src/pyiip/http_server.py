@@ -51,7 +51,7 @@ IN, OUT = select.EPOLLIN, select.EPOLLOUT
 _STATUS_PREFIX = len("Status: ")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[^\x00-\x20\x7f]+")
-_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what no field may hold (a tab may)
 _VERSION = re.compile(r"HTTP/\d+(\.\d+)?")
 
 # What answers a request: CGI variables in, a finished reply out (Application.handle).
@@ -81,7 +81,16 @@ def plain_reply(status: int, message: str) -> Reply:
 
 @lru_cache(maxsize=256)
 def _cgi_name(field: str) -> str:
-    """``Accept-Encoding`` -> ``HTTP_ACCEPT_ENCODING``; the two CGI exceptions keep no prefix."""
+    """``Accept-Encoding`` -> ``HTTP_ACCEPT_ENCODING`` (the two CGI exceptions keep no prefix).
+
+    "" for a name that is not a token (folded lines, spaces before the colon); None-like
+    "-" for a name with an underscore, dropped as nginx does by default: in CGI form
+    ``X_Forwarded_Proto`` would pass for ``X-Forwarded-Proto``.
+    """
+    if _TOKEN.fullmatch(field) is None:
+        return ""
+    if "_" in field:
+        return "-"
     name = field.upper().replace("-", "_")
     return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
 
@@ -133,20 +142,23 @@ def _request_line(line: str, environ: dict[str, str]) -> str:
 def _fields(text: str, environ: dict[str, str]) -> None:
     """Header fields into ``environ`` as CGI variables; repeated fields are joined with commas.
 
-    Names with an underscore are dropped (nginx's default): in CGI form ``X_Forwarded_Proto``
-    would pass for ``X-Forwarded-Proto``. Two Host fields are refused (RFC 9112 3.2): the host
-    goes into the URLs of replies.
+    Two Host fields are refused (RFC 9112 3.2): the host goes into the URLs of replies. One
+    look at the whole text for control characters (CR and LF only as line ends), then names
+    looked up in a cache: the fields a browser sends cost a few microseconds.
     """
     if not text:
         return
+    lines = text.replace("\r\n", "")
+    if not lines.isprintable() and _CONTROL.search(lines):  # isprintable: the fast, nearly always true test
+        raise Refusal(400, "control character in a header field")
     for line in text.split("\r\n"):
-        match = _FIELD.fullmatch(line)
-        if match is None:
-            raise Refusal(400, "malformed header field")
-        name, value = match.groups()
-        if "_" in name:
-            continue
+        name, colon, value = line.partition(":")
         key = _cgi_name(name)
+        if not colon or not key:
+            raise Refusal(400, "malformed header field")
+        if key == "-":
+            continue
+        value = value.strip(" \t")
         if key not in environ:
             environ[key] = value
         elif key == "HTTP_HOST":
