@@ -83,9 +83,9 @@ def plain_reply(status: int, message: str) -> Reply:
 def _cgi_name(field: str) -> str:
     """``Accept-Encoding`` -> ``HTTP_ACCEPT_ENCODING`` (the two CGI exceptions keep no prefix).
 
-    "" for a name that is not a token (folded lines, spaces before the colon); None-like
-    "-" for a name with an underscore, dropped as nginx does by default: in CGI form
-    ``X_Forwarded_Proto`` would pass for ``X-Forwarded-Proto``.
+    "" for a name that is not a token (a folded line, a space before the colon), which is
+    refused; "-" for a name with an underscore, which is dropped as nginx does by default: in
+    CGI form ``X_Forwarded_Proto`` would pass for ``X-Forwarded-Proto``.
     """
     if _TOKEN.fullmatch(field) is None:
         return ""
