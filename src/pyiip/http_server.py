@@ -10,15 +10,19 @@ to send, holds the worker:
   the accept for a connection's first request), and as long to take a whole reply;
 - ``min(KEEP_ALIVE, timeout)`` idle between the requests of a kept connection: time enough for
   a viewer's next tiles, short enough that idle connections do not pile up;
-- heads of at most MAX_HEAD bytes (431), bodies of at most MAX_BODY (413), and at most
-  MAX_CONNECTIONS connections per worker: above it the worker stops accepting, leaving new
-  connections to its peers (or the backlog).
+- heads of at most MAX_HEAD bytes (431), bodies of at most MAX_BODY (413, and read only to
+  be dropped), and at most MAX_CONNECTIONS connections per worker (fewer under a descriptor
+  limit below 4 x that): above it the worker stops accepting, leaving new connections to its
+  peers (or the backlog).
+
+Pipelined requests are answered in order, one per turn of the loop, the next only once the
+reply before it has gone out (so a peer that does not read makes no queue of replies).
 
 Idle, a worker sleeps in epoll until the nearest deadline or a signal (a wakeup fd): no CPU.
 SIGTERM and SIGINT stop accepting and close idle connections; requests in flight are answered
 and replies being sent finish by their deadline, requests still coming in get LINGER more at
-most; then ``serve`` returns. SIGHUP returns at once, keeping
-the connections, so that the caller reloads and serves again.
+most; then ``serve`` returns. SIGHUP returns at once, keeping the connections, so that the
+caller reloads and serves again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import resource
 import select
 import signal
 import socket
@@ -38,7 +43,7 @@ from .http import SERVER, Reply, http_date, status_line
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1 << 20  # the FastCGI responder's bound too; the application reads no body anyway
-MAX_CONNECTIONS = 256  # per worker: the open-image cache needs descriptors under the usual 1024
+MAX_CONNECTIONS = 256  # per worker, and a quarter of the descriptor limit at most: images need descriptors too
 KEEP_ALIVE = 5.0
 LINGER = 2.0  # after a last reply, how long to wait for the peer's close (closing on its unread bytes resets the reply)
 ACCEPT_PAUSE = 1.0  # after a failed accept (out of descriptors): retry then, instead of spinning
@@ -274,6 +279,8 @@ class Server:
         self.wakeup_writer.setblocking(False)
         self.poller.register(self.wakeup.fileno(), IN)
         self.connections: dict[int, Connection] = {}
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_connections = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else min(MAX_CONNECTIONS, soft // 4)
         self.ready: list[Connection] = []  # whole requests left in an inbox: answered next turn
         self.accepting = False
         self.paused_until = 0.0
@@ -389,7 +396,7 @@ class Server:
         EPOLLEXCLUSIVE wakes one waiting worker per connection instead of all; it cannot be
         modified, so the socket is registered and unregistered.
         """
-        wanted = not self.stopping and not self.paused_until and len(self.connections) < MAX_CONNECTIONS
+        wanted = not self.stopping and not self.paused_until and len(self.connections) < self.max_connections
         if wanted == self.accepting:
             return
         if wanted:
