@@ -31,9 +31,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from servers import fastcgi_children, free_port, lighttpd_config, running, stop  # noqa: E402
+from hostile import jpeg_bomb_tiff, png_bomb, tables_bigtiff, webp_bomb_tiff  # noqa: E402
+from hostile_load import HostileLoad  # noqa: E402
+from servers import VENV_BIN, fastcgi_children, fastcgi_settings, free_port, lighttpd_config, running, stop  # noqa: E402
 
 IMAGE_CACHE_MB = 4  # MAX_IMAGE_CACHE_SIZE of each process: smaller than the URL set, so tiles are re-rendered
+CLIENT_TIMEOUT = 5  # seconds: the hostile peers' deadline, short so that a soak sees many of them dropped
 SLACK_MB = 48  # allocator fragmentation, interpreter caches, libvips' operation cache
 
 
@@ -114,9 +117,13 @@ end
 """
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
     text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+    return int(re.search(field + r":\s+(\d+)", text).group(1)) / 1024
+
+
+def peak_mb(pid: int) -> float:
+    return rss_mb(pid, "VmHWM")
 
 
 def main() -> int:
@@ -125,6 +132,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--no-hostile", dest="hostile", action="store_false", help="leave out the hostile peers (hostile_load.py)"
+    )
     parser.add_argument("--out", type=Path, default=HERE.parent / "bench" / "results" / "soak.json")
     args = parser.parse_args()
     data = args.data.resolve()
@@ -137,18 +147,27 @@ def main() -> int:
         print(f"soak: {data}/demo/cube.tif missing (make demo)", file=sys.stderr)
         return 2
     paths = urls(data)
-    with tempfile.TemporaryDirectory(prefix="pyiip-soak-") as temp:
+    # The hostile files live in a dot directory of the served root for the soak's length only.
+    with (
+        tempfile.TemporaryDirectory(prefix="pyiip-soak-") as temp,
+        tempfile.TemporaryDirectory(prefix=".pyiip-soak-", dir=data) as bomb_dir,
+    ):
         directory = Path(temp)
-        port = free_port()
-        env = {"MAX_IMAGE_CACHE_SIZE": str(IMAGE_CACHE_MB), "VERBOSITY": "1"}
-        config = lighttpd_config(directory, port, data, procs=2, env=env)
+        bombs = bomb_requests(Path(bomb_dir), data)
+        port, fcgi_port = free_port(), free_port()
+        env = {"MAX_IMAGE_CACHE_SIZE": str(IMAGE_CACHE_MB), "VERBOSITY": "1", "CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
+        config = lighttpd_config(directory, port, data, env=env, fcgi_port=fcgi_port)
         (directory / "soak.lua").write_text(_LUA % ", ".join(json.dumps(p) for p in paths))
         base = f"http://127.0.0.1:{port}"
-        with running([lighttpd, "-D", "-f", str(config)], port) as server:
+        supervisor_command = [str(VENV_BIN / "pyiip.fcgi"), "--workers", "2", "--bind", f"127.0.0.1:{fcgi_port}"]
+        with (
+            running(supervisor_command, fcgi_port, fastcgi_settings(directory, data, env)) as supervisor,
+            running([lighttpd, "-D", "-f", str(config)], port) as server,
+        ):
             deadline = time.monotonic() + 20
-            while len(fastcgi_children(server.pid)) < 2 and time.monotonic() < deadline:
+            while len(fastcgi_children(supervisor.pid)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            workers = sorted(fastcgi_children(server.pid))
+            workers = sorted(fastcgi_children(supervisor.pid))
             warm_errors = []
             for path in paths:  # every URL must answer 200
                 try:
@@ -168,6 +187,9 @@ def main() -> int:
             command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "60s"]
             command += ["--latency", "-s", str(directory / "soak.lua"), base]
             print(f"soak: {len(paths)} URLs, {args.seconds} s, {args.connections} connections", flush=True)
+            hostile = HostileLoad(("127.0.0.1", fcgi_port), base, bombs, CLIENT_TIMEOUT + 10) if args.hostile else None
+            if hostile:
+                hostile.start()
             started = time.monotonic()
             load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             while load.poll() is None:
@@ -175,14 +197,16 @@ def main() -> int:
                 alive = {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
                 samples.append((time.monotonic() - started, {name: rss_mb(pid) for name, pid in alive.items()}))
             output = load.stdout.read() if load.stdout else ""
+            figures = hostile.stop() if hostile else None
             end = {name: rss_mb(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
-            respawned = sorted(fastcgi_children(server.pid)) != workers
+            peaks = {name: peak_mb(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+            respawned = sorted(fastcgi_children(supervisor.pid)) != workers
             stop(server)
             log = (directory / "pyiip.log").read_text(errors="replace") if (directory / "pyiip.log").exists() else ""
-    return report(args, paths, output, start, end, samples, respawned, log)
+    return report(args, paths, output, start, end, samples, respawned, log, figures, peaks)
 
 
-def report(args, paths, output, start, end, samples, respawned, log) -> int:
+def report(args, paths, output, start, end, samples, respawned, log, hostile, peaks) -> int:
     requests = int(re.search(r"(\d+) requests in", output).group(1)) if "requests in" in output else 0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)) if "Requests/sec" in output else 0.0
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -208,7 +232,14 @@ def report(args, paths, output, start, end, samples, respawned, log) -> int:
         after_text = f"{after:12.1f}" if after is not None else f"{'gone':>12}"
         growth_text = f"{growth:11.1f}" if growth is not None else f"{'-':>11}"
         print(f"{name:<14}{before:14.1f}{after_text}{growth_text}{limit:12d}")
+    hostile_failures = hostile_verdict(hostile)
+    if hostile is not None:
+        print(f"\nhostile peers (CLIENT_TIMEOUT={CLIENT_TIMEOUT} s): {json.dumps(hostile)}")
+        print("peak RSS MB (VmHWM): " + ", ".join(f"{name} {mb:.1f}" for name, mb in peaks.items()))
+        for failure in hostile_failures:
+            print(f"hostile: {failure}")
     ok = requests > 0 and non200 == 0 and socket_errors == 0 and internal == 0 and not respawned and not grown
+    ok = ok and not hostile_failures
     result = {
         "seconds": args.seconds,
         "connections": args.connections,
@@ -221,6 +252,8 @@ def report(args, paths, output, start, end, samples, respawned, log) -> int:
         "respawned": respawned,
         "latency_ms": dict(zip(("p50", "p99", "max"), map(float, latency.groups()), strict=True)) if latency else None,
         "rss_mb": {name: {"start": b, "end": a, "growth": g, "allowed": lim} for name, b, a, g, lim in rows},
+        "hostile": hostile,
+        "peak_rss_mb": peaks,
         "samples": [{"t": round(t, 1), **{k: round(v, 1) for k, v in s.items()}} for t, s in samples],
         "ok": ok,
     }
@@ -233,6 +266,53 @@ def report(args, paths, output, start, end, samples, respawned, log) -> int:
         return 1
     print("\nsoak passed: zero errors, memory bounded by the configured caches")
     return 0
+
+
+def hostile_verdict(hostile: dict | None) -> list[str]:
+    """What the hostile peers saw that a sound server never shows."""
+    if hostile is None:
+        return []
+    failures = []
+    health = hostile["health_probes"]
+    if set(health) - {"answered"}:
+        failures.append(f"health probes not all answered: {health}")
+    if set(hostile["bomb_statuses"]) - {"4xx"}:
+        failures.append(f"a bomb request did not answer 4xx: {hostile['bomb_statuses']}")
+    if hostile["not_dropped"]:
+        failures.append(f"peers still connected past the deadline: {hostile['not_dropped']}")
+    if hostile["non_readers_cut"] == 0:
+        failures.append("no non-reading peer was cut off at the write deadline")
+    return failures
+
+
+def write_bombs(directory: Path) -> list[str]:
+    """Files of a few KB that declare gigabytes (tests/hostile.py makes them); their names."""
+    jpeg_bomb_tiff(directory / "jpeg-bomb.tif")
+    jpeg_bomb_tiff(directory / "rgb-jpeg-bomb.tif", (20000, 20000), channels=3)
+    webp_bomb_tiff(directory / "webp-bomb.tif")
+    tables_bigtiff(directory / "sparse-tables.tif", 1 << 20, 3)
+    png_bomb(directory / "png-bomb.png", 40000)
+    return sorted(path.name for path in directory.iterdir())
+
+
+def bomb_requests(directory: Path, root: Path) -> list[tuple[str, str, bytes | None]]:
+    """Requests that once cost a worker its life, its memory or a traceback; each must answer 4xx."""
+    iip = "/fcgi-bin/iipsrv.fcgi?FIF="
+    big = "9" * 400
+    requests: list[tuple[str, str, bytes | None]] = [
+        ("GET", f"/iiif/3/demo%2Frgb.tif/full/{big},/0/default.jpg", None),
+        ("GET", f"/iiif/2/demo%2Frgb.tif/pct:{'9' * 320},0,10,10/full/0/default.jpg", None),
+        ("GET", f"/deepzoom/demo/rgb.tif_files/{'1' * 5000}/0_0.jpg", None),
+        ("GET", f"{iip}demo/cube.tif&GAM=0.5&CNT=1e308&JTL=1,0", None),
+        ("GET", f"{iip}demo/rgb.tif&WID={big}&CVT=jpeg", None),
+        ("POST", "/fcgi-bin/iipsrv.fcgi", b"FIF=demo/rgb.tif&OBJ=IIP,1.0&" + b"x" * (2 << 20)),
+    ]
+    for name in write_bombs(directory):
+        identifier = f"{directory.name}/{name}"
+        # PNG: a stored JPEG tile asked for as JPEG goes out as it is (pass-through), never decoded.
+        requests.append(("GET", f"{iip}{identifier}&PTL=0,0", None))
+        requests.append(("GET", f"/iiif/3/{urllib.request.quote(identifier, safe='')}/full/max/0/default.png", None))
+    return requests
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def supervise(count: int, serve: Callable[[], int], logger: logging.Logger) -> int:
-    """Run ``serve`` in ``count`` forked workers until TERM/INT; return the exit status."""
+def supervise(count: int, serve: Callable[[], int], logger: logging.Logger, kind: str = "FastCGI") -> int:
+    """Run ``serve`` in ``count`` forked workers until TERM/INT; the exit status; ``kind`` names them in the log."""
     children: dict[int, float] = {}  # pid -> start time
     stopping = False
     failures = 0
@@ -80,7 +80,7 @@ def supervise(count: int, serve: Callable[[], int], logger: logging.Logger) -> i
         signal.signal(sig, forward)
     for _ in range(count):
         spawn()
-    logger.warning("pyiip supervisor %d started %d FastCGI workers: %s", parent, count, " ".join(map(str, children)))
+    logger.warning("pyiip supervisor %d started %d %s workers: %s", parent, count, kind, " ".join(map(str, children)))
     while children:
         try:
             pid, status = os.wait()
@@ -94,7 +94,7 @@ def supervise(count: int, serve: Callable[[], int], logger: logging.Logger) -> i
         quick = time.monotonic() - started < QUICK_DEATH
         failures = failures + 1 if quick else 0
         delay = min(MAX_DELAY, 0.1 * 2 ** (failures - 1)) if failures else 0.0
-        logger.error("FastCGI worker %d %s; starting another%s", pid, how, f" in {delay:.1f} s" if delay else "")
+        logger.error("%s worker %d %s; starting another%s", kind, pid, how, f" in {delay:.1f} s" if delay else "")
         if delay:
             time.sleep(delay)  # a TERM meanwhile sets stopping: checked below
         if not stopping:
