@@ -512,7 +512,7 @@ class Server:
     def _queue(self, connection: Connection, reply: Reply, request: Request | None) -> None:
         """Put a reply in the outbox and send what the socket takes; a refusal (no request) closes."""
         keep = request is not None and request.keep and not self.stopping
-        if not keep:
+        if request is None or not keep:
             connection_field = b"Connection: close\r\n"
         else:
             connection_field = b"Connection: keep-alive\r\n" if request.http10 else b""
