@@ -358,9 +358,13 @@ def test_connections_above_the_cap_are_left_in_the_backlog(images, tmp_path):
     process = subprocess.Popen([FCGI, "--bind", path], env=env, preexec_fn=low_limit)
     try:
         assert wait_for(lambda: Path(path).exists() and fcgi_client.request(path, "/health").status == 200)
-        before = socket_count(process.pid)
+        # The probe's connection may still be closing: wait until only the listening socket is left.
+        assert wait_for(lambda: socket_count(process.pid) == 1, timeout=10)
+        before = 1
         idle = [connect_unix(path) for _ in range(24)]
-        time.sleep(0.5)  # time to accept all it will
+        # It takes up to the cap (a loaded machine may need a while), then no more.
+        assert wait_for(lambda: socket_count(process.pid) - before >= 16, timeout=10)
+        time.sleep(0.5)
         assert socket_count(process.pid) - before == 16
         assert fcgi_client.request(path, "/health", timeout=TIMEOUT + 10).status == 200  # once some are dropped
         for conn in idle:
