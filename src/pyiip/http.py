@@ -122,6 +122,7 @@ class Response:
     source: Source | None = None
     cacheable: bool = True
     mtime: float | None = None  # Last-Modified of a reply not made from an image (static files)
+    etag: str = ""  # a rendered image's (Rendered.etag) or a kept body's; "" for a digest of the body
 
     @property
     def modified(self) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pyiip.cache.etags import key_etag, tagged
+from pyiip.cache.etags import key_etag
 from pyiip.cache.memcached import Cluster, Unavailable, parse_servers
 from pyiip.config import ConfigError
 from pyiip.encode.encoders import MIME
@@ -121,7 +121,7 @@ class MemcachedCache:
             self.misses += 1
             return None
         self.hits += 1
-        return Rendered(tagged(body, key_etag(key.removeprefix(KEY_PREFIX))), MIME[stored])  # the one copy
+        return Rendered(bytes(body), MIME[stored], key_etag(key.removeprefix(KEY_PREFIX)))  # the one copy
 
     def set(self, key: str, entry: Rendered) -> None:
         """Store, unless the value is over memcached's item limit; failures are not errors of the request."""

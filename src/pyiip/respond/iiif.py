@@ -20,12 +20,12 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from pyiip.cache.etags import content_etag, tagged
+from pyiip.cache.etags import content_etag
 from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
 from pyiip.http import Request, Response
 from pyiip.model import ImageRequest
 from pyiip.parse import numbers
-from pyiip.process.tiling import grid_region
+from pyiip.process.bind import grid_region
 from pyiip.read.image import OpenImage
 from pyiip.respond import iip
 from pyiip.respond.display_query import DISPLAY_KEYS, display_from_query
@@ -335,19 +335,19 @@ def _info(service: Service, request: Request, target: Target, negotiated: bool) 
     display_from_query(service, request, display, image)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or target.base  # iipsrv: a proxy may name the id itself
 
-    def make() -> bytes:
+    def make() -> tuple[bytes, str]:
         build = info_v3 if target.version >= 3 else info_v2
         text = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
-        return tagged(text, content_etag(text))  # its ETag travels with it: no digest per reply
+        return text, content_etag(text)  # its ETag is kept with it: no digest per reply
 
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
     # encoder (indented output) cost ~200 µs of a ~250 µs reply; the file identity keeps it fresh.
-    body = service.cache.made(("info", image.resolved.identity, target.version, uri), make)
+    body, etag = service.cache.made(("info", image.resolved.identity, target.version, uri), make)
     headers = [_link(target, None)]
     if negotiated:
         headers.append(("Vary", "Accept"))
     mime = content_type(target.version, request.header("accept"))
-    return Response(200, body, mime, headers=headers, source=image.resolved)
+    return Response(200, body, mime, headers=headers, source=image.resolved, etag=etag)
 
 
 def build_request(
@@ -369,7 +369,6 @@ def build_request(
         format=params.format,
         quality=quality,
         display=display,
-        upscaling=settings.allow_upscaling,
     )
     return model, canonical_params(params, rect, size, (info.width, info.height), limits, version)
 
@@ -393,7 +392,7 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
     headers = [_link(target, canonical)]
     if negotiated:
         headers.append(("Vary", "Accept"))
-    return Response(200, rendered.body, rendered.mime, headers=headers, source=image.resolved)
+    return Response(200, rendered.body, rendered.mime, headers=headers, source=image.resolved, etag=rendered.etag)
 
 
 def _redirect(service: Service, target: Target) -> Response:

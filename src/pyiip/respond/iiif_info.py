@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyiip.config import Settings
 from pyiip.encode.encoders import MIME
-from pyiip.process.tiling import scale_factors
+from pyiip.process.bind import scale_factors
 from pyiip.read.source import ImageInfo
 
 PROTOCOL = "http://iiif.io/api/image"

@@ -194,9 +194,11 @@ class Session:
             self.errors.append(error_line("1 3", argument))
         return self.image
 
-    def image_response(self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    def image_response(
+        self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None, etag: str = ""
+    ) -> Response:
         assert self.image is not None
-        return Response(200, body, mime, headers=headers or [], source=self.image.resolved)
+        return Response(200, body, mime, headers=headers or [], source=self.image.resolved, etag=etag)
 
 
 # ---------------------------------------------------------------- settings
@@ -469,7 +471,7 @@ def _jtl_like(fmt: str) -> Callable[[Session, str], Response | None]:
             return None
         res, index = _tile_numbers("jtl", value)
         rendered = s.service.render(image, _tile_request(s, res, index, fmt))
-        return s.image_response(rendered.body, rendered.mime)
+        return s.image_response(rendered.body, rendered.mime, etag=rendered.etag)
 
     return run
 
@@ -559,7 +561,7 @@ def _cvt(s: Session, value: str) -> Response | None:
     stem = os.path.splitext(os.path.basename(s.identifier))[0] or "image"
     stem = "".join(c for c in stem if c.isalnum() or c in "-_.") or "image"
     disposition = f'inline;filename="{stem}_{out_w}x{out_h}.{fmt}"'
-    return s.image_response(rendered.body, rendered.mime, [("Content-Disposition", disposition)])
+    return s.image_response(rendered.body, rendered.mime, [("Content-Disposition", disposition)], rendered.etag)
 
 
 def _pfl(s: Session, value: str) -> Response | None:

@@ -14,7 +14,7 @@ import re
 from pyiip.errors import BadRequest, NotFound
 from pyiip.http import Request, Response
 from pyiip.parse import numbers
-from pyiip.process.tiling import tile_request_region
+from pyiip.process.bind import tile_request_region
 from pyiip.read.image import OpenImage
 from pyiip.read.source import ImageInfo
 from pyiip.respond.display_query import path_handler, query_handler, tile_reply

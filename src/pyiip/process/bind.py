@@ -1,4 +1,10 @@
-"""Map tile-shaped requests onto stored pyramid levels, for IIIF, DeepZoom and Zoomify.
+"""Bind a request to an image's pyramid: tile grids onto stored levels, and the level a render reads.
+
+Protocols describe pixels in their own terms (IIP tile indices, IIIF regions,
+DeepZoom and Zoomify ideal levels); this module maps them onto the levels the
+file stores and, for the renderer, chooses once which level and rectangle to
+read (``bind``). The renderer executes the ``Bound`` it is given and chooses
+nothing again.
 
 Tile protocols think in ideal levels of scale 2^k whose sizes are
 ceil(W / 2^k); pyramids store levels whose sizes are usually floor(W / 2^k).
@@ -10,7 +16,11 @@ level finer than none stored, is rendered from full-resolution coordinates.
 
 from __future__ import annotations
 
-from pyiip.model import Region
+import math
+from dataclasses import dataclass
+
+from pyiip.errors import BadRequest
+from pyiip.model import ImageRequest, Region
 from pyiip.read.source import ImageInfo
 
 
@@ -83,3 +93,62 @@ def tile_request_region(
         return None
     (x, y, w, h), (out_w, out_h) = found
     return grid_region(info, x, y, w, h, out_w, out_h), (out_w, out_h)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which stored level and rectangle of it to read to produce the requested output."""
+
+    level: int
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A request bound to one image's pyramid: what the renderer executes."""
+
+    request: ImageRequest
+    plan: Plan
+
+
+def bind(info: ImageInfo, request: ImageRequest) -> Bound:
+    """``request`` with the level and rectangle it reads (``plan``), checked against ``info``."""
+    return Bound(request, plan(info, request.region, request.size))
+
+
+def plan(info: ImageInfo, region: Region, size: tuple[int, int]) -> Plan:
+    """Pick the smallest level that still has at least the output's resolution."""
+    levels = info.levels
+    if not 0 <= region.level < len(levels):
+        raise BadRequest("resolution out of range")
+    base = levels[region.level]
+    if region.w <= 0 or region.h <= 0 or region.x < 0 or region.y < 0:
+        raise BadRequest("empty region")
+    if region.x + region.w > base.width or region.y + region.h > base.height:
+        raise BadRequest("region outside the image")
+    out_w, out_h = size
+    chosen = region.level
+    for index in range(region.level + 1, len(levels)):
+        lv = levels[index]
+        sx, sy = lv.width / base.width, lv.height / base.height
+        if region.w * sx < out_w or region.h * sy < out_h:
+            break
+        chosen = index
+    if chosen == region.level:
+        return Plan(chosen, region.x, region.y, region.w, region.h)
+    lv = levels[chosen]
+    sx, sy = lv.width / base.width, lv.height / base.height
+    if round(region.w * sx) == out_w and round(region.h * sy) == out_h:
+        # The level holds the output at its own scale: read exactly that many pixels (at most
+        # half a pixel of that level off) instead of one more, which would mean a resampling.
+        x0 = min(max(0, round(region.x * sx)), lv.width - out_w)
+        y0 = min(max(0, round(region.y * sy)), lv.height - out_h)
+        if x0 >= 0 and y0 >= 0:
+            return Plan(chosen, x0, y0, out_w, out_h)
+    x0, y0 = math.floor(region.x * sx), math.floor(region.y * sy)
+    x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.w) * sx - 1e-9)))
+    y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.h) * sy - 1e-9)))
+    return Plan(chosen, x0, y0, x1 - x0, y1 - y0)
