@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pyiip.errors import BadRequest
-from pyiip.model import ImageRequest, Region
+from pyiip.config import Settings
+from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
+from pyiip.model import ImageRequest, Region, RegionSpec, SizeSpec
 from pyiip.read.source import ImageInfo
 
 
@@ -152,3 +153,155 @@ def plan(info: ImageInfo, region: Region, size: tuple[int, int]) -> Plan:
     x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.w) * sx - 1e-9)))
     y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.h) * sy - 1e-9)))
     return Plan(chosen, x0, y0, x1 - x0, y1 - y0)
+
+
+# Bytes of request memory one output pixel may need (read + resize + encode, see Renderer.check_limits).
+_BYTES_PER_PIXEL = 108
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Server-imposed output limits: maxWidth/maxHeight from MAX_CVT, maxArea from it or the memory budget."""
+
+    width: int | None
+    height: int | None
+    area: int | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        side = settings.max_output_side
+        budget = settings.max_request_memory * 1024 * 1024 // _BYTES_PER_PIXEL
+        if side is None:
+            # Upscaling needs a declared limit (IIIF 3 section 5.7): the memory budget is the real one.
+            return cls(None, None, budget)
+        return cls(side, side, side * side)
+
+    def allows(self, width: int, height: int) -> bool:
+        return (
+            (self.width is None or width <= self.width)
+            and (self.height is None or height <= self.height)
+            and (self.area is None or width * height <= self.area)
+        )
+
+    def fit(self, width: int, height: int, upscale: bool) -> tuple[int, int]:
+        """The largest size of this aspect ratio within the limits (IIIF ``max`` and ``^max``)."""
+        scale = math.inf if upscale else 1.0
+        if self.width is not None:
+            scale = min(scale, self.width / width)
+        if self.height is not None:
+            scale = min(scale, self.height / height)
+        if self.area is not None:
+            scale = min(scale, math.sqrt(self.area / (width * height)))
+        if scale == math.inf or scale == 1.0:
+            return width, height
+        rounded = max(1, round(width * scale)), max(1, round(height * scale))
+        if self.allows(*rounded):
+            return rounded
+        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+def region_rect(spec: RegionSpec, width: int, height: int) -> tuple[int, int, int, int]:
+    """Full-resolution (x, y, w, h), cropped at the image edges; 400 when nothing is left."""
+    if spec.kind == "full":
+        return 0, 0, width, height
+    if spec.kind == "square":
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side, side
+    x, y, w, h = spec.values
+    if spec.kind == "pct":
+        x0, y0 = round(x * width / 100), round(y * height / 100)
+        x1, y1 = round((x + w) * width / 100), round((y + h) * height / 100)
+        x, y, w, h = x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+    x, y, w, h = int(x), int(y), int(w), int(h)
+    if x >= width or y >= height:
+        raise BadRequest("region lies outside the image")
+    return x, y, min(w, width - x), min(h, height - y)
+
+
+def output_size(
+    spec: SizeSpec, rw: int, rh: int, limits: Limits, version: int, allow_upscaling: bool
+) -> tuple[int, int]:
+    """Output pixels before rotation, checked against upscaling rules and the advertised limits."""
+    if spec.kind == "max":
+        width, height = limits.fit(rw, rh, upscale=spec.upscale)
+    elif spec.kind == "w":
+        width, height = spec.width, max(1, round(rh * spec.width / rw))
+    elif spec.kind == "h":
+        width, height = max(1, round(rw * spec.height / rh)), spec.height
+    elif spec.kind == "pct":
+        width, height = round(rw * spec.percent / 100), round(rh * spec.percent / 100)
+    elif spec.kind == "wh":
+        width, height = spec.width, spec.height
+    else:  # "fit": !w,h keeps the aspect ratio inside the box
+        scale = min(spec.width / rw, spec.height / rh)
+        if scale > 1 and version >= 3 and not spec.upscale:
+            # The official validator (size_noup) and the IIIF reference server answer 400
+            # here rather than clamping to the region: a box larger than the region asks
+            # for an enlargement, which IIIF 3 allows only with ^.
+            raise BadRequest("upscaling needs the ^ size prefix in IIIF 3")
+        if not (spec.upscale or (version < 3 and allow_upscaling)):
+            scale = min(scale, 1.0)  # v2 without sizeAboveFull never enlarges
+        width = min(spec.width, max(1, round(rw * scale)))
+        height = min(spec.height, max(1, round(rh * scale)))
+    if width < 1 or height < 1:
+        raise BadRequest("the requested size is less than one pixel")
+    if width > rw or height > rh:
+        if version >= 3 and not spec.upscale:
+            raise BadRequest("upscaling needs the ^ size prefix in IIIF 3")
+        if not allow_upscaling:
+            if spec.upscale:
+                raise NotImplementedFeature("upscaling is disabled on this server (ALLOW_UPSCALING=0)")
+            raise BadRequest("upscaling is disabled on this server (ALLOW_UPSCALING=0)")
+    if not limits.allows(width, height):
+        raise BadRequest(f"size {width}x{height} exceeds the server limits (maxWidth/maxHeight/maxArea)")
+    return width, height
+
+
+def resolution_level(info: ImageInfo, res: int) -> int:
+    """IIP's resolution number (0 = the smallest level) as a level index (0 = full size)."""
+    count = len(info.levels)
+    if not 0 <= res < count:
+        raise BadRequest(f"resolution {res} out of range 0-{count - 1}")
+    return count - 1 - res
+
+
+def tile_region(info: ImageInfo, res: int, index: int) -> Region:
+    """IIP's tile ``index`` (row by row) of resolution ``res``: that tile's rectangle on its stored level."""
+    level = resolution_level(info, res)
+    lv = info.levels[level]
+    count = lv.tiles_across * lv.tiles_down
+    if not 0 <= index < count:
+        raise NotFound("tile index out of range")
+    x, y, w, h = lv.tile_rect(index % lv.tiles_across, index // lv.tiles_across)
+    return Region(x, y, w, h, level)
+
+
+def fitted_region(
+    info: ImageInfo,
+    fractions: tuple[float, float, float, float] | None,
+    width: int,
+    height: int,
+    settings: Settings,
+) -> tuple[Region, tuple[int, int]]:
+    """IIP's RGN fractions in full-resolution pixels, and WID/HEI fitted, then capped by MAX_CVT and upscaling."""
+    full_w, full_h = info.width, info.height
+    rx, ry, rw, rh = fractions or (0.0, 0.0, 1.0, 1.0)
+    x = min(full_w - 1, int(rx * full_w))
+    y = min(full_h - 1, int(ry * full_h))
+    w = max(1, min(full_w - x, round(rw * full_w)))
+    h = max(1, min(full_h - y, round(rh * full_h)))
+    if width and height:
+        scale = min(width / w, height / h)
+    elif width:
+        scale = width / w
+    elif height:
+        scale = height / h
+    else:
+        scale = 1.0
+    if not settings.allow_upscaling:
+        scale = min(scale, 1.0)
+    limit = settings.max_output_side
+    if limit is not None:
+        scale = min(scale, limit / w, limit / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return Region(x, y, w, h), size
