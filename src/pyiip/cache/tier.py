@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from pyiip.cache.etags import key_etag
-from pyiip.cache.memcached import Cluster, Unavailable, parse_servers
+from pyiip.cache.memcached import Cluster, ClusterDown, parse_servers
 from pyiip.config import ConfigError
 from pyiip.encode.encoders import MIME
 from pyiip.log import LOGGER
@@ -145,7 +145,7 @@ class MemcachedCache:
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
-        if isinstance(exc, Unavailable):
+        if isinstance(exc, ClusterDown):
             return  # every server is already known to be down
         LOGGER.debug("memcached %s failed: %s", what, exc)
 

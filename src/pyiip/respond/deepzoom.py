@@ -55,7 +55,7 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     """``path`` is decoded: ``{id}.dzi`` or ``{id}_files/{level}/{col}_{row}.{ext}``."""
     if path.endswith(".dzi"):
         image = service.image(path[: -len(".dzi")])
-        return Response(200, descriptor(image), "application/xml", source=image.resolved)
+        return Response(200, descriptor(image), "application/xml", origin=image.resolved)
     match = _TILE.match(path)
     if match is None:
         raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")

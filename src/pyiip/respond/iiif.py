@@ -271,7 +271,7 @@ def _info(service: Service, request: Request, target: Target, negotiated: bool) 
     if negotiated:
         headers.append(("Vary", "Accept"))
     mime = content_type(target.version, request.header("accept"))
-    return Response(200, body, mime, headers=headers, source=image.resolved, etag=etag)
+    return Response(200, body, mime, headers=headers, origin=image.resolved, etag=etag)
 
 
 def build_request(
@@ -316,7 +316,7 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
     headers = [_link(target, canonical)]
     if negotiated:
         headers.append(("Vary", "Accept"))
-    return Response(200, rendered.body, rendered.mime, headers=headers, source=image.resolved, etag=rendered.etag)
+    return Response(200, rendered.body, rendered.mime, headers=headers, origin=image.resolved, etag=rendered.etag)
 
 
 def _redirect(service: Service, target: Target) -> Response:

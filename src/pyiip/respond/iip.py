@@ -199,7 +199,7 @@ class Session:
         self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None, etag: str = ""
     ) -> Response:
         assert self.image is not None
-        return Response(200, body, mime, headers=headers or [], source=self.image.resolved, etag=etag)
+        return Response(200, body, mime, headers=headers or [], origin=self.image.resolved, etag=etag)
 
 
 # ---------------------------------------------------------------- settings
@@ -411,7 +411,7 @@ def metadata_response(s: Session) -> Response:
         return error_response(s.errors)
     body = ("IIP:1.0" if s.protocol_line else "") + "\r\n" + "".join(line + "\r\n" for line in s.lines)
     source = s.image.resolved if s.image else None
-    return Response(200, body.encode("latin-1", "replace"), NETFPX, source=source)
+    return Response(200, body.encode("latin-1", "replace"), NETFPX, origin=source)
 
 
 def error_response(lines: list[str]) -> Response:

@@ -61,7 +61,7 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     """``path`` is decoded: ``{id}/ImageProperties.xml`` or ``{id}/TileGroup{n}/{tier}-{col}-{row}.{ext}``."""
     if path.endswith("/ImageProperties.xml"):
         image = service.image(path[: -len("/ImageProperties.xml")])
-        return Response(200, properties(image), "application/xml", source=image.resolved)
+        return Response(200, properties(image), "application/xml", origin=image.resolved)
     match = _TILE.match(path)
     if match is None:
         raise BadRequest(
