@@ -215,8 +215,8 @@ class Renderer:
     def check_limits(self, image: OpenImage, request: ImageRequest, chosen: Plan) -> None:
         """Refuse, before reading a pixel, what would exceed the per-request memory budget.
 
-        Output-size limits (MAX_CVT, IIIF maxWidth) are the protocols' to apply,
-        since each protocol answers them differently.
+        Output-size limits (MAX_CVT, IIIF maxWidth) are applied when the request
+        is bound (``process.bind``), since each protocol answers them differently.
         """
         out_w, out_h = request.size
         if out_w <= 0 or out_h <= 0:
