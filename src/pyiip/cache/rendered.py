@@ -18,7 +18,7 @@ The per-process LRU is the hot path (the "same tile again" case): its key is
 a plain tuple in a dict, hashed, never serialised. Only memcached, which is
 shared between processes and hosts, needs a string key: a blake2b digest of
 the key's repr, which is canonical because the model holds plain values and
-also names the pyiip version and the settings that change the encoded bytes.
+also names the pyiip version and the renderer's RenderOptions (every setting that changes bytes).
 
 memcached can never fail a request: a server that refuses, times out or
 dies is left out for ``dead_timeout`` seconds (its keys go to the others,
