@@ -146,7 +146,7 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def fcgi_get(port: int, uri: str, **extra: str) -> fcgi_client.Reply:
+def fcgi_get(port: int, uri: str, **extra: str) -> fcgi_client.ResponderOutput:
     """A request whose parameters may exceed one record (a 60 KB query): split over PARAMS records."""
     pairs = {k.encode("latin-1"): v.encode("latin-1") for k, v in environ_for(uri, **extra).items()}
     encoded = _encode_pairs(pairs)

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from pyiip.model import RenderOptions
+
 
 class ConfigError(ValueError):
     """A setting has a value the server cannot use."""
@@ -19,7 +21,6 @@ class ConfigError(ValueError):
 class Settings:
     filesystem_prefix: str = ""
     filesystem_suffix: str = ""
-    filename_pattern: str = "_pyr_"
     verbosity: int = 1
     logfile: str = "/tmp/iipsrv.log"
     max_image_cache_size: float = 10.0  # MB per process: encoded replies and decoded tiles, one LRU
@@ -87,10 +88,11 @@ def _bool(text: str) -> bool:
     raise ValueError("expected 0 or 1")
 
 
-_VARIABLES: dict[str, tuple[str, object]] = {
+# iipsrv's variables, each with its field and parser; None for one pyiip accepts and has no use for.
+_VARIABLES: dict[str, tuple[str, object] | None] = {
     "FILESYSTEM_PREFIX": ("filesystem_prefix", str),
     "FILESYSTEM_SUFFIX": ("filesystem_suffix", str),
-    "FILENAME_PATTERN": ("filename_pattern", str),
+    "FILENAME_PATTERN": None,  # iipsrv's multi-file image sequences, which pyiip does not serve
     "VERBOSITY": ("verbosity", _int),
     "LOGFILE": ("logfile", str),
     "MAX_IMAGE_CACHE_SIZE": ("max_image_cache_size", _float),
@@ -141,9 +143,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment, applying iipsrv's clamping rules."""
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    for name, (attr, parse) in _VARIABLES.items():
-        if name not in environ:
+    for name, variable in _VARIABLES.items():
+        if variable is None or name not in environ:
             continue
+        attr, parse = variable
         text = environ[name]
         try:
             values[attr] = parse(text)  # type: ignore[operator]
@@ -201,7 +204,12 @@ def _replace(settings: Settings, changes: dict[str, object]) -> Settings:
     return Settings(**current)
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(variable, default, field) rows for the README and `pyiip config`."""
-    defaults = Settings()
-    return [(name, repr(getattr(defaults, attr)), attr) for name, (attr, _p) in _VARIABLES.items()]
+def render_options(settings: Settings) -> RenderOptions:
+    """The settings that change rendered bytes, as the renderer and the render cache key take them."""
+    return RenderOptions(
+        jpeg_quality=settings.jpeg_quality,
+        png_quality=settings.png_quality,
+        webp_quality=settings.webp_quality,
+        interpolation=settings.interpolation,
+        codec_passthrough=settings.codec_passthrough,
+    )

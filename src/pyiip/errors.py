@@ -27,10 +27,6 @@ class NotFound(HTTPError):
     status, reason = 404, "Not Found"
 
 
-class MethodNotAllowed(HTTPError):
-    status, reason = 405, "Method Not Allowed"
-
-
 class TooLarge(HTTPError):
     """A request that would need more memory or pixels than the limits allow."""
 

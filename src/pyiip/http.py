@@ -90,7 +90,7 @@ class Request:
         return f"{scheme}://{self.host}"
 
 
-class Source(Protocol):
+class Origin(Protocol):
     """The image a reply was made from (read.resolved.Resolved): what a kept reply checks again.
 
     A protocol, so that these value types import no stage package.
@@ -108,9 +108,9 @@ class Source(Protocol):
 
 @dataclass(slots=True)
 class Response:
-    """A reply; ``source``, the image it was made from, gives Last-Modified and lets the reply be kept.
+    """A reply; ``origin``, the image it was made from, gives Last-Modified and lets the reply be kept.
 
-    A reply with a source depends on nothing else than the request, the
+    A reply with an origin depends on nothing else than the request, the
     settings and that image (replies.py relies on it): anything made from
     other state (counters, listings) has none.
     """
@@ -119,14 +119,15 @@ class Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
-    source: Source | None = None
+    origin: Origin | None = None
     cacheable: bool = True
     mtime: float | None = None  # Last-Modified of a reply not made from an image (static files)
+    etag: str = ""  # a rendered image's (Rendered.etag) or a kept body's; "" for a digest of the body
 
     @property
     def modified(self) -> float | None:
         """What Last-Modified says: the image's time, else ``mtime``."""
-        return self.source.mtime if self.source is not None else self.mtime
+        return self.origin.mtime if self.origin is not None else self.mtime
 
     def header_list(self) -> list[tuple[str, str]]:
         head = [("Server", SERVER), ("X-Powered-By", "IIPImage"), ("Content-Type", self.content_type)]

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
 QUALITIES = ("default", "color", "gray", "bitonal")
-FORMATS = ("jpg", "png", "webp", "tif", "gif")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,4 +71,39 @@ class ImageRequest:
     format: str = "jpg"
     quality: int | None = None
     display: Display = field(default_factory=lambda: IDENTITY)
-    upscaling: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """Every setting that changes a rendering's bytes, and all the renderer reads of the configuration.
+
+    Built once from the settings (``config.render_options``). The render
+    cache key holds it whole next to the request, so an option added here is
+    in the key without anyone having to remember it.
+    """
+
+    jpeg_quality: int = 75
+    png_quality: int = 1
+    webp_quality: int = 50
+    interpolation: int = 1  # 0 nearest neighbour, 1 bilinear (iipsrv's INTERPOLATION)
+    codec_passthrough: bool = True  # stored JPEG tiles go out as they are
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSpec:
+    """A IIIF region as parsed: ``values`` are pixels (px) or percentages (pct) of the full image."""
+
+    kind: str  # "full", "square", "px" or "pct"
+    values: tuple[float, float, float, float] = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SizeSpec:
+    """A IIIF size as parsed, before it is bound to a region's pixels (``process.bind.output_size``)."""
+
+    kind: str  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
+    width: int = 0
+    height: int = 0
+    percent: float = 0.0
+    upscale: bool = False  # the ^ prefix
+    keyword: str = ""  # "full" or "max", for the v2 canonical form

@@ -1,24 +1,12 @@
-"""ETags of rendered and stored images: derived from the cache key, or from the bytes."""
+"""ETags of rendered and stored images: derived from the cache key, or from the bytes.
+
+A rendered image's tag travels in its ``Rendered`` and then its ``Response``
+(``etag``), so a cache hit never digests anything again.
+"""
 
 from __future__ import annotations
 
 import hashlib
-
-
-class Body(bytes):
-    """Encoded bytes that carry their ETag, so a cache hit never digests anything again.
-
-    A ``bytes`` subclass passes unchanged through every protocol handler into
-    the Response, where ``Application.finish`` reads ``etag``.
-    """
-
-    etag: str
-
-
-def tagged(body: bytes | memoryview, etag: str) -> Body:
-    tagged_body = Body(body)
-    tagged_body.etag = etag
-    return tagged_body
 
 
 def key_etag(digest: str) -> str:
@@ -37,9 +25,3 @@ def key_etag(digest: str) -> str:
 def content_etag(body: bytes) -> str:
     """A strong ETag for replies that are not rendered images (OBJ text, info.json): their digest."""
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def response_etag(body: bytes) -> str:
-    """The ETag of a reply body: the one a rendered image carries, else the body's digest."""
-    etag = getattr(body, "etag", None)
-    return etag if etag is not None else content_etag(body)

@@ -35,7 +35,7 @@ def footprint(value: object) -> int:
     size = _sizeof(value)
     if isinstance(value, memoryview):
         return size + value.nbytes
-    attributes = getattr(value, "__dict__", None)  # a Body's etag
+    attributes = getattr(value, "__dict__", None)  # instances of classes without __slots__
     if attributes is not None:
         size += _parts(attributes.values())
     return size + _parts([getattr(value, name, None) for name in getattr(kind, "__slots__", ())])

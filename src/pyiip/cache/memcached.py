@@ -168,7 +168,7 @@ class Connection(Client):
             raise
 
 
-class Unavailable(Exception):
+class ClusterDown(Exception):
     """Every server is left out for now (each one's outage is already logged)."""
 
 
@@ -201,7 +201,7 @@ class Cluster:
         if key == last_key and last is not None:
             return last
         if not live:
-            raise Unavailable("every memcached server is left out for now")
+            raise ClusterDown("every memcached server is left out for now")
         client = self.clients[place(key, live)]
         self._last = (key, client)
         return client

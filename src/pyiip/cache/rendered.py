@@ -18,7 +18,7 @@ The per-process LRU is the hot path (the "same tile again" case): its key is
 a plain tuple in a dict, hashed, never serialised. Only memcached, which is
 shared between processes and hosts, needs a string key: a blake2b digest of
 the key's repr, which is canonical because the model holds plain values and
-also names the pyiip version and the settings that change the encoded bytes.
+also names the pyiip version and the renderer's RenderOptions (every setting that changes bytes).
 
 memcached can never fail a request: a server that refuses, times out or
 dies is left out for ``dead_timeout`` seconds (its keys go to the others,
@@ -37,13 +37,13 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from pyiip import __version__
-from pyiip.cache.etags import key_etag, tagged
+from pyiip.cache.etags import key_etag
 from pyiip.cache.lru import LRUCache, footprint
 from pyiip.cache.replies import Replies
 from pyiip.cache.tier import KEY_PREFIX, MemcachedCache
 from pyiip.cache.tiles import TileCache
-from pyiip.config import Settings
-from pyiip.model import ImageRequest
+from pyiip.config import Settings, render_options
+from pyiip.model import ImageRequest, RenderOptions
 from pyiip.process.render import Rendered
 from pyiip.read.image import OpenImage
 
@@ -52,7 +52,7 @@ LOGGER = logging.getLogger("pyiip")
 DIGEST_HEADS = 1024  # files whose key prefix is kept hashed
 
 
-RENDERED_FIXED = 1024  # a plain ImageRequest, the key's tuple, Rendered, a Body's etag: ~700 bytes
+RENDERED_FIXED = 1024  # a plain ImageRequest, the key's tuple, Rendered and its etag: ~700 bytes
 
 
 def rendered_size(key: tuple[Hashable, ImageRequest], rendered: Rendered) -> int:
@@ -67,18 +67,13 @@ def rendered_size(key: tuple[Hashable, ImageRequest], rendered: Rendered) -> int
     return size
 
 
-def render_namespace(settings: Settings) -> str:
-    """What, besides the request and the file, changes the encoded bytes: shared memcached keys must differ."""
-    return repr(
-        (
-            __version__,
-            settings.jpeg_quality,
-            settings.png_quality,
-            settings.webp_quality,
-            settings.interpolation,
-            settings.codec_passthrough,
-        )
-    )
+def render_namespace(options: RenderOptions) -> str:
+    """What, besides the request and the file, changes the encoded bytes: shared memcached keys must differ.
+
+    The pyiip version and the renderer's whole options value (its repr names
+    every field), so no byte-changing setting can be left out of the key.
+    """
+    return repr((__version__, options))
 
 
 class RenderCache:
@@ -95,7 +90,9 @@ class RenderCache:
         if memcached is None and settings.memcached_servers.strip():
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
         self.memcached = memcached
-        self.namespace = render_namespace(settings)
+        # The renderer takes this same value (Service): what it reads is exactly what the keys name.
+        self.options = render_options(settings)
+        self.namespace = render_namespace(self.options)
         self.touch_on_hit = False  # set by ``pyiip warm``
         self._digest_heads: dict[Hashable, Any] = {}  # file identity -> blake2b of the key text before the request
 
@@ -138,7 +135,7 @@ class RenderCache:
                 self._keep(key, found, rendered_size(key, found))
                 return found
         rendered = render(image, request)
-        rendered = Rendered(tagged(rendered.body, key_etag(digest.removeprefix(KEY_PREFIX))), rendered.mime)
+        rendered = Rendered(rendered.body, rendered.mime, key_etag(digest.removeprefix(KEY_PREFIX)))
         self._keep(key, rendered, rendered_size(key, rendered))
         if memcached is not None:
             memcached.set(digest, rendered)

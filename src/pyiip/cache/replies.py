@@ -11,7 +11,7 @@ match, so a replaced image is never answered from here.
 What else a reply may depend on: the settings (a reload builds a new cache),
 and the request headers its handlers read, which the entry records and
 compares, as HTTP's Vary does. Only 200 replies made from an image are kept
-(``Response.source``); errors, listings and metrics are made from other
+(``Response.origin``); errors, listings and metrics are made from other
 state. Conditional requests take the long way: their answer depends on the
 validator they send, and it is cheap there.
 
@@ -85,8 +85,8 @@ class Replies:
 
     def put(self, key: Hashable, request: Request, response: Response, reply: Reply) -> None:
         """Keep a 200 reply made from an image, asked for the second time, varying on the headers its handlers read."""
-        source = response.source
-        if source is None or response.status != 200 or not response.cacheable:
+        origin = response.origin
+        if origin is None or response.status != 200 or not response.cacheable:
             return
         seen = self._seen
         digest = hash(key)
@@ -101,6 +101,6 @@ class Replies:
         if sum(len(value) for _name, value in vary) > MAX_KEY:
             return
         reply.cgi_head()  # made now (FastCGI sends it on every hit), so that its bytes are counted
-        entry = (source.identifier, source.identity, vary, reply)
+        entry = (origin.identifier, origin.identity, vary, reply)
         if self.lru.put(key, entry, footprint((key, entry))):
             self.stores += 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from pyiip.cache.etags import key_etag, tagged
-from pyiip.cache.memcached import Cluster, Unavailable, parse_servers
+from pyiip.cache.etags import key_etag
+from pyiip.cache.memcached import Cluster, ClusterDown, parse_servers
 from pyiip.config import ConfigError
 from pyiip.encode.encoders import MIME
 from pyiip.log import LOGGER
@@ -121,7 +121,7 @@ class MemcachedCache:
             self.misses += 1
             return None
         self.hits += 1
-        return Rendered(tagged(body, key_etag(key.removeprefix(KEY_PREFIX))), MIME[stored])  # the one copy
+        return Rendered(bytes(body), MIME[stored], key_etag(key.removeprefix(KEY_PREFIX)))  # the one copy
 
     def set(self, key: str, entry: Rendered) -> None:
         """Store, unless the value is over memcached's item limit; failures are not errors of the request."""
@@ -145,7 +145,7 @@ class MemcachedCache:
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
-        if isinstance(exc, Unavailable):
+        if isinstance(exc, ClusterDown):
             return  # every server is already known to be down
         LOGGER.debug("memcached %s failed: %s", what, exc)
 

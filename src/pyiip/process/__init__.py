@@ -1,4 +1,4 @@
-"""process: plan a request on a pyramid, resample, the display pipeline (contrast, gamma, colormaps) and render.
+"""process: bind a request to a pyramid (bind), resample, the display pipeline (contrast, gamma, colormaps), render.
 
 May import encode/, read/ and the base modules; never cache/, respond/ or server/.
 """

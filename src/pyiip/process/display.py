@@ -282,7 +282,7 @@ def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, r
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class _ChannelMix:
     """Output channels as linear combinations of normalised input channels.
 
     ``rows[k]`` lists (input channel, weight) pairs with non-zero weights; with SHD
@@ -296,7 +296,7 @@ class _Plan:
 @lru_cache(maxsize=256)
 def _plan(
     channels: int, twist: tuple[tuple[float, ...], ...] | None, shade: tuple[float, float] | None, colour_mapped: bool
-) -> _Plan:
+) -> _ChannelMix:
     """CTW with the astro semantics, then flatten (2 -> 1, >3 -> 3), then CMP keeps channel 0.
 
     Astro keeps the channel count: only min(rows, channels) outputs are computed (from
@@ -313,7 +313,7 @@ def _plan(
         matrix[k, : len(coeffs)] = coeffs
     keep = [0] if colour_mapped or n <= 2 else [0, 1, 2]
     rows = tuple(tuple((j, float(matrix[k, j])) for j in range(n) if matrix[k, j] != 0.0) for k in keep)
-    return _Plan(rows, use_shade)
+    return _ChannelMix(rows, use_shade)
 
 
 def _effective_minmax(
@@ -410,7 +410,7 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray
 
 
 def _linear(
-    data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, ftype: type, scale: float, gap: float = 0.0
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: _ChannelMix, ftype: type, scale: float, gap: float = 0.0
 ) -> list[np.ndarray]:
     """One float plane per output channel: scale * sum(weight * normalised input).
 
@@ -532,7 +532,7 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     return table
 
 
-def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _Plan, transfer: Transfer) -> np.ndarray:
+def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _ChannelMix, transfer: Transfer) -> np.ndarray:
     """8/16-bit data whose outputs each come from one input channel: one exact table lookup each."""
     unsigned = np.dtype(f"u{data.dtype.itemsize}")
     outs: list[np.ndarray] = []
@@ -563,7 +563,7 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display) -> np.
     return _render(data, minmax, display, exact=False)
 
 
-def _setup(display: Display, channels: int) -> tuple[Transfer, _Plan]:
+def _setup(display: Display, channels: int) -> tuple[Transfer, _ChannelMix]:
     """The per-request constants. Only the plan is cached (by what it depends on): a cache keyed on the
     whole Display would keep every request's MINMAX list alive, outside any budget."""
     transfer = Transfer.from_display(display)

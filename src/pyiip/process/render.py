@@ -1,6 +1,8 @@
-"""From a request model to encoded bytes: plan, read, process, resample, orient, encode.
+"""From a bound request to encoded bytes: read, resample, process, orient, encode.
 
-Knows nothing of protocols: a tile request is simply a region that
+Executes the plan ``process.bind`` chose, and reads no configuration: the
+settings that change bytes come in one ``RenderOptions`` value, which is also
+part of the render cache key. Knows nothing of protocols: a tile request is simply a region that
 coincides with one stored tile, which is what lets stored JPEG tiles be sent
 without decoding.
 """
@@ -13,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyvips
 
-from pyiip.config import Settings
 from pyiip.encode.encoders import MIME, encode
 from pyiip.errors import BadRequest, HTTPError, TooLarge
-from pyiip.model import ImageRequest, Region
+from pyiip.model import ImageRequest, RenderOptions
+from pyiip.process.bind import Bound, Plan
 from pyiip.process.display import apply_display, needs_processing
 from pyiip.read.image import OpenImage
 from pyiip.read.source import ImageInfo
@@ -35,54 +37,11 @@ _VIPS_FORMAT = {
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
+    """Encoded bytes, their Content-Type and ETag ("" until a cache or the stored tile's place names one)."""
+
     body: bytes
     mime: str
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Which level and rectangle to read to produce the requested output."""
-
-    level: int
-    x: int
-    y: int
-    w: int
-    h: int
-
-
-def plan(image: OpenImage, region: Region, size: tuple[int, int]) -> Plan:
-    """Pick the smallest level that still has at least the output's resolution."""
-    levels = image.info.levels
-    if not 0 <= region.level < len(levels):
-        raise BadRequest("resolution out of range")
-    base = levels[region.level]
-    if region.w <= 0 or region.h <= 0 or region.x < 0 or region.y < 0:
-        raise BadRequest("empty region")
-    if region.x + region.w > base.width or region.y + region.h > base.height:
-        raise BadRequest("region outside the image")
-    out_w, out_h = size
-    chosen = region.level
-    for index in range(region.level + 1, len(levels)):
-        lv = levels[index]
-        sx, sy = lv.width / base.width, lv.height / base.height
-        if region.w * sx < out_w or region.h * sy < out_h:
-            break
-        chosen = index
-    if chosen == region.level:
-        return Plan(chosen, region.x, region.y, region.w, region.h)
-    lv = levels[chosen]
-    sx, sy = lv.width / base.width, lv.height / base.height
-    if round(region.w * sx) == out_w and round(region.h * sy) == out_h:
-        # The level holds the output at its own scale: read exactly that many pixels (at most
-        # half a pixel of that level off) instead of one more, which would mean a resampling.
-        x0 = min(max(0, round(region.x * sx)), lv.width - out_w)
-        y0 = min(max(0, round(region.y * sy)), lv.height - out_h)
-        if x0 >= 0 and y0 >= 0:
-            return Plan(chosen, x0, y0, out_w, out_h)
-    x0, y0 = math.floor(region.x * sx), math.floor(region.y * sy)
-    x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.w) * sx - 1e-9)))
-    y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.h) * sy - 1e-9)))
-    return Plan(chosen, x0, y0, x1 - x0, y1 - y0)
+    etag: str = ""
 
 
 def _resize(pixels: np.ndarray, width: int, height: int, nearest: bool) -> np.ndarray:
@@ -214,22 +173,23 @@ def memory_estimate(info: ImageInfo, chosen: Plan, request: ImageRequest, overhe
 
 
 class Renderer:
-    """Renders image requests under the settings' limits."""
+    """Renders bound requests with fixed options, under a per-request memory budget."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, options: RenderOptions, budget: int) -> None:
+        self.options = options
+        self.budget = budget  # bytes: MAX_REQUEST_MEMORY
 
     def quality(self, request: ImageRequest) -> int:
         if request.quality is not None:
             return request.quality
-        return {"jpg": self.settings.jpeg_quality, "webp": self.settings.webp_quality}.get(request.format, 100)
+        return {"jpg": self.options.jpeg_quality, "webp": self.options.webp_quality}.get(request.format, 100)
 
     def passthrough(self, image: OpenImage, request: ImageRequest) -> bytes | None:
         """The stored JPEG tile, when the request is exactly that tile unchanged."""
         region = request.region
         levels = image.info.levels
         if not (
-            self.settings.codec_passthrough
+            self.options.codec_passthrough
             and request.format == "jpg"
             and request.quality is None
             and request.rotation == 0
@@ -252,16 +212,11 @@ class Renderer:
             return None
         return image.source.stored_jpeg(region.level, col, row)
 
-    @property
-    def budget(self) -> int:
-        """MAX_REQUEST_MEMORY in bytes."""
-        return self.settings.max_request_memory * 1024 * 1024
-
     def check_limits(self, image: OpenImage, request: ImageRequest, chosen: Plan) -> None:
         """Refuse, before reading a pixel, what would exceed the per-request memory budget.
 
-        Output-size limits (MAX_CVT, IIIF maxWidth) are the protocols' to apply,
-        since each protocol answers them differently.
+        Output-size limits (MAX_CVT, IIIF maxWidth) are applied when the request
+        is bound (``process.bind``), since each protocol answers them differently.
         """
         out_w, out_h = request.size
         if out_w <= 0 or out_h <= 0:
@@ -281,26 +236,26 @@ class Renderer:
         if needed > self.budget:
             raise TooLarge("request needs more memory than MAX_REQUEST_MEMORY allows")
 
-    def render(self, image: OpenImage, request: ImageRequest) -> Rendered:
+    def render(self, image: OpenImage, bound: Bound) -> Rendered:
         """The stored JPEG tile when it can go as it is, else the pixels drawn and encoded."""
-        stored = self.passthrough(image, request)
+        stored = self.passthrough(image, bound.request)
         if stored is not None:
             return Rendered(stored, MIME["jpg"])
-        return self.draw(image, request)
+        return self.draw(image, bound)
 
-    def draw(self, image: OpenImage, request: ImageRequest) -> Rendered:
+    def draw(self, image: OpenImage, bound: Bound) -> Rendered:
         """Read, resample, process, orient and encode: the work a cache saves."""
-        chosen = plan(image, request.region, request.size)
+        request, chosen = bound.request, bound.plan
         self.check_limits(image, request, chosen)
         try:
             pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
             out_w, out_h = request.size
-            pixels = _resize(pixels, out_w, out_h, nearest=self.settings.interpolation == 0)
+            pixels = _resize(pixels, out_w, out_h, nearest=self.options.interpolation == 0)
             if needs_processing(pixels.dtype, request.display):
                 pixels = apply_display(pixels, image.minmax, request.display)
             pixels = _color(pixels, request.color)
             pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)
-            body = encode(pixels, request.format, self.quality(request), png_level=self.settings.png_quality)
+            body = encode(pixels, request.format, self.quality(request), png_level=self.options.png_quality)
         except (HTTPError, MemoryError):
             raise
         except Exception as exc:

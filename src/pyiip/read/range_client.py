@@ -22,7 +22,7 @@ DRAIN_BYTES = 64 * 1024  # an unwanted body up to this size is read to keep the 
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class ObjectAddress:
     """Where one identifier's object lives. ``name`` is public (no credentials) and keys the caches."""
 
     name: str
@@ -32,7 +32,9 @@ class Target:
 
 
 @dataclass(slots=True)
-class Reply:
+class UpstreamReply:
+    """An object store's reply to one GET: its status, headers and the body read under the deadline."""
+
     status: int
     headers: http.client.HTTPMessage
     body: bytes
@@ -162,11 +164,11 @@ class Connections:
 
     def get(
         self,
-        target: Target,
+        target: ObjectAddress,
         headers: dict[str, str],
         deadline: float,
         body_length: Callable[[http.client.HTTPResponse], int],
-    ) -> Reply:
+    ) -> UpstreamReply:
         """One GET ending by ``deadline``: status and headers, then the ``body_length(response)`` bytes wanted.
 
         ``body_length`` sees the status and headers before any body byte is
@@ -187,7 +189,7 @@ class Connections:
             raise
         if response.will_close or not response.isclosed():
             _close(connection, response)
-        return Reply(response.status, response.headers, body)
+        return UpstreamReply(response.status, response.headers, body)
 
     def close(self) -> None:
         for connection in self._open.values():

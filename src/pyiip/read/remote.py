@@ -57,7 +57,7 @@ from pyiip import __version__
 from pyiip.config import Settings
 from pyiip.errors import HTTPError, NotFound, SourceError, Unavailable
 from pyiip.read.block_cache import BlockCache
-from pyiip.read.range_client import Connections, Reply, Target
+from pyiip.read.range_client import Connections, ObjectAddress, UpstreamReply
 from pyiip.read.resolved import Resolved
 
 LOGGER = logging.getLogger("pyiip")
@@ -150,15 +150,15 @@ def _pause(attempt: int, deadline: float) -> bool:
 class Location(Protocol):
     """Where identifiers' objects live (resolve/remote.py: a URL template, an S3 bucket): names them, signs requests."""
 
-    def locate(self, identifier: str) -> Target: ...
+    def locate(self, identifier: str) -> ObjectAddress: ...
 
-    def headers(self, target: Target, headers: dict[str, str]) -> dict[str, str]: ...
+    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]: ...
 
 
 class RemoteObject:
     """A ByteSource over one version of a remote object: pread by blocks, through the caches."""
 
-    def __init__(self, store: RemoteStore, target: Target, version: Version) -> None:
+    def __init__(self, store: RemoteStore, target: ObjectAddress, version: Version) -> None:
         self._store, self._target, self._version = store, target, version
         self.name = version.name
         self.size = version.size
@@ -214,7 +214,7 @@ class RemoteStore:
             identifier=identifier,
         )
 
-    def version(self, target: Target) -> Version:
+    def version(self, target: ObjectAddress) -> Version:
         now = time.monotonic()
         cached = self._versions.get(target.name)
         if cached is not None and cached[1] > now:
@@ -241,7 +241,7 @@ class RemoteStore:
     def forget(self, name: str) -> None:
         self._versions.pop(name, None)
 
-    def _probe(self, target: Target, old: Version | None) -> Version:
+    def _probe(self, target: ObjectAddress, old: Version | None) -> Version:
         """A GET of the first block: the object's ETag and size, and its header bytes, in one round trip.
 
         With a version already known it is conditional (If-None-Match): an
@@ -276,7 +276,7 @@ class RemoteStore:
         self._keep(version, 0, reply.body)
         return version
 
-    def _first_block_length(self, target: Target, response: http.client.HTTPResponse) -> int:
+    def _first_block_length(self, target: ObjectAddress, response: http.client.HTTPResponse) -> int:
         """The body a probe's 206 must have: the first block, or the whole object when it is smaller."""
         bounds = _content_range(response.headers)
         if bounds is None or bounds[0] != 0 or bounds[2] <= 0 or bounds[1] != min(self.block_size, bounds[2]) - 1:
@@ -285,7 +285,7 @@ class RemoteStore:
 
     # blocks
 
-    def read(self, target: Target, version: Version, count: int, offset: int) -> bytes:
+    def read(self, target: ObjectAddress, version: Version, count: int, offset: int) -> bytes:
         """``count`` bytes at ``offset`` (fewer only at the end of the object)."""
         end = min(offset + count, version.size)
         if count <= 0 or offset >= end:
@@ -349,7 +349,7 @@ class RemoteStore:
             self._remember((version.digest, index), block)
             self.blocks.put(f"{version.digest}.{index}", block)
 
-    def _fetch(self, target: Target, version: Version, first: int, last: int) -> dict[int, bytes]:
+    def _fetch(self, target: ObjectAddress, version: Version, first: int, last: int) -> dict[int, bytes]:
         """Blocks ``first``..``last`` in one range GET, validated against ``version`` before anything is kept."""
         start = first * self.block_size
         end = min((last + 1) * self.block_size, version.size) - 1
@@ -366,7 +366,7 @@ class RemoteStore:
         return {first + i: reply.body[i * size : (i + 1) * size] for i in range(last - first + 1)}
 
     def _run_length(
-        self, target: Target, version: Version, start: int, end: int, response: http.client.HTTPResponse
+        self, target: ObjectAddress, version: Version, start: int, end: int, response: http.client.HTTPResponse
     ) -> int:
         """The body a block run's 206 must have: bytes ``start``..``end`` of ``version``, or it is refused."""
         bounds = _content_range(response.headers)
@@ -381,7 +381,9 @@ class RemoteStore:
 
     # HTTP
 
-    def _get(self, target: Target, headers: dict[str, str], check: Callable[[http.client.HTTPResponse], int]) -> Reply:
+    def _get(
+        self, target: ObjectAddress, headers: dict[str, str], check: Callable[[http.client.HTTPResponse], int]
+    ) -> UpstreamReply:
         """A GET, retried after connection errors, timeouts and 429/5xx; then the status is checked.
 
         REMOTE_TIMEOUT is a deadline for the whole exchange, retries and
@@ -394,7 +396,7 @@ class RemoteStore:
         deadline = time.monotonic() + self.timeout
         body_length = partial(self._body_length, target, check)
         failure = ""
-        reply: Reply | None = None
+        reply: UpstreamReply | None = None
         for attempt in range(RETRIES + 1):
             if attempt and not _pause(attempt, deadline):
                 break
@@ -423,7 +425,10 @@ class RemoteStore:
         return reply
 
     def _body_length(
-        self, target: Target, check: Callable[[http.client.HTTPResponse], int], response: http.client.HTTPResponse
+        self,
+        target: ObjectAddress,
+        check: Callable[[http.client.HTTPResponse], int],
+        response: http.client.HTTPResponse,
     ) -> int:
         """Body bytes to read: what ``check`` expects of an unencoded 206, nothing of any other reply."""
         if response.status != 206:
@@ -433,23 +438,23 @@ class RemoteStore:
             raise self._bad(target, f"Content-Encoding {encoding}")
         return check(response)
 
-    def _announced(self, target: Target, response: http.client.HTTPResponse, length: int) -> int:
+    def _announced(self, target: ObjectAddress, response: http.client.HTTPResponse, length: int) -> int:
         """``length``, unless the reply's Content-Length announces another body."""
         if response.length is not None and response.length != length:
             raise self._bad(target, f"Content-Length {response.length} for {length} bytes asked")
         return length
 
-    def _expect_partial(self, target: Target, reply: Reply) -> None:
+    def _expect_partial(self, target: ObjectAddress, reply: UpstreamReply) -> None:
         if reply.status == 200:
             raise self._bad(target, "a 200 answered a range request (ranges unsupported, or an error page)")
         if reply.status != 206:
             raise self._bad(target, f"status {reply.status}")
 
-    def _bad(self, target: Target, why: str) -> UpstreamError:
+    def _bad(self, target: ObjectAddress, why: str) -> UpstreamError:
         LOGGER.error("%s: unusable reply from the image store: %s", target.name, why)
         return UpstreamError("bad reply from the image store")
 
-    def _changed(self, target: Target, version: Version, why: str) -> UpstreamChanged:
+    def _changed(self, target: ObjectAddress, version: Version, why: str) -> UpstreamChanged:
         self.changed += 1
         self.forget(target.name)
         LOGGER.warning("%s changed while being read (%s): request failed, version dropped", target.name, why)

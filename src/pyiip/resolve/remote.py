@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from pyiip.config import ConfigError, Settings
 from pyiip.errors import BadRequest, Forbidden
-from pyiip.read.range_client import Target
+from pyiip.read.range_client import ObjectAddress
 from pyiip.read.remote import RemoteStore
 from pyiip.read.sigv4 import Credentials, sign_v4
 from pyiip.resolve.local import MAX_IDENTIFIER
@@ -54,13 +54,13 @@ class HttpLocation:
         self.host = parts.netloc
         self._path_start = template.index(parts.netloc) + len(parts.netloc)
 
-    def locate(self, identifier: str) -> Target:
+    def locate(self, identifier: str) -> ObjectAddress:
         check_identifier(identifier)
         url = self.template.replace("{id}", encode_path(identifier + self.suffix))
         path = url[self._path_start :] or "/"
-        return Target(url, self.scheme, self.host, path)
+        return ObjectAddress(url, self.scheme, self.host, path)
 
-    def headers(self, target: Target, headers: dict[str, str]) -> dict[str, str]:
+    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]:
         return headers
 
 
@@ -98,12 +98,12 @@ class S3Location:
         else:
             self.scheme, self.host, self.base = "https", f"{bucket}.s3.{self.region}.amazonaws.com", "/"
 
-    def locate(self, identifier: str) -> Target:
+    def locate(self, identifier: str) -> ObjectAddress:
         check_identifier(identifier)
         key = self.prefix + identifier + self.suffix
-        return Target(f"s3://{self.bucket}/{key}", self.scheme, self.host, self.base + encode_path(key))
+        return ObjectAddress(f"s3://{self.bucket}/{key}", self.scheme, self.host, self.base + encode_path(key))
 
-    def headers(self, target: Target, headers: dict[str, str]) -> dict[str, str]:
+    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]:
         if self.credentials is None:
             return headers
         return sign_v4("GET", target.host, target.path, headers, self.credentials, self.region, key_cache=self._keys)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import cast
 from urllib.parse import quote
 
-from pyiip.cache.etags import response_etag
+from pyiip.cache.etags import content_etag
 from pyiip.config import Settings
 from pyiip.errors import HTTPError
 from pyiip.http import EnvironHeaders, Reply, Request, Response, http_date, status_line, text
@@ -180,7 +180,7 @@ class Application:
         if response.status == 200:
             etag = next((v for k, v in response.headers if k.lower() == "etag"), None)
             if etag is None:
-                etag = response_etag(response.body)  # rendered images carry theirs: see cache.etags.key_etag
+                etag = response.etag or content_etag(response.body)  # rendered images carry theirs (key_etag)
                 headers.append(("ETag", etag))
         if response.status < 400 and response.cacheable:
             headers.append(("Cache-Control", settings.cache_control))
@@ -225,4 +225,4 @@ class Application:
         """WSGI, for the HTTP mode."""
         status, headers, body = self.handle(environ)
         start_response(status, list(headers))  # a copy: a kept reply's list must not take the server's additions
-        return [body if type(body) is bytes else bytes(body)]  # exactly bytes, not a cache.etags.Body
+        return [body if type(body) is bytes else bytes(body)]  # WSGI wants exactly bytes

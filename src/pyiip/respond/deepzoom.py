@@ -15,7 +15,7 @@ import re
 from pyiip.errors import BadRequest, NotFound
 from pyiip.http import Request, Response
 from pyiip.parse import numbers
-from pyiip.process.tiling import tile_request_region
+from pyiip.process.bind import tile_request_region
 from pyiip.read.image import OpenImage
 from pyiip.respond.display_query import path_handler, query_handler, tile_reply
 from pyiip.service import Service
@@ -55,7 +55,7 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     """``path`` is decoded: ``{id}.dzi`` or ``{id}_files/{level}/{col}_{row}.{ext}``."""
     if path.endswith(".dzi"):
         image = service.image(path[: -len(".dzi")])
-        return Response(200, descriptor(image), "application/xml", source=image.resolved)
+        return Response(200, descriptor(image), "application/xml", origin=image.resolved)
     match = _TILE.match(path)
     if match is None:
         raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")

@@ -53,7 +53,7 @@ def tile_reply(
         region=region, size=size, format=TILE_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
     )
     rendered = service.render(image, model)
-    return Response(200, rendered.body, rendered.mime, source=image.resolved)
+    return Response(200, rendered.body, rendered.mime, origin=image.resolved, etag=rendered.etag)
 
 
 Respond = Callable[[Service, Request, str, str], Response]

@@ -20,16 +20,16 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from pyiip.cache.etags import content_etag, tagged
-from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
+from pyiip.cache.etags import content_etag
+from pyiip.errors import BadRequest, NotFound
 from pyiip.http import Request, Response
-from pyiip.model import ImageRequest
+from pyiip.model import ImageRequest, RegionSpec, SizeSpec
 from pyiip.parse import numbers
-from pyiip.process.tiling import grid_region
+from pyiip.process.bind import Limits, grid_region, output_size, region_rect
 from pyiip.read.image import OpenImage
 from pyiip.respond import iip
 from pyiip.respond.display_query import DISPLAY_KEYS, display_from_query
-from pyiip.respond.iiif_info import FORMATS, QUALITIES, Limits, content_type, info_v2, info_v3, profile_uri
+from pyiip.respond.iiif_info import FORMATS, QUALITIES, content_type, info_v2, info_v3, profile_uri
 from pyiip.service import Service
 
 PREFIX = "/iiif/"
@@ -46,22 +46,6 @@ _ACCEPT_VERSION = re.compile(r"iiif\.io/api/image/(\d)/context\.json")
 
 
 # ---------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True, slots=True)
-class RegionSpec:
-    kind: str  # "full", "square", "px" or "pct"
-    values: tuple[float, float, float, float] = (0, 0, 0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class SizeSpec:
-    kind: str  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
-    width: int = 0
-    height: int = 0
-    percent: float = 0.0
-    upscale: bool = False  # the ^ prefix
-    keyword: str = ""  # "full" or "max", for the v2 canonical form
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,66 +124,6 @@ def parse_params(region: str, size: str, rotation: str, quality_format: str, ver
     mirror, angle = parse_rotation(rotation)
     quality, fmt = parse_quality_format(quality_format)
     return Params(parse_region(region), parse_size(size, version), mirror, angle, quality, fmt)
-
-
-# ---------------------------------------------------------------- geometry
-
-
-def region_rect(spec: RegionSpec, width: int, height: int) -> tuple[int, int, int, int]:
-    """Full-resolution (x, y, w, h), cropped at the image edges; 400 when nothing is left."""
-    if spec.kind == "full":
-        return 0, 0, width, height
-    if spec.kind == "square":
-        side = min(width, height)
-        return (width - side) // 2, (height - side) // 2, side, side
-    x, y, w, h = spec.values
-    if spec.kind == "pct":
-        x0, y0 = round(x * width / 100), round(y * height / 100)
-        x1, y1 = round((x + w) * width / 100), round((y + h) * height / 100)
-        x, y, w, h = x0, y0, max(1, x1 - x0), max(1, y1 - y0)
-    x, y, w, h = int(x), int(y), int(w), int(h)
-    if x >= width or y >= height:
-        raise BadRequest("region lies outside the image")
-    return x, y, min(w, width - x), min(h, height - y)
-
-
-def output_size(
-    spec: SizeSpec, rw: int, rh: int, limits: Limits, version: int, allow_upscaling: bool
-) -> tuple[int, int]:
-    """Output pixels before rotation, checked against upscaling rules and the advertised limits."""
-    if spec.kind == "max":
-        width, height = limits.fit(rw, rh, upscale=spec.upscale)
-    elif spec.kind == "w":
-        width, height = spec.width, max(1, round(rh * spec.width / rw))
-    elif spec.kind == "h":
-        width, height = max(1, round(rw * spec.height / rh)), spec.height
-    elif spec.kind == "pct":
-        width, height = round(rw * spec.percent / 100), round(rh * spec.percent / 100)
-    elif spec.kind == "wh":
-        width, height = spec.width, spec.height
-    else:  # "fit": !w,h keeps the aspect ratio inside the box
-        scale = min(spec.width / rw, spec.height / rh)
-        if scale > 1 and version >= 3 and not spec.upscale:
-            # The official validator (size_noup) and the IIIF reference server answer 400
-            # here rather than clamping to the region: a box larger than the region asks
-            # for an enlargement, which IIIF 3 allows only with ^.
-            raise BadRequest("upscaling needs the ^ size prefix in IIIF 3")
-        if not (spec.upscale or (version < 3 and allow_upscaling)):
-            scale = min(scale, 1.0)  # v2 without sizeAboveFull never enlarges
-        width = min(spec.width, max(1, round(rw * scale)))
-        height = min(spec.height, max(1, round(rh * scale)))
-    if width < 1 or height < 1:
-        raise BadRequest("the requested size is less than one pixel")
-    if width > rw or height > rh:
-        if version >= 3 and not spec.upscale:
-            raise BadRequest("upscaling needs the ^ size prefix in IIIF 3")
-        if not allow_upscaling:
-            if spec.upscale:
-                raise NotImplementedFeature("upscaling is disabled on this server (ALLOW_UPSCALING=0)")
-            raise BadRequest("upscaling is disabled on this server (ALLOW_UPSCALING=0)")
-    if not limits.allows(width, height):
-        raise BadRequest(f"size {width}x{height} exceeds the server limits (maxWidth/maxHeight/maxArea)")
-    return width, height
 
 
 def _number(value: float) -> str:
@@ -335,19 +259,19 @@ def _info(service: Service, request: Request, target: Target, negotiated: bool) 
     display_from_query(service, request, display, image)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or target.base  # iipsrv: a proxy may name the id itself
 
-    def make() -> bytes:
+    def make() -> tuple[bytes, str]:
         build = info_v3 if target.version >= 3 else info_v2
         text = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
-        return tagged(text, content_etag(text))  # its ETag travels with it: no digest per reply
+        return text, content_etag(text)  # its ETag is kept with it: no digest per reply
 
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
     # encoder (indented output) cost ~200 µs of a ~250 µs reply; the file identity keeps it fresh.
-    body = service.cache.made(("info", image.resolved.identity, target.version, uri), make)
+    body, etag = service.cache.made(("info", image.resolved.identity, target.version, uri), make)
     headers = [_link(target, None)]
     if negotiated:
         headers.append(("Vary", "Accept"))
     mime = content_type(target.version, request.header("accept"))
-    return Response(200, body, mime, headers=headers, source=image.resolved)
+    return Response(200, body, mime, headers=headers, origin=image.resolved, etag=etag)
 
 
 def build_request(
@@ -369,7 +293,6 @@ def build_request(
         format=params.format,
         quality=quality,
         display=display,
-        upscaling=settings.allow_upscaling,
     )
     return model, canonical_params(params, rect, size, (info.width, info.height), limits, version)
 
@@ -393,7 +316,7 @@ def _image(service: Service, request: Request, target: Target, query: str, negot
     headers = [_link(target, canonical)]
     if negotiated:
         headers.append(("Vary", "Accept"))
-    return Response(200, rendered.body, rendered.mime, headers=headers, source=image.resolved)
+    return Response(200, rendered.body, rendered.mime, headers=headers, origin=image.resolved, etag=rendered.etag)
 
 
 def _redirect(service: Service, target: Target) -> Response:

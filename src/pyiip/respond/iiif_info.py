@@ -8,19 +8,14 @@ and features are exactly those served.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from pyiip.config import Settings
 from pyiip.encode.encoders import MIME
-from pyiip.process.tiling import scale_factors
+from pyiip.process.bind import Limits, scale_factors
 from pyiip.read.source import ImageInfo
 
 PROTOCOL = "http://iiif.io/api/image"
 FORMATS = ("jpg", "png", "webp", "tif", "gif")
 QUALITIES = ("default", "color", "gray", "bitonal")
-# Bytes of request memory one output pixel may need (read + resize + encode, see Renderer.check_limits).
-_BYTES_PER_PIXEL = 108
 
 
 def context(version: int) -> str:
@@ -29,47 +24,6 @@ def context(version: int) -> str:
 
 def profile_uri(version: int) -> str:
     return f"http://iiif.io/api/image/{version}/level2.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Server-imposed output limits: maxWidth/maxHeight from MAX_CVT, maxArea from it or the memory budget."""
-
-    width: int | None
-    height: int | None
-    area: int | None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        side = settings.max_output_side
-        budget = settings.max_request_memory * 1024 * 1024 // _BYTES_PER_PIXEL
-        if side is None:
-            # Upscaling needs a declared limit (IIIF 3 section 5.7): the memory budget is the real one.
-            return cls(None, None, budget)
-        return cls(side, side, side * side)
-
-    def allows(self, width: int, height: int) -> bool:
-        return (
-            (self.width is None or width <= self.width)
-            and (self.height is None or height <= self.height)
-            and (self.area is None or width * height <= self.area)
-        )
-
-    def fit(self, width: int, height: int, upscale: bool) -> tuple[int, int]:
-        """The largest size of this aspect ratio within the limits (IIIF ``max`` and ``^max``)."""
-        scale = math.inf if upscale else 1.0
-        if self.width is not None:
-            scale = min(scale, self.width / width)
-        if self.height is not None:
-            scale = min(scale, self.height / height)
-        if self.area is not None:
-            scale = min(scale, math.sqrt(self.area / (width * height)))
-        if scale == math.inf or scale == 1.0:
-            return width, height
-        rounded = max(1, round(width * scale)), max(1, round(height * scale))
-        if self.allows(*rounded):
-            return rounded
-        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def _sizes(info: ImageInfo, limits: Limits) -> list[dict[str, int]]:

@@ -17,10 +17,11 @@ from types import MappingProxyType
 
 import numpy as np
 
-from pyiip.errors import BadRequest, NotFound, TooLarge, UnsupportedFormat
+from pyiip.errors import BadRequest, TooLarge, UnsupportedFormat
 from pyiip.http import Request, Response
-from pyiip.model import COLORMAPS, IDENTITY, Display, ImageRequest, Region
+from pyiip.model import COLORMAPS, IDENTITY, Display, ImageRequest
 from pyiip.parse import numbers
+from pyiip.process.bind import fitted_region, resolution_level, tile_region
 from pyiip.read.image import OpenImage
 from pyiip.service import Service
 
@@ -194,9 +195,11 @@ class Session:
             self.errors.append(error_line("1 3", argument))
         return self.image
 
-    def image_response(self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    def image_response(
+        self, body: bytes, mime: str, headers: list[tuple[str, str]] | None = None, etag: str = ""
+    ) -> Response:
         assert self.image is not None
-        return Response(200, body, mime, headers=headers or [], source=self.image.resolved)
+        return Response(200, body, mime, headers=headers or [], origin=self.image.resolved, etag=etag)
 
 
 # ---------------------------------------------------------------- settings
@@ -408,7 +411,7 @@ def metadata_response(s: Session) -> Response:
         return error_response(s.errors)
     body = ("IIP:1.0" if s.protocol_line else "") + "\r\n" + "".join(line + "\r\n" for line in s.lines)
     source = s.image.resolved if s.image else None
-    return Response(200, body.encode("latin-1", "replace"), NETFPX, source=source)
+    return Response(200, body.encode("latin-1", "replace"), NETFPX, origin=source)
 
 
 def error_response(lines: list[str]) -> Response:
@@ -420,29 +423,12 @@ def error_response(lines: list[str]) -> Response:
 # ---------------------------------------------------------------- output commands
 
 
-def _level(image: OpenImage, res: int) -> int:
-    count = len(image.info.levels)
-    if not 0 <= res < count:
-        raise BadRequest(f"resolution {res} out of range 0-{count - 1}")
-    return count - 1 - res
-
-
-def _tile_region(image: OpenImage, res: int, index: int) -> Region:
-    level = _level(image, res)
-    lv = image.info.levels[level]
-    count = lv.tiles_across * lv.tiles_down
-    if not 0 <= index < count:
-        raise NotFound("tile index out of range")
-    x, y, w, h = lv.tile_rect(index % lv.tiles_across, index // lv.tiles_across)
-    return Region(x, y, w, h, level)
-
-
 def _tile_request(s: Session, res: int, index: int, fmt: str) -> ImageRequest:
     assert s.image is not None
     if s.rotation == 180.0:
-        lv = s.image.info.levels[_level(s.image, res)]
+        lv = s.image.info.levels[resolution_level(s.image.info, res)]
         index = lv.tiles_across * lv.tiles_down - 1 - index
-    region = _tile_region(s.image, res, index)
+    region = tile_region(s.image.info, res, index)
     return ImageRequest(
         region=region,
         size=(region.w, region.h),
@@ -469,7 +455,7 @@ def _jtl_like(fmt: str) -> Callable[[Session, str], Response | None]:
             return None
         res, index = _tile_numbers("jtl", value)
         rendered = s.service.render(image, _tile_request(s, res, index, fmt))
-        return s.image_response(rendered.body, rendered.mime)
+        return s.image_response(rendered.body, rendered.mime, etag=rendered.etag)
 
     return run
 
@@ -491,7 +477,7 @@ def _til(s: Session, value: str) -> Response | None:
     start_text, dash, end_text = span.partition("-")
     start = _integer("til", start_text)
     end = _integer("til", end_text) if dash else start
-    lv = image.info.levels[_level(image, res)]
+    lv = image.info.levels[resolution_level(image.info, res)]
     across = lv.tiles_across
     x0, x1 = sorted((start % across, end % across))
     y0, y1 = start // across, end // across
@@ -502,7 +488,7 @@ def _til(s: Session, value: str) -> Response | None:
     for x in range(x0, x1 + 1):
         for y in range(y0, y1 + 1):
             index = y * across + x
-            request = ImageRequest(region=_tile_region(image, res, index), size=(0, 0))
+            request = ImageRequest(region=tile_region(image.info, res, index), size=(0, 0))
             request = replace(request, size=(request.region.w, request.region.h))
             data = s.service.render(image, request).body
             if len(body) + len(data) > budget // 2:  # the reply is copied once more on its way out
@@ -512,38 +498,12 @@ def _til(s: Session, value: str) -> Response | None:
     return s.image_response(bytes(body), NETFPX)
 
 
-def cvt_geometry(s: Session, image: OpenImage) -> tuple[Region, tuple[int, int]]:
-    """RGN fractions to full-resolution pixels; WID/HEI fitted, then MAX_CVT and upscaling caps."""
-    width, height = image.info.width, image.info.height
-    rx, ry, rw, rh = s.region or (0.0, 0.0, 1.0, 1.0)
-    x = min(width - 1, int(rx * width))
-    y = min(height - 1, int(ry * height))
-    w = max(1, min(width - x, round(rw * width)))
-    h = max(1, min(height - y, round(rh * height)))
-    if s.width and s.height:
-        scale = min(s.width / w, s.height / h)
-    elif s.width:
-        scale = s.width / w
-    elif s.height:
-        scale = s.height / h
-    else:
-        scale = 1.0
-    settings = s.service.settings
-    if not settings.allow_upscaling:
-        scale = min(scale, 1.0)
-    limit = settings.max_output_side
-    if limit is not None:
-        scale = min(scale, limit / w, limit / h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return Region(x, y, w, h), size
-
-
 def _cvt(s: Session, value: str) -> Response | None:
     image = s.need_image(value)
     if image is None:
         return None
     fmt = CVT_FORMATS.get(value.lower(), "jpg")
-    region, size = cvt_geometry(s, image)
+    region, size = fitted_region(image.info, s.region, s.width, s.height, s.service.settings)
     request = ImageRequest(
         region=region,
         size=size,
@@ -559,7 +519,7 @@ def _cvt(s: Session, value: str) -> Response | None:
     stem = os.path.splitext(os.path.basename(s.identifier))[0] or "image"
     stem = "".join(c for c in stem if c.isalnum() or c in "-_.") or "image"
     disposition = f'inline;filename="{stem}_{out_w}x{out_h}.{fmt}"'
-    return s.image_response(rendered.body, rendered.mime, [("Content-Disposition", disposition)])
+    return s.image_response(rendered.body, rendered.mime, [("Content-Disposition", disposition)], rendered.etag)
 
 
 def _pfl(s: Session, value: str) -> Response | None:
@@ -572,7 +532,7 @@ def _pfl(s: Session, value: str) -> Response | None:
     res_text, sep, coords = value.partition(":")
     if not sep:
         raise BadRequest("PFL needs res:x1,y1-x2,y2")
-    level = _level(image, _integer("pfl", res_text))
+    level = resolution_level(image.info, _integer("pfl", res_text))
     lv = image.info.levels[level]
     start, dash, end = coords.partition("-")
     x1, y1 = (int(v) for v in _numbers("pfl", start, 2, numbers.C_INT))

@@ -14,7 +14,7 @@ import re
 from pyiip.errors import BadRequest, NotFound
 from pyiip.http import Request, Response
 from pyiip.parse import numbers
-from pyiip.process.tiling import tile_request_region
+from pyiip.process.bind import tile_request_region
 from pyiip.read.image import OpenImage
 from pyiip.read.source import ImageInfo
 from pyiip.respond.display_query import path_handler, query_handler, tile_reply
@@ -61,7 +61,7 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     """``path`` is decoded: ``{id}/ImageProperties.xml`` or ``{id}/TileGroup{n}/{tier}-{col}-{row}.{ext}``."""
     if path.endswith("/ImageProperties.xml"):
         image = service.image(path[: -len("/ImageProperties.xml")])
-        return Response(200, properties(image), "application/xml", source=image.resolved)
+        return Response(200, properties(image), "application/xml", origin=image.resolved)
     match = _TILE.match(path)
     if match is None:
         raise BadRequest(

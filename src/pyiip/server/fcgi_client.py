@@ -33,7 +33,7 @@ STDERR = 7  # the responder never writes it; a reply from another server may
 
 
 @dataclass
-class Reply:
+class ResponderOutput:
     """A parsed CGI-style reply: status, headers (in order), body, and what went to FastCGI stderr."""
 
     status: int
@@ -95,7 +95,7 @@ def stdin(body: bytes, request_id: int = 1) -> bytes:
     return b"".join(_record(STDIN, request_id, chunk) for chunk in chunks) + _record(STDIN, request_id)
 
 
-def finish(sock: socket.socket, request_id: int = 1, body: bytes = b"") -> Reply:
+def finish(sock: socket.socket, request_id: int = 1, body: bytes = b"") -> ResponderOutput:
     """Send the request body and end stdin (the application runs now); read the reply up to END_REQUEST."""
     sock.sendall(stdin(body, request_id))
     out, err = bytearray(), bytearray()
@@ -123,7 +123,7 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
-def _parse(out: bytes, err: bytes, app_status: int) -> Reply:
+def _parse(out: bytes, err: bytes, app_status: int) -> ResponderOutput:
     head, _, body = out.partition(b"\r\n\r\n")
     headers: list[tuple[str, str]] = []
     status = 200
@@ -134,10 +134,10 @@ def _parse(out: bytes, err: bytes, app_status: int) -> Reply:
             status = int(value.split()[0])
         elif name:
             headers.append((name, value))
-    return Reply(status, headers, body, err, app_status, {k.lower(): v for k, v in headers})
+    return ResponderOutput(status, headers, body, err, app_status, {k.lower(): v for k, v in headers})
 
 
-def request(address: str, uri: str, timeout: float = 30.0, body: bytes = b"", **extra: str) -> Reply:
+def request(address: str, uri: str, timeout: float = 30.0, body: bytes = b"", **extra: str) -> ResponderOutput:
     """One request on a fresh connection, as lighttpd, mod_fcgid and nginx (keep-conn off) do it.
 
     With a body, a POST (its CONTENT_LENGTH set) unless ``extra`` names the method.
