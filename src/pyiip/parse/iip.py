@@ -491,12 +491,18 @@ def _til(value: str) -> TIL:
     return TIL(resolution, start, _integer("TIL", end_text) if dash else start)
 
 
-def _pfl(value: str) -> PFL:
-    res, sep, coords = value.partition(":")
+def pfl_resolution(value: str) -> int:
+    """The resolution of a PFL value, read alone: the responder checks it against the image before
+    the coordinates are read, as iipsrv does."""
+    res, sep, _coords = value.partition(":")
     if not sep:
         raise BadRequest("PFL needs res:x1,y1-x2,y2")
-    resolution = _integer("PFL", res)
-    start, dash, end = coords.partition("-")
+    return _integer("PFL", res)
+
+
+def _pfl(value: str) -> PFL:
+    resolution = pfl_resolution(value)
+    start, dash, end = value.partition(":")[2].partition("-")
     x1, y1 = (int(v) for v in _numbers("PFL", start, 2, numbers.C_INT))
     x2, y2 = (int(v) for v in _numbers("PFL", end, 2, numbers.C_INT)) if dash else (x1, y1)
     return PFL(resolution, x1, y1, x2, y2)

@@ -343,8 +343,6 @@ def _cvt(s: Session, c: CVT) -> Response:
 def _pfl(s: Session, c: PFL) -> Response:
     """Line profile as JSON: horizontal or vertical runs, end point excluded, all channels per pixel."""
     image = s.opened
-    if image.info.dtype.kind == "c":  # no JSON number holds one
-        raise UnsupportedFormat("PFL needs real samples: this image holds complex ones")
     level = _level(image, c.resolution)
     lv = image.info.levels[level]
     x1, y1, x2, y2 = c.x1, c.y1, c.x2, c.y2
@@ -359,6 +357,19 @@ def _pfl(s: Session, c: PFL) -> Response:
     body = '{\n\t"profile": [' + ",".join(_profile_items(data.reshape(-1))) + "]\n}"
     json.loads(body)  # the reply must stay valid JSON, whatever the data
     return s.image_response(body.encode(), "application/json")
+
+
+def _pfl_image(image: OpenImage, value: str) -> None:
+    """PFL needs real samples (no JSON number holds a complex one) and a resolution of the image,
+    checked before its coordinates are read."""
+    if image.info.dtype.kind == "c":
+        raise UnsupportedFormat("PFL needs real samples: this image holds complex ones")
+    _level(image, grammar.pfl_resolution(value))
+
+
+# What an output command checks of the image before all its value is read (an image-dependent failure
+# wins over a malformed value, as iipsrv reads them).
+_BEFORE_VALUE: dict[str, Callable[[OpenImage, str], None]] = {"pfl": _pfl_image}
 
 
 def _profile_items(values: np.ndarray) -> list[str]:
@@ -391,14 +402,19 @@ def handle(service: Service, request: Request, protocols: Mapping[str, QueryHand
 
     ``protocols`` hands ``?KEY=value`` forms of the other protocols (routes.QUERY_KEYS) their requests,
     when the key comes first among the query's output commands. An output command before any FIF is
-    error ``1 3`` whatever its value, as iipsrv checks for the image before it reads the value.
+    error ``1 3`` whatever its value, as iipsrv checks for the image before it reads the value
+    (and PFL its samples, _BEFORE_VALUE).
     """
     session = Session(service, request, protocols)
     view = session.view
     for key, value in grammar.pairs(request.query):
-        if key in grammar.OUTPUT_KEYS and session.image is None:
-            session.errors.append(error_line("1 3", value))
-            continue
+        if key in grammar.OUTPUT_KEYS:
+            if session.image is None:
+                session.errors.append(error_line("1 3", value))
+                continue
+            check = _BEFORE_VALUE.get(key)
+            if check is not None:
+                check(session.image, value)
         command = grammar.command(key, value)
         kind = type(command)
         if kind in grammar.SETTINGS:
