@@ -65,8 +65,11 @@ def split_query(query: str) -> list[tuple[str, str]]:
 def pairs(query: str) -> list[tuple[str, str]]:
     """The query's (key, value) pairs as commands read them: ``JTLS=xangle,res,tile,yangle`` is the
     ``JTL=res,tile`` it runs (views do not apply to single images), and runs only with all four values."""
+    found = split_query(query)
+    if "jtls" not in query.lower():
+        return found  # the common case, without a second loop
     out = []
-    for key, value in split_query(query):
+    for key, value in found:
         if key == "jtls":
             parts = value.split(",")
             if len(parts) != 4:

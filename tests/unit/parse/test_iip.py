@@ -67,6 +67,7 @@ PARSED = [
     ("OBJ=IIP-server&OBJ=Colorspace,0-4,0", [OBJ("iip-server"), OBJ("colorspace,0-4,0")]),
     ("FIF=image.tif&SDS=0,90&JTLS=0,3,17,90", [FIF("image.tif"), SDS(), JTL(3, 17)]),  # JTLS = SDS + JTL
     ("FIF=image.tif&JTLS=3,17", [FIF("image.tif")]),  # JTLS runs only with all four values
+    ("jTlS=0,1,2,0&JTL=5,6", [JTL(1, 2), JTL(5, 6)]),
     ("FIF=image.tif&LYR=3&COL=grey&CVT=tiff", [FIF("image.tif"), LYR(3), COL("gray"), CVT("tif")]),
     # iipsrv-astro and VisiOmatic v2.
     (
