@@ -18,7 +18,7 @@ value after the answering command is never read).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -168,6 +168,18 @@ def parse_twist(text: str) -> Matrix:
 # ---------------------------------------------------------------- commands
 
 
+class _Single:
+    """A command of one value, printed ``KEY=value`` (a real in its shortest form that reads back)."""
+
+    __slots__ = ()
+    KEY: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def __str__(self) -> str:
+        value = getattr(self, fields(self)[0].name)
+        return f"{self.KEY}={_real(value) if isinstance(value, float) else value}"
+
+
 @dataclass(frozen=True, slots=True)
 class FIF:
     """Open the image ``identifier`` (decoded): every command after it works on that image."""
@@ -179,13 +191,11 @@ class FIF:
 
 
 @dataclass(frozen=True, slots=True)
-class OBJ:
+class OBJ(_Single):
     """One metadata object, by its lower-cased name (unknown names are the responder's ``3 2``)."""
 
+    KEY: ClassVar[str] = "OBJ"
     name: str
-
-    def __str__(self) -> str:
-        return f"OBJ={self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,23 +211,19 @@ class MINMAX:
 
 
 @dataclass(frozen=True, slots=True)
-class GAM:
+class GAM(_Single):
     """The gamma exponent of the display pipeline."""
 
+    KEY: ClassVar[str] = "GAM"
     gamma: float
-
-    def __str__(self) -> str:
-        return f"GAM={_real(self.gamma)}"
 
 
 @dataclass(frozen=True, slots=True)
-class CNT:
+class CNT(_Single):
     """The contrast factor of the display pipeline."""
 
+    KEY: ClassVar[str] = "CNT"
     contrast: float
-
-    def __str__(self) -> str:
-        return f"CNT={_real(self.contrast)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,23 +280,19 @@ class RGN:
 
 
 @dataclass(frozen=True, slots=True)
-class WID:
+class WID(_Single):
     """The CVT output width (0: unset; negative values read as 0)."""
 
+    KEY: ClassVar[str] = "WID"
     width: int
-
-    def __str__(self) -> str:
-        return f"WID={self.width}"
 
 
 @dataclass(frozen=True, slots=True)
-class HEI:
+class HEI(_Single):
     """The CVT output height (0: unset; negative values read as 0)."""
 
+    KEY: ClassVar[str] = "HEI"
     height: int
-
-    def __str__(self) -> str:
-        return f"HEI={self.height}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,13 +307,11 @@ class ROT:
 
 
 @dataclass(frozen=True, slots=True)
-class QLT:
+class QLT(_Single):
     """JPEG/WebP quality, clamped to 0..100 (``QLT=layer:quality`` reads the quality)."""
 
+    KEY: ClassVar[str] = "QLT"
     quality: int
-
-    def __str__(self) -> str:
-        return f"QLT={self.quality}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,13 +333,11 @@ class SDS:
 
 
 @dataclass(frozen=True, slots=True)
-class LYR:
+class LYR(_Single):
     """JPEG 2000 quality layers, 0 or more: checked as iipsrv does; TIFF pixels have none."""
 
+    KEY: ClassVar[str] = "LYR"
     layers: int
-
-    def __str__(self) -> str:
-        return f"LYR={self.layers}"
 
 
 @dataclass(frozen=True, slots=True)
