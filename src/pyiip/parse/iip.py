@@ -9,7 +9,7 @@ answers them with error ``2 2`` only when no output command answers).
 ``parse(unparse(commands)) == commands``.
 
 Nothing here opens an image or reads a setting: the image-dependent checks
-(resolution in range, tile in the grid, MAX_LAYERS...) belong to the
+(resolution in range, tile in the grid, PFL on complex samples) belong to the
 responder, which runs the commands. ``command(key, value)`` parses one pair,
 so the responder can parse lazily and keep iipsrv's order of errors (a bad
 value after the answering command is never read).
