@@ -94,12 +94,9 @@ def _measure(app: Application, channels: int, query: str) -> tuple[tuple[float, 
 
 def _display(app: Application, channels: int, query: str) -> Display:
     """The Display the IIP parser builds for these parameters."""
-    from pyiip.respond import iip
+    from pyiip.parse import iip
 
-    session = iip.Session(app.service, Request("GET", "/", ""))
-    for key, value in iip.split_query(query):
-        iip.SETTINGS[key](session, value)
-    return session.display
+    return iip.view(query).display(0)
 
 
 if __name__ == "__main__":

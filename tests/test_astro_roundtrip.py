@@ -12,8 +12,8 @@ from astropy.io import fits
 
 from pyiip import config
 from pyiip.http import Request
+from pyiip.parse import iip
 from pyiip.process.display import apply_display
-from pyiip.respond import iip
 from pyiip.respond.app import Application
 from pyiip.tools.convert import convert
 
@@ -105,8 +105,6 @@ def test_every_parameter_changes_tiles_as_the_pipeline_says(served, parameters):
     assert not np.array_equal(changed, default), parameters
     # The same pixels from the pipeline itself, on the raw tile and the file's display range.
     image = app.service.image("cube.tif")
-    session = iip.Session(app.service, Request("GET", "/", ""), image)
-    for key, value in iip.split_query(parameters):
-        iip.SETTINGS[key](session, value)
-    expected = apply_display(image.source.read(0, 0, 0, 256, 256), image.minmax, session.display)
+    display = iip.view(parameters).display(image.info.channels)
+    expected = apply_display(image.source.read(0, 0, 0, 256, 256), image.minmax, display)
     np.testing.assert_array_equal(changed.reshape(expected.shape), expected)

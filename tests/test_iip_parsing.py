@@ -3,7 +3,8 @@
 import pytest
 
 from pyiip.errors import BadRequest
-from pyiip.respond.iip import error_line, parse_twist, split_query, unquote
+from pyiip.parse.iip import parse_twist, split_query, unquote
+from pyiip.respond.iip import error_line
 
 
 @pytest.mark.parametrize(

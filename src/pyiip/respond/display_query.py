@@ -2,7 +2,7 @@
 
 IIIF viewers cannot send IIP commands, but they can keep a query string on
 image URLs: ``.../full/max/0/default.jpg?MINMAX=1:0,100&GAM=0.5&CMP=jet&INV``.
-The values are parsed by the IIP module's own setters, so they mean exactly
+The values are parsed by the IIP grammar (parse.iip), so they mean exactly
 what they mean in IIP (1-based MINMAX channels, GAM as an exponent, CTW
 rows by ``;``...), and a bad value is the same 400.
 """
@@ -14,22 +14,19 @@ from collections.abc import Callable
 from pyiip.errors import NotFound
 from pyiip.http import Request, Response
 from pyiip.model import IDENTITY, Display, ImageRequest, Region
+from pyiip.parse.iip import DISPLAY_KEYS as DISPLAY_KEYS
+from pyiip.parse.iip import unquote, view, without_key
 from pyiip.read.image import OpenImage
-from pyiip.respond import iip
+from pyiip.respond.iip import QueryHandler
 from pyiip.service import Service
-
-DISPLAY_KEYS = ("minmax", "gam", "cnt", "cmp", "inv", "ctw", "shd", "qlt")
 
 
 def display_from_query(service: Service, request: Request, query: str, image: OpenImage) -> tuple[Display, int | None]:
     """(display, JPEG/WebP quality) for ``image`` from the query; other keys (cache busters, IIIF=) are ignored."""
     if not query:
         return IDENTITY, None
-    session = iip.Session(service, request, image)
-    for key, value in iip.split_query(query):
-        if key in DISPLAY_KEYS:
-            iip.SETTINGS[key](session, value)
-    return session.display, session.quality
+    settings = view(query, DISPLAY_KEYS)
+    return settings.display(image.info.channels), settings.quality
 
 
 TILE_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -67,15 +64,15 @@ def path_handler(prefix: str, respond: Respond) -> Callable[[Service, Request], 
     """
 
     def handle_path(service: Service, request: Request) -> Response:
-        return respond(service, request, iip.unquote(request.path[len(prefix) :].replace("+", "%2B")), request.query)
+        return respond(service, request, unquote(request.path[len(prefix) :].replace("+", "%2B")), request.query)
 
     return handle_path
 
 
-def query_handler(key: str, respond: Respond) -> iip.QueryHandler:
+def query_handler(key: str, respond: Respond) -> QueryHandler:
     """The handler of ``?{key}={path}`` (a ``+`` in the query is a space); the other keys are the query."""
 
     def handle_query(service: Service, request: Request, value: str) -> Response:
-        return respond(service, request, iip.unquote(value), iip.without_key(request.query, key))
+        return respond(service, request, unquote(value), without_key(request.query, key))
 
     return handle_query
