@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 from pyiip.config import Settings
 from pyiip.encode.encoders import MIME
+from pyiip.parse.iiif import FORMATS
 from pyiip.process.tiling import scale_factors
 from pyiip.read.source import ImageInfo
 
 PROTOCOL = "http://iiif.io/api/image"
-FORMATS = ("jpg", "png", "webp", "tif", "gif")
-QUALITIES = ("default", "color", "gray", "bitonal")
 # Bytes of request memory one output pixel may need (read + resize + encode, see Renderer.check_limits).
 _BYTES_PER_PIXEL = 108
 
