@@ -9,19 +9,18 @@ import pytest
 
 from pyiip.errors import BadRequest, NotImplementedFeature
 from pyiip.http import Request
-from pyiip.respond.iiif import (
-    canonical_params,
-    negotiated_version,
-    output_size,
+from pyiip.parse.iiif import (
+    Base,
+    Image,
+    Info,
+    parse,
     parse_params,
     parse_quality_format,
     parse_region,
     parse_rotation,
     parse_size,
-    public_origin,
-    region_rect,
-    split_target,
 )
+from pyiip.respond.iiif import canonical_params, negotiated_version, output_size, public_origin, region_rect
 from pyiip.respond.iiif_info import Limits, content_type
 
 W, H = 300, 200
@@ -253,17 +252,17 @@ def test_canonical_form(url: str, version: int, canonical: str) -> None:
     ],
 )
 def test_identifier_decoding(path: str, identifier: str) -> None:
-    target = split_target(path, 3, "http://h/iiif/3/")
-    assert (target.kind, target.identifier) == ("image", identifier)
-    assert target.base == "http://h/iiif/3/" + path.rsplit("/", 4)[0]
+    target = parse(path, 3)
+    assert isinstance(target, Image) and target.identifier == identifier
+    assert target.encoded == path.rsplit("/", 4)[0]
 
 
 def test_target_kinds() -> None:
-    assert split_target("a%2Fb/info.json", 3, "o/").kind == "info"
-    assert split_target("a%2Fb/info.json", 3, "o/").base == "o/a%2Fb"
-    assert split_target("abc", 3, "o/").kind == "redirect"
-    assert split_target("abc/", 3, "o/").base == "o/abc"
-    assert split_target("abc/full/max/0/default", 3, "o/").kind == "redirect"
+    assert isinstance(parse("a%2Fb/info.json", 3), Info)
+    assert parse("a%2Fb/info.json", 3).encoded == "a%2Fb"
+    assert isinstance(parse("abc", 3), Base)
+    assert parse("abc/", 3).encoded == "abc"
+    assert isinstance(parse("abc/full/max/0/default", 3), Base)
 
 
 @pytest.mark.parametrize(

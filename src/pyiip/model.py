@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
-QUALITIES = ("default", "color", "gray", "bitonal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,23 +86,3 @@ class RenderOptions:
     webp_quality: int = 50
     interpolation: int = 1  # 0 nearest neighbour, 1 bilinear (iipsrv's INTERPOLATION)
     codec_passthrough: bool = True  # stored JPEG tiles go out as they are
-
-
-@dataclass(frozen=True, slots=True)
-class RegionSpec:
-    """A IIIF region as parsed: ``values`` are pixels (px) or percentages (pct) of the full image."""
-
-    kind: str  # "full", "square", "px" or "pct"
-    values: tuple[float, float, float, float] = (0, 0, 0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class SizeSpec:
-    """A IIIF size as parsed, before it is bound to a region's pixels (``process.bind.output_size``)."""
-
-    kind: str  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
-    width: int = 0
-    height: int = 0
-    percent: float = 0.0
-    upscale: bool = False  # the ^ prefix
-    keyword: str = ""  # "full" or "max", for the v2 canonical form

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from pyiip.config import Settings
 from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
-from pyiip.model import ImageRequest, Region, RegionSpec, SizeSpec
+from pyiip.model import ImageRequest, Region
+from pyiip.parse.iiif import RegionSpec, SizeSpec
 from pyiip.read.source import ImageInfo
 
 

@@ -10,11 +10,10 @@ viewer asks for exists (iipsrv clamps them to its smallest level instead).
 from __future__ import annotations
 
 import math
-import re
 
-from pyiip.errors import BadRequest, NotFound
+from pyiip.errors import NotFound
 from pyiip.http import Request, Response
-from pyiip.parse import numbers
+from pyiip.parse import deepzoom as dz
 from pyiip.process.bind import tile_request_region
 from pyiip.read.image import OpenImage
 from pyiip.respond.display_query import path_handler, query_handler, tile_reply
@@ -22,8 +21,6 @@ from pyiip.service import Service
 
 PREFIX = "/deepzoom/"
 NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
-_INDICES = ("DeepZoom level", "DeepZoom column", "DeepZoom row")
-_TILE = re.compile(r"^(.+)_files/(\d+)/(\d+)_(\d+)\.(\w+)$")
 
 
 def max_level(width: int, height: int) -> int:
@@ -53,16 +50,11 @@ def tile(
 
 def respond(service: Service, request: Request, path: str, query: str) -> Response:
     """``path`` is decoded: ``{id}.dzi`` or ``{id}_files/{level}/{col}_{row}.{ext}``."""
-    if path.endswith(".dzi"):
-        image = service.image(path[: -len(".dzi")])
+    parsed = dz.parse(path)  # 400 before any file
+    image = service.image(parsed.identifier)
+    if isinstance(parsed, dz.Descriptor):
         return Response(200, descriptor(image), "application/xml", origin=image.resolved)
-    match = _TILE.match(path)
-    if match is None:
-        raise BadRequest("DeepZoom requests are {image}.dzi or {image}_files/{level}/{col}_{row}.jpg")
-    identifier, *indices, ext = match.groups()
-    level, col, row = numbers.indices(_INDICES, indices)
-    image = service.image(identifier)
-    return tile(service, request, image, level, col, row, ext, query)
+    return tile(service, request, image, parsed.level, parsed.col, parsed.row, parsed.ext, query)
 
 
 handle_path = path_handler(PREFIX, respond)

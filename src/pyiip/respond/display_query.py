@@ -21,7 +21,7 @@ from pyiip.respond.iip import QueryHandler
 from pyiip.service import Service
 
 
-def display_from_query(service: Service, request: Request, query: str, image: OpenImage) -> tuple[Display, int | None]:
+def display_from_query(query: str, image: OpenImage) -> tuple[Display, int | None]:
     """(display, JPEG/WebP quality) for ``image`` from the query; other keys (cache busters, IIIF=) are ignored."""
     if not query:
         return IDENTITY, None
@@ -45,7 +45,7 @@ def tile_reply(
     if found is None:
         raise NotFound(f"{protocol} tile out of range")
     region, size = found
-    display, quality = display_from_query(service, request, query, image)
+    display, quality = display_from_query(query, image)
     model = ImageRequest(
         region=region, size=size, format=TILE_FORMATS.get(ext.lower(), "jpg"), quality=quality, display=display
     )

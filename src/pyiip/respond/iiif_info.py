@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from pyiip.config import Settings
 from pyiip.encode.encoders import MIME
+from pyiip.parse.iiif import FORMATS
 from pyiip.process.bind import Limits, scale_factors
 from pyiip.read.source import ImageInfo
 
 PROTOCOL = "http://iiif.io/api/image"
-FORMATS = ("jpg", "png", "webp", "tif", "gif")
-QUALITIES = ("default", "color", "gray", "bitonal")
 
 
 def context(version: int) -> str:

@@ -31,10 +31,6 @@ from pyiip.http import Request, Response
 from pyiip.model import ImageRequest, Region
 from pyiip.parse import iip as grammar
 from pyiip.parse.iip import CVT, FIF, JTL, OBJ, PFL, PTL, TIL, WTL, Handoff, Unknown
-
-# respond.iiif reads the tokenizer here (until it imports parse.iip itself).
-from pyiip.parse.iip import split_query as split_query
-from pyiip.parse.iip import without_key as without_key
 from pyiip.process.bind import fitted_region, resolution_level, tile_region
 from pyiip.read.image import OpenImage
 from pyiip.service import Service

@@ -9,11 +9,9 @@ spreads files over directories in static Zoomify sets, so it is ignored
 
 from __future__ import annotations
 
-import re
-
-from pyiip.errors import BadRequest, NotFound
+from pyiip.errors import NotFound
 from pyiip.http import Request, Response
-from pyiip.parse import numbers
+from pyiip.parse import zoomify as zf
 from pyiip.process.bind import tile_request_region
 from pyiip.read.image import OpenImage
 from pyiip.read.source import ImageInfo
@@ -21,8 +19,6 @@ from pyiip.respond.display_query import path_handler, query_handler, tile_reply
 from pyiip.service import Service
 
 PREFIX = "/zoomify/"
-_INDICES = ("Zoomify tier", "Zoomify column", "Zoomify row")
-_TILE = re.compile(r"^(.+)/TileGroup\d+/(\d+)-(\d+)-(\d+)\.(\w+)$")
 
 
 def tiers(info: ImageInfo) -> list[tuple[int, int, int]]:
@@ -59,18 +55,11 @@ def tile(
 
 def respond(service: Service, request: Request, path: str, query: str) -> Response:
     """``path`` is decoded: ``{id}/ImageProperties.xml`` or ``{id}/TileGroup{n}/{tier}-{col}-{row}.{ext}``."""
-    if path.endswith("/ImageProperties.xml"):
-        image = service.image(path[: -len("/ImageProperties.xml")])
+    parsed = zf.parse(path)  # 400 before any file
+    image = service.image(parsed.identifier)
+    if isinstance(parsed, zf.Properties):
         return Response(200, properties(image), "application/xml", origin=image.resolved)
-    match = _TILE.match(path)
-    if match is None:
-        raise BadRequest(
-            "Zoomify requests are {image}/ImageProperties.xml or {image}/TileGroup{n}/{tier}-{col}-{row}.jpg"
-        )
-    identifier, *indices, ext = match.groups()
-    tier, col, row = numbers.indices(_INDICES, indices)
-    image = service.image(identifier)
-    return tile(service, request, image, tier, col, row, ext, query)
+    return tile(service, request, image, parsed.tier, parsed.col, parsed.row, parsed.ext, query)
 
 
 handle_path = path_handler(PREFIX, respond)

@@ -7,7 +7,8 @@ import pytest
 
 from pyiip import config
 from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
-from pyiip.model import ImageRequest, Region, RegionSpec, SizeSpec
+from pyiip.model import ImageRequest, Region
+from pyiip.parse.iiif import RegionSpec, SizeSpec
 from pyiip.process.bind import (
     Bound,
     Limits,

@@ -1,0 +1,245 @@
+"""IIIF Image API 3.0 and 2.1 paths -> typed requests, and back to text.
+
+``parse(path, version)`` reads what follows the endpoint prefix (and the
+version segment): ``{id}/info.json``, ``{id}/{region}/{size}/{rotation}/{quality}.{format}``
+or the bare ``{id}`` (the base URI, which redirects to info.json); ``str()``
+of every value prints it back in the normalised form (numbers without
+trailing zeros, ``360`` as ``0``). The spec's canonical form depends on the
+image (``full`` for a region that covers it, sizes as ``w,h``): the respond
+layer computes those values and prints them with the same ``str()``.
+
+Parsing is pure: nothing here opens an image or reads a setting, so a
+malformed request is a 400 whether or not the identifier exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from pyiip.errors import BadRequest, NotFound
+from pyiip.parse import numbers
+
+FORMATS = ("jpg", "png", "webp", "tif", "gif")
+QUALITIES = ("default", "color", "gray", "bitonal")
+_INT = r"\d+"
+_FLOAT = r"\d+(?:\.\d*)?|\.\d+"
+_REGION_PX = re.compile(rf"^({_INT}),({_INT}),({_INT}),({_INT})$")
+_REGION_PCT = re.compile(rf"^pct:({_FLOAT}),({_FLOAT}),({_FLOAT}),({_FLOAT})$")
+_SIZE_WH = re.compile(rf"^(!)?({_INT})?,({_INT})?$")
+_SIZE_PCT = re.compile(rf"^pct:({_FLOAT})$")
+_ROTATION = re.compile(rf"^(!)?({_FLOAT})$")
+
+
+def number(value: float) -> str:
+    """A decimal as the specs print it: an integer when it is one, else at most six places, no trailing zeros."""
+    return str(int(value)) if value == int(value) else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+# ---------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSpec:
+    """A IIIF region as parsed: ``values`` are pixels (px) or percentages (pct) of the full image."""
+
+    kind: str  # "full", "square", "px" or "pct"
+    values: tuple[float, float, float, float] = (0, 0, 0, 0)
+
+    def __str__(self) -> str:
+        if self.kind == "px":
+            return ",".join(str(int(v)) for v in self.values)
+        if self.kind == "pct":
+            return "pct:" + ",".join(number(v) for v in self.values)
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class SizeSpec:
+    """A IIIF size as parsed, before it is bound to a region's pixels (``process.bind.output_size``)."""
+
+    kind: str  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
+    width: int = 0
+    height: int = 0
+    percent: float = 0.0
+    upscale: bool = False  # the ^ prefix
+    keyword: str = "max"  # "full" or "max", for the v2 canonical form
+
+    def __str__(self) -> str:
+        body = {
+            "max": self.keyword,
+            "w": f"{self.width},",
+            "h": f",{self.height}",
+            "wh": f"{self.width},{self.height}",
+            "fit": f"!{self.width},{self.height}",
+            "pct": f"pct:{number(self.percent)}",
+        }[self.kind]
+        return ("^" if self.upscale else "") + body
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """``{region}/{size}/{rotation}/{quality}.{format}``: the rotation is in [0, 360), ``mirror`` its ``!``."""
+
+    region: RegionSpec
+    size: SizeSpec
+    mirror: bool
+    rotation: float
+    quality: str
+    format: str
+
+    def __str__(self) -> str:
+        rotation = ("!" if self.mirror else "") + number(self.rotation)
+        return f"{self.region}/{self.size}/{rotation}/{self.quality}.{self.format}"
+
+
+def parse_region(text: str) -> RegionSpec:
+    if text in ("full", "square"):
+        return RegionSpec(text)
+    match = _REGION_PX.match(text)
+    if match:
+        x, y, w, h = (numbers.integer("region", v, *numbers.PIXELS) for v in match.groups())
+        if w <= 0 or h <= 0:
+            raise BadRequest("region width and height must be positive")
+        return RegionSpec("px", (x, y, w, h))
+    match = _REGION_PCT.match(text)
+    if match:
+        xp, yp, wp, hp = (numbers.real("region", v, 0.0, numbers.MAX_PERCENT) for v in match.groups())
+        if wp <= 0 or hp <= 0:
+            raise BadRequest("region width and height must be positive")
+        return RegionSpec("pct", (xp, yp, wp, hp))
+    raise BadRequest(f"invalid region {text[:60]!r}")
+
+
+def parse_size(text: str, version: int) -> SizeSpec:
+    """v3 forms, ``^`` included; v2 forms (``full``, and no ``^``: v2 upscales without it)."""
+    upscale = text.startswith("^") and version >= 3
+    body = text[1:] if upscale else text
+    if body == "max" or (body == "full" and version == 2 and not upscale):
+        return SizeSpec("max", upscale=upscale, keyword=body)
+    match = _SIZE_PCT.match(body)
+    if match:
+        percent = numbers.real("size", match.group(1), 0.0, numbers.MAX_PERCENT)
+        if percent <= 0:
+            raise BadRequest("size percentage must be positive")
+        return SizeSpec("pct", percent=percent, upscale=upscale)
+    match = _SIZE_WH.match(body)
+    if match:
+        bang, w, h = match.groups()
+        width, height = (numbers.integer("size", v or "0", *numbers.PIXELS) for v in (w, h))
+        if (w is not None and width == 0) or (h is not None and height == 0):
+            raise BadRequest("size must be at least one pixel")
+        if w and h:
+            return SizeSpec("fit" if bang else "wh", width, height, upscale=upscale)
+        if not bang and (w or h):
+            return SizeSpec("w" if w else "h", width, height, upscale=upscale)
+    raise BadRequest(f"invalid size {text[:60]!r}")
+
+
+def parse_rotation(text: str) -> tuple[bool, float]:
+    """(mirror, angle in [0, 360))."""
+    match = _ROTATION.match(text)
+    if not match:
+        raise BadRequest(f"invalid rotation {text[:60]!r}")
+    angle = numbers.real("rotation", match.group(2), 0.0, 360.0)
+    return match.group(1) is not None, angle % 360
+
+
+def parse_quality_format(text: str) -> tuple[str, str]:
+    quality, dot, fmt = text.rpartition(".")
+    if not dot:
+        raise BadRequest("the image request needs a format, as in default.jpg")
+    if quality not in QUALITIES:
+        raise BadRequest(f"unsupported quality {quality[:40]!r}")
+    if fmt not in FORMATS:
+        raise BadRequest(f"unsupported format {fmt[:20]!r}")
+    return quality, fmt
+
+
+def parse_params(region: str, size: str, rotation: str, quality_format: str, version: int) -> Params:
+    mirror, angle = parse_rotation(rotation)
+    quality, fmt = parse_quality_format(quality_format)
+    return Params(parse_region(region), parse_size(size, version), mirror, angle, quality, fmt)
+
+
+# ---------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True, slots=True)
+class Base:
+    """``{id}``: the image's base URI. ``encoded`` is the identifier as the URL spells it (kept for links)."""
+
+    identifier: str
+    encoded: str
+
+    def __str__(self) -> str:
+        return self.encoded
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """``{id}/info.json``."""
+
+    identifier: str
+    encoded: str
+
+    def __str__(self) -> str:
+        return f"{self.encoded}/info.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """``{id}/{region}/{size}/{rotation}/{quality}.{format}``."""
+
+    identifier: str
+    encoded: str
+    params: Params
+
+    def __str__(self) -> str:
+        return f"{self.encoded}/{self.params}"
+
+
+Request = Base | Info | Image
+
+
+def decode(segment: str) -> str:
+    """Percent-decode an identifier (UTF-8, odd bytes kept as surrogates); ``+`` stays a plus."""
+    raw = unquote_to_bytes(segment.encode("latin-1", "replace"))
+    if b"\x00" in raw:
+        raise BadRequest("invalid character in identifier")
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _segments(path: str) -> list[str]:
+    segments = path.split("/")
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash on the base URI
+    if not segments or segments == [""]:
+        raise NotFound("no image identifier")
+    return segments
+
+
+def parse_base(path: str) -> Base:
+    """The whole of ``path`` as an identifier: ``.../dir/a/b/c/name.tif`` may be one with slashes."""
+    encoded = "/".join(_segments(path))
+    return Base(decode(encoded), encoded)
+
+
+def parse(path: str, version: int) -> Request:
+    """``path`` (still percent-encoded) after the prefix, read with the grammar of IIIF ``version`` (2 or 3).
+
+    The identifier may hold slashes (sub-directories): the last four segments
+    are the parameters. The identifier is decoded before the parameters are
+    read, so an invalid character in it is the 400 that wins.
+    """
+    segments = _segments(path)
+    if segments[-1] == "info.json" and len(segments) > 1:
+        encoded = "/".join(segments[:-1])
+        return Info(decode(encoded), encoded)
+    if len(segments) >= 5 and "." in segments[-1]:
+        encoded = "/".join(segments[:-4])
+        identifier = decode(encoded)
+        region, size, rotation, quality_format = segments[-4:]
+        return Image(identifier, encoded, parse_params(region, size, rotation, quality_format, version))
+    return parse_base(path)
