@@ -1,5 +1,7 @@
-"""The WSGI application: route, call the protocol handler, finish the HTTP reply.
+"""The application: route, call the protocol handler, finish the HTTP reply.
 
+Both of pyiip's servers call ``Application.handle`` with CGI variables; calling the
+object itself is the WSGI interface, for any other WSGI server (gunicorn, uWSGI).
 Routes on REQUEST_URI and QUERY_STRING, never on PATH_INFO, which web
 servers percent-decode (``%2F`` included) or fabricate. Every exception is
 turned into a reply here, so none reaches the FastCGI layer and no request takes the
@@ -222,7 +224,7 @@ class Application:
         return reply
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        """WSGI, for the HTTP mode."""
+        """WSGI, for other WSGI servers (pyiip's own call ``handle``)."""
         status, headers, body = self.handle(environ)
         start_response(status, list(headers))  # a copy: a kept reply's list must not take the server's additions
         return [body if type(body) is bytes else bytes(body)]  # WSGI wants exactly bytes
