@@ -1,1 +1,1 @@
-"""encode: pixels -> JPEG/PNG/WebP/TIFF/AVIF bytes. May import the base modules only."""
+"""encode: pixels -> JPEG/PNG/WebP/TIFF/GIF bytes. May import the base modules only."""
