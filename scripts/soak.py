@@ -29,11 +29,20 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the repository, for tests.support
 
-from hostile import jpeg_bomb_tiff, png_bomb, tables_bigtiff, webp_bomb_tiff  # noqa: E402
 from hostile_load import HostileLoad  # noqa: E402
-from servers import VENV_BIN, fastcgi_children, fastcgi_settings, free_port, lighttpd_config, running, stop  # noqa: E402
+
+from tests.support.hostile import jpeg_bomb_tiff, png_bomb, tables_bigtiff, webp_bomb_tiff  # noqa: E402
+from tests.support.servers import (  # noqa: E402
+    VENV_BIN,
+    fastcgi_children,
+    fastcgi_settings,
+    free_port,
+    lighttpd_config,
+    running,
+    stop,
+)
 
 IMAGE_CACHE_MB = 4  # MAX_IMAGE_CACHE_SIZE of each process: smaller than the URL set, so tiles are re-rendered
 CLIENT_TIMEOUT = 5  # seconds: the hostile peers' deadline, short so that a soak sees many of them dropped
