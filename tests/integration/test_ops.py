@@ -8,7 +8,6 @@ import math
 import os
 import re
 import socket
-import subprocess
 import time
 import timeit
 
@@ -18,7 +17,6 @@ from pyiip import config, log
 from pyiip.http import Request
 from pyiip.respond import ops
 from pyiip.respond.app import Application
-from tests.support.servers import free_port, require, wait_for_port
 
 # A sample line of the Prometheus text format 0.0.4: name{labels} value.
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$')
@@ -136,46 +134,10 @@ def test_health_fails_on_an_unreadable_image_root(tmp_path):
         root.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def memcached():
-    """A real memcached on a free port (as nobody when root: memcached refuses root)."""
-    binary = require("memcached")
-    port = free_port()
-    command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"]
-    if os.geteuid() == 0:
-        command += ["-u", "nobody"]
-    process = subprocess.Popen(command)
-    try:
-        wait_for_port(port, process=process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _tiles(app: Application, count: int) -> None:
+def tiles(app: Application, count: int) -> None:
     """Distinct tile requests: each one a memcached get (and set) when the LRU is off."""
     for number in range(count):
         call(app, f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID={100 + number}&CVT=jpeg")
-
-
-def test_health_checks_memcached(images, memcached):
-    dead = free_port()
-    app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{memcached}")
-    status, _, body = call(app, "/health")
-    reply = json.loads(body)
-    assert status == 200 and reply["status"] == "ok"
-    assert reply["checks"]["memcached"] == [{"server": f"127.0.0.1:{memcached}", "ok": True}]
-    # One server down: ok until requests fail on it (no probe), then still 200 (images are served,
-    # from disk), "degraded", the failing server named.
-    app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{memcached},127.0.0.1:{dead}", MAX_IMAGE_CACHE_SIZE="0")
-    assert json.loads(call(app, "/health")[2])["status"] == "ok"
-    _tiles(app, 20)
-    status, _, body = call(app, "/health")
-    reply = json.loads(body)
-    assert status == 200 and reply["status"] == "degraded"
-    assert [s["ok"] for s in reply["checks"]["memcached"]] == [True, False]
-    assert reply["checks"]["memcached"][1]["error"]
 
 
 def test_health_memcached_that_is_not_memcached(images):
@@ -185,7 +147,7 @@ def test_health_memcached_that_is_not_memcached(images):
         listener.listen()
         port = listener.getsockname()[1]
         app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{port}", MAX_IMAGE_CACHE_SIZE="0")
-        _tiles(app, 1)
+        tiles(app, 1)
         status, _, body = call(app, "/health")
     reply = json.loads(body)
     assert status == 200 and reply["status"] == "degraded"
@@ -238,16 +200,6 @@ def test_metrics_count_requests_by_kind_and_status(images):
 def test_metrics_hit_ratio_is_nan_before_any_lookup(images):
     samples = parse_metrics(call(make_app(images.root), "/metrics")[2].decode())
     assert math.isnan(value(samples, "pyiip_cache_hit_ratio", cache="lru"))
-
-
-def test_metrics_of_memcached_tier(images, memcached):
-    app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{memcached}", MAX_IMAGE_CACHE_SIZE="0")
-    for _ in range(2):
-        call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=2,3")
-    samples = parse_metrics(call(app, "/metrics")[2].decode())
-    assert value(samples, "pyiip_cache_hits_total", cache="memcached") >= 1
-    assert value(samples, "pyiip_cache_stores_total", cache="memcached") >= 1
-    assert value(samples, "pyiip_cache_servers_down", cache="memcached") == 0
 
 
 def test_metrics_and_health_with_images_in_object_storage(images):

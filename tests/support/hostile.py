@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from tests.support.imaging import rgb_pattern, write_tifffile_pyramid
+
 
 def _empty_tiles(count: int) -> Iterator[bytes]:
     for _ in range(count):
@@ -450,3 +452,31 @@ def png_bomb(path: Path, side: int, interlaced: bool = False) -> Path:
     chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _zeros_zlib(filtered)) + _png_chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
+
+
+def decoder_bombs(root: Path) -> Path:
+    """Files whose codec streams or tables declare far more than they hold (the TIFF reader's
+    hostile-input tests, in-process and in a fresh process, share them)."""
+    tifffile.imwrite(root / "warm.tif", np.zeros((64, 64), np.uint8), tile=(32, 32), metadata=None)
+    jpeg_bomb_tiff(root / "jpeg_grey.tif", (30000, 30000))
+    jpeg_bomb_tiff(root / "jpeg_rgb.tif", (20000, 20000), channels=3)
+    jpeg_bomb_tiff(root / "jpeg_max.tif", (65500, 65500), channels=3)
+    webp_bomb_tiff(root / "webp_lossless.tif", (10000, 10000))
+    tables_bigtiff(root / "sparse.tif", 1048576, 3)
+    return root
+
+
+def extreme_images(root: Path) -> Path:
+    """Scrolls, sparse pyramids of 65536^2, a single level of 65536^2, a tile of 8192^2, and an RGB
+    pyramid and a float cube for comparison: the limits' tests, in-process and in fresh processes."""
+    scroll_tiff(root / "tall.tif", 1, 200000)
+    scroll_tiff(root / "wide.tif", 200000, 1)
+    sparse_tiff(root / "deep.tif", 65536, 65536)
+    sparse_tiff(root / "deep_float.tif", 16384, 16384, dtype=np.float32)
+    sparse_tiff(root / "shallow.tif", 65536, 65536, levels=False)
+    sparse_tiff(root / "shallow_float.tif", 30000, 30000, dtype=np.float32, levels=False)
+    big_tile_tiff(root / "bigtile.tif")
+    write_tifffile_pyramid(root / "rgb.tif", rgb_pattern(2000, 1500), compression="jpeg")
+    cube = np.random.default_rng(3).normal(100, 5, (1200, 1600, 3)).astype(np.float32)
+    write_tifffile_pyramid(root / "cube.tif", cube, smin=[90.0] * 3, smax=[130.0] * 3)
+    return root

@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 
 from pyiip.http import Reply
 from pyiip.server import fastcgi, fcgi_client
-from pyiip.server.fcgi_client import environ_for, opening, stdin
+from pyiip.server.fcgi_client import environ_for, opening
 from tests.support.deploy import descendants, wait_for
 from tests.support.servers import VENV_BIN, free_port, lighttpd_config, require, running
 from tests.system.test_deploy_fcgi import FCGI, TILE, start, stopped
-from tests.unit.server.test_fastcgi import exchange, full_request, records, serve_one
+from tests.unit.server.test_fastcgi import full_request, records, serve_one
 
 TIMEOUT = 2.0  # CLIENT_TIMEOUT of the processes below: short, so the tests wait little
 BIG_PNG = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=4000&CVT=png"  # a reply of several MB
@@ -152,25 +152,6 @@ def test_waiting_connections_hold_at_most_max_held(monkeypatch):
 
 
 # --- in process: the request body limit (finding 17) ----------------------------------------------
-
-
-def post(size: int, request_id: int = 1, keep: bool = False) -> bytes:
-    """A POST with a ``size``-byte body in full STDIN records, then the end of STDIN."""
-    params = environ_for("/x?posted", method="POST", CONTENT_LENGTH=str(size))
-    return opening(params, request_id, keep) + stdin(b"b" * size, request_id)
-
-
-def test_a_body_over_the_limit_is_a_413_and_the_kept_connection_carries_on():
-    got = exchange(post(fastcgi.MAX_STDIN + 1, 1, keep=True), full_request("next", 2, keep=True))
-    replies = [(rid, content) for kind, rid, content in got if kind == fastcgi.STDOUT and content]
-    assert replies[0][0] == 1 and replies[0][1].startswith(b"Status: 413 Payload Too Large\r\n")
-    assert replies[0][1].endswith(b"request body over 1048576 bytes\n")
-    assert replies[1][0] == 2 and replies[1][1].endswith(b"next")
-
-
-def test_a_body_at_the_limit_is_answered():
-    got = exchange(post(fastcgi.MAX_STDIN))
-    assert got[0][2].startswith(b"Status: 200 OK") and got[0][2].endswith(b"posted")
 
 
 # --- real processes: the 8-byte record of finding 1 -----------------------------------------------

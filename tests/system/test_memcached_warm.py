@@ -12,7 +12,7 @@ import pytest
 from pyiip import config
 from pyiip.http import Request
 from pyiip.respond.app import Application
-from pyiip.tools.warm import WarmError, parse_levels, warm
+from pyiip.tools.warm import WarmError, warm
 from tests.support.mcserver import memcached
 from tests.support.servers import VENV_BIN
 
@@ -34,14 +34,6 @@ def mc():
 
 def settings_for(root: Path, servers: str = "") -> config.Settings:
     return config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MEMCACHED_SERVERS": servers})
-
-
-def test_parse_levels():
-    assert parse_levels("0-2,5, 4", 6) == [0, 1, 2, 4, 5]
-    assert parse_levels("3", 4) == [3]
-    for bad in ("", "x", "0-9", "4", "2-1", "-1"):
-        with pytest.raises(WarmError):
-            parse_levels(bad, 4)
 
 
 def test_warmed_tiles_are_memcached_hits_for_live_requests(root, mc):

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -24,31 +23,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pyiip import config
-from pyiip.respond import index
-from pyiip.respond.app import Application
+from tests.integration.test_ops_hostile import call, lighttpd_settings, make_app
 from tests.support.deploy import CONF, DEPLOY, lighttpd_conf, nginx_command, nginx_conf, process, settings_env
 from tests.support.mcserver import memcached
 from tests.support.servers import VENV_BIN, free_port, get, http_server, require, wait_for_port
 
 HEALTH_BOUND = 0.3  # seconds: the old probe waited 0.5 s per stopped memcached
 REMOTE = "203.0.113.7"  # TEST-NET-3: a client that is not on this host
-
-
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
-
-
-def call(app: Application, uri: str, **environ: str) -> tuple[int, dict[str, str], bytes]:
-    """One request through Application.handle, as the FastCGI and HTTP layers call it."""
-    query = uri.partition("?")[2]
-    env = {"REQUEST_URI": uri, "QUERY_STRING": query, "REQUEST_METHOD": "GET", "HTTP_HOST": "images.test", **environ}
-    status, headers, body = app.handle(env)
-    return int(status[:3]), dict(headers), bytes(body)
-
-
-def vary(headers: dict[str, str]) -> set[str]:
-    return {name.strip().lower() for name in headers.get("Vary", "").split(",") if name.strip()}
 
 
 # --- /health -------------------------------------------------------------------------------------
@@ -76,16 +57,6 @@ def test_health_does_not_wait_on_a_stopped_memcached(images):
     assert reply["checks"]["memcached"] == [
         {"server": daemon.address, "ok": False, "error": reply["checks"]["memcached"][0]["error"]}
     ]
-
-
-def test_health_checks_the_image_root_at_most_every_few_seconds(tmp_path, monkeypatch):
-    app = make_app(tmp_path)
-    reads = []
-    scandir = os.scandir
-    monkeypatch.setattr(os, "scandir", lambda path: reads.append(path) or scandir(path))
-    for _ in range(50):
-        assert call(app, "/health")[0] == 200
-    assert len(reads) == 1
 
 
 def test_health_details_only_for_local_clients(images):
@@ -168,15 +139,6 @@ def test_shipped_nginx_keeps_metrics_and_health_details_local(images):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_shipped_web_server_files_keep_metrics_local():
-    """Apache and OpenLiteSpeed (Apache's loopback case runs in test_deploy_web): the rule is there."""
-    apache = (CONF / "apache2" / "pyiip.conf").read_text()
-    assert re.search(r'<Location "/metrics">\s*(#[^\n]*\n\s*)*Require local\s*</Location>', apache)
-    ols = (CONF / "openlitespeed" / "pyiip.conf").read_text()
-    block = re.search(r"context exp:\^/metrics\$ \{(.*?)\n\}", ols, re.S)
-    assert block and re.search(r"allow\s+127\.0\.0\.1, ::1\s+deny\s+ALL", block.group(1))
-
-
 # --- the index page ------------------------------------------------------------------------------
 
 
@@ -217,125 +179,10 @@ def test_index_survives_fifos_and_latin1_names(hostile_root):
         assert get(f"{base}/health", timeout=10)[0] == 200  # the worker is still there
 
 
-def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch):
-    """25,000 files: the second listing reads no directory again; a page links 1000 images."""
-    root = tmp_path / "many"
-    root.mkdir()
-    for number in range(25_000):
-        (root / f"n{number:05}.tif").touch()
-    settled = time.time() - 10
-    os.utime(root, (settled, settled))  # changed long enough ago for its listing to be kept
-    app = make_app(root)
-    reads = []
-    scandir = os.scandir
-    monkeypatch.setattr(os, "scandir", lambda path: reads.append(path) or scandir(path))
-    started = time.perf_counter()
-    status, _, first = call(app, "/")
-    cold = time.perf_counter() - started
-    assert status == 200 and len(reads) == 1
-    started = time.perf_counter()
-    status, _, again = call(app, "/")
-    warm = time.perf_counter() - started
-    assert status == 200 and again == first and len(reads) == 1  # the directory's mtime did not change
-    print(f"GET / with 25,000 files: first {cold * 1000:.0f} ms, second {warm * 1000:.0f} ms")
-    assert b"25000 image(s)" in first and first.count(b'class="image"') == index.PAGE_SIZE
-    assert b"n00999.tif" in first and b"n01000.tif" not in first and b"page 1 of 25" in first
-    status, _, last = call(app, "/?page=25")
-    assert status == 200 and last.count(b'class="image"') == 1000 and b"n24999.tif" in last
-    assert b"n23999.tif" not in last and b"?page=24" in last
-    assert call(app, "/?page=99999999999")[2] == last  # out of range: the last page
-    (root / "added.tif").touch()  # the directory changes: read again, and again while its mtime is recent
-    assert b"25001 image(s)" in call(app, "/")[2] and len(reads) == 2
-    (root / "added2.tif").touch()
-    assert b"25002 image(s)" in call(app, "/")[2] and len(reads) == 3
-
-
 # --- Vary -----------------------------------------------------------------------------------------
 
 
-def test_replies_vary_on_the_headers_they_read(images):
-    app = make_app(images.root)
-    status, headers, body = call(app, "/iiif/3/rgb.tif/info.json", HTTP_X_IIIF_ID="https://evil.test/x")
-    assert status == 200 and json.loads(body)["id"] == "https://evil.test/x"
-    assert {"x-iiif-id", "x-forwarded-proto", "accept"} <= vary(headers)
-    status, headers, _ = call(app, "/iiif/3/rgb.tif/0,0,256,256/256,/0/default.jpg", HTTP_X_FORWARDED_PROTO="https")
-    assert (
-        status == 200
-        and '<https://images.test/iiif/3/rgb.tif/0,0,256,256/max/0/default.jpg>;rel="canonical"' in (headers["Link"])
-    )
-    assert "x-forwarded-proto" in vary(headers)
-    # A tile made without a request header varies on none.
-    status, headers, _ = call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=0,0")
-    assert status == 200 and "Vary" not in headers
-    # With BASE_URL the ids do not depend on X-Forwarded-Proto: no Vary for it.
-    based = make_app(images.root, BASE_URL="https://images.example.org/")
-    status, headers, body = call(based, "/iiif/3/rgb.tif/info.json", HTTP_X_FORWARDED_PROTO="http")
-    assert json.loads(body)["id"] == "https://images.example.org/iiif/3/rgb.tif"
-    assert "x-forwarded-proto" not in vary(headers) and "x-iiif-id" in vary(headers)
-
-
-def test_kept_replies_follow_the_varying_headers(images):
-    """A reply kept for one value of X-IIIF-ID or X-Forwarded-Proto is never sent for another."""
-    app = make_app(images.root)
-    uri = "/iiif/3/rgb.tif/info.json"
-    for _ in range(3):  # kept from the second time on
-        assert json.loads(call(app, uri, HTTP_X_IIIF_ID="https://evil.test/x")[2])["id"] == "https://evil.test/x"
-    assert json.loads(call(app, uri)[2])["id"] == "http://images.test/iiif/3/rgb.tif"
-    for _ in range(3):
-        body = call(app, uri, HTTP_X_FORWARDED_PROTO="https")[2]
-        assert json.loads(body)["id"] == "https://images.test/iiif/3/rgb.tif"
-    assert json.loads(call(app, uri, HTTP_X_FORWARDED_PROTO="http")[2])["id"] == "http://images.test/iiif/3/rgb.tif"
-    assert app.service.cache.replies.hits >= 2  # the kept replies were used, and kept apart
-
-
 # --- MAX_PROCESS_MEMORY in every shipped configuration ---------------------------------------------
-
-
-def _lighttpd(text: str) -> dict[str, str]:
-    return dict(re.findall(r'^\s*"([A-Z_]+)"\s*=>\s*"([^"]*)"', text, re.M))
-
-
-def _apache(text: str) -> dict[str, str]:
-    return dict(re.findall(r'^\s*FcgidInitialEnv\s+([A-Z_]+)\s+"([^"]*)"', text, re.M))
-
-
-def _openlitespeed(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s*env\s+([A-Z_]+)=(\S*)", text, re.M))
-
-
-def _containerfile(text: str) -> dict[str, str]:
-    block = re.search(r"^ENV (.*?)(?<!\\)\n", text, re.M | re.S)
-    assert block
-    return dict(item.split("=", 1) for item in shlex.split(block.group(1).replace("\\\n", " ")))
-
-
-def _environment_file(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^([A-Z_]+)=(.*)$", text, re.M))
-
-
-def _systemd(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in re.findall(r"^Environment=(.*)$", text, re.M):
-        values |= dict(item.split("=", 1) for item in shlex.split(line))
-    return values
-
-
-SHIPPED = {
-    CONF / "lighttpd" / "pyiip.conf": _lighttpd,
-    CONF / "apache2" / "pyiip.conf": _apache,
-    CONF / "openlitespeed" / "pyiip.conf": _openlitespeed,
-    DEPLOY / "Containerfile": _containerfile,
-    DEPLOY / "default" / "pyiip": _environment_file,  # nginx's processes (spawn-fcgi wrapper, systemd)
-    DEPLOY / "systemd" / "pyiip.service": _systemd,  # when /etc/default/pyiip is missing
-}
-
-
-@pytest.mark.parametrize("path", list(SHIPPED), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_shipped_configuration_limits_process_memory(path):
-    values = SHIPPED[path](path.read_text())
-    assert "MAX_PROCESS_MEMORY" in values, path
-    settings = config.load(values)  # accepted: at least MAX_REQUEST_MEMORY + 512
-    assert settings.max_process_memory >= settings.max_request_memory + 512
 
 
 def test_the_limit_is_what_the_shipped_lighttpd_processes_run_under(images, tmp_path):
@@ -343,7 +190,7 @@ def test_the_limit_is_what_the_shipped_lighttpd_processes_run_under(images, tmp_
     binary = require("lighttpd")
     port = free_port()
     config_file = lighttpd_conf(tmp_path, port, lighttpd_env(images, tmp_path), procs=1)
-    wanted = int(_lighttpd((CONF / "lighttpd" / "pyiip.conf").read_text())["MAX_PROCESS_MEMORY"]) << 20
+    wanted = int(lighttpd_settings((CONF / "lighttpd" / "pyiip.conf").read_text())["MAX_PROCESS_MEMORY"]) << 20
     with process([binary, "-D", "-f", str(config_file)], lambda: wait_for_port(port, 0.2)) as server:
         status, _, body = get(f"http://127.0.0.1:{port}/health")
         assert status == 200
