@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from pyiip import config
 from pyiip.http import Request
 from pyiip.process.display import apply_display
 from pyiip.respond import iip
@@ -33,7 +32,7 @@ WCS = {
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, make_app):
     directory = tmp_path_factory.mktemp("astro")
     rng = np.random.default_rng(3)
     bands = []
@@ -45,7 +44,7 @@ def served(tmp_path_factory):
         fits.PrimaryHDU(data, header).writeto(path)
         bands.append((path, data))
     convert([p for p, _ in bands], directory / "cube.tif", compression="none", progress=False)
-    app = Application(config.load({"FILESYSTEM_PREFIX": f"{directory}/", "VERBOSITY": "0"}))
+    app = make_app(directory)
     return app, [d for _, d in bands]
 
 

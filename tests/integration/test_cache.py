@@ -85,15 +85,11 @@ def own_root(tmp_path: Path, images) -> Path:
     return tmp_path
 
 
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
-
-
 def ask(app: Application, query: str, path: str = "/fcgi-bin/iipsrv.fcgi"):
     return app.respond(Request("GET", path, query))
 
 
-def test_hot_tile_is_a_cache_hit_with_the_same_bytes_and_etag(own_root):
+def test_hot_tile_is_a_cache_hit_with_the_same_bytes_and_etag(own_root, make_app):
     app = make_app(own_root)
     first = ask(app, "FIF=rgb.tif&JTL=3,6")
     lru = app.service.cache.lru
@@ -105,7 +101,7 @@ def test_hot_tile_is_a_cache_hit_with_the_same_bytes_and_etag(own_root):
     assert ask(app, "FIF=rgb.tif&JTL=3,7").body.etag != first.body.etag
 
 
-def test_iip_and_iiif_share_entries(own_root):
+def test_iip_and_iiif_share_entries(own_root, make_app):
     app = make_app(own_root)
     lru = app.service.cache.lru
     tile = ask(app, "FIF=rgb.tif&JTL=3,6")  # res 3 is full size: 5 tiles across, tile 6 = (1, 1)
@@ -116,7 +112,7 @@ def test_iip_and_iiif_share_entries(own_root):
     assert (lru.hits, lru.misses) == (2, 2)
 
 
-def test_errors_are_not_cached(own_root):
+def test_errors_are_not_cached(own_root, make_app):
     app = make_app(own_root)
     assert ask(app, "FIF=rgb.tif&JTL=3,999").status == 404
     assert len(app.service.cache.lru) == 0
@@ -132,7 +128,7 @@ def replace_image(path: Path, seed: int, size: tuple[int, int] = (1100, 900)) ->
     return pixels
 
 
-def test_replaced_image_is_never_served_stale(own_root):
+def test_replaced_image_is_never_served_stale(own_root, make_app):
     app = make_app(own_root)
     before = ask(app, "FIF=rgb.tif&JTL=3,6")
     info_before = ask(app, "FIF=rgb.tif&OBJ=Max-size")
@@ -147,7 +143,7 @@ def test_replaced_image_is_never_served_stale(own_root):
     assert len(app.service.store._open) == 1
 
 
-def test_rewritten_in_place_with_a_new_mtime_is_reread(own_root):
+def test_rewritten_in_place_with_a_new_mtime_is_reread(own_root, make_app):
     """Same inode, same size, new mtime (a tool that rewrites in place): still a new identity."""
     app = make_app(own_root)
     path = own_root / "rgb.tif"
@@ -164,7 +160,7 @@ def test_rewritten_in_place_with_a_new_mtime_is_reread(own_root):
     assert after != before and after == ask(app, "FIF=other.tif&JTL=3,6").body
 
 
-def test_reload_empties_the_caches(own_root):
+def test_reload_empties_the_caches(own_root, make_app):
     app = make_app(own_root)
     ask(app, "FIF=rgb.tif&JTL=3,6")
     old = app.service
@@ -175,7 +171,7 @@ def test_reload_empties_the_caches(own_root):
     assert ask(app, "FIF=rgb.tif&JTL=3,6").status == 200
 
 
-def test_reload_with_bad_memcached_servers_keeps_the_old_service(own_root):
+def test_reload_with_bad_memcached_servers_keeps_the_old_service(own_root, make_app):
     app = make_app(own_root)
     old = app.service
     with pytest.raises(ConfigError):
@@ -183,7 +179,7 @@ def test_reload_with_bad_memcached_servers_keeps_the_old_service(own_root):
     assert app.service is old and ask(app, "FIF=rgb.tif&JTL=3,6").status == 200
 
 
-def test_encoder_settings_change_the_memcached_key(own_root):
+def test_encoder_settings_change_the_memcached_key(own_root, make_app):
     """Processes with other JPEG_QUALITY sharing a memcached must not swap renderings."""
     a, b = make_app(own_root), make_app(own_root, JPEG_QUALITY="40")
     image = a.service.image("rgb.tif")
@@ -219,7 +215,7 @@ def test_rendezvous_placement_is_even_and_consistent():
     assert all(ring.get_node(key) == placed[key] for key in keys)
 
 
-def test_digest_is_the_blake2b_of_the_key_repr(own_root):
+def test_digest_is_the_blake2b_of_the_key_repr(own_root, make_app):
     """The digest hashes the text before the request once per file: the keys are those of a plain repr digest."""
     import hashlib
 

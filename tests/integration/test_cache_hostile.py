@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pyiip import config
 from pyiip.respond.app import Application
 from pyiip.server.fcgi_client import environ_for
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
@@ -19,10 +18,6 @@ WIDTH, HEIGHT = 600, 500
 def root(tmp_path: Path) -> Path:
     write_tifffile_pyramid(tmp_path / "rgb.tif", rgb_pattern(WIDTH, HEIGHT), compression="zlib")
     return tmp_path
-
-
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
 
 
 def get(app: Application, uri: str, **extra: str) -> tuple[str, dict[str, str], bytes]:
@@ -44,7 +39,7 @@ def rewrite_in_place(path: Path, data: bytes) -> None:
 STORED = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,0"  # a whole tile of level 0
 
 
-def test_a_stored_tile_rewritten_in_place_is_not_called_unmodified(tmp_path):
+def test_a_stored_tile_rewritten_in_place_is_not_called_unmodified(tmp_path, make_app):
     """Stored JPEG tiles go out as they are; their ETag names the file's version, ctime included."""
     root = tmp_path / "root"
     root.mkdir()
@@ -62,7 +57,7 @@ def test_a_stored_tile_rewritten_in_place_is_not_called_unmodified(tmp_path):
     assert fresh == get(make_app(root), STORED)[2]
 
 
-def test_overrides_of_channels_the_image_lacks_never_reach_a_cache_key(root):
+def test_overrides_of_channels_the_image_lacks_never_reach_a_cache_key(root, make_app):
     """MINMAX for channel 4 and up of an RGB image changes no pixel: such requests share one rendered entry."""
     app = make_app(root)
     for n in range(20):

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyiip import config
 from pyiip.respond.app import Application
 
 EXAMPLES = settings(
@@ -41,12 +40,9 @@ HOSTILE_NAMES = ["missing.tif", "not_an_image.tif", "../outside/secret.tif", "li
 
 
 @pytest.fixture(scope="module")
-def hostile_app(images) -> Application:
+def hostile_app(images, make_app) -> Application:
     # MAX_CVT 800 keeps each example quick; the limits themselves are tested in test_limits.py.
-    settings_ = config.load(
-        {"FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": "0", "MAX_CVT": "800", "MAX_REQUEST_MEMORY": "256"}
-    )
-    return Application(settings_)
+    return make_app(images.root, MAX_CVT="800", MAX_REQUEST_MEMORY="256")
 
 
 def check(app: Application, root: str, method: str, uri: str, headers: dict[str, str] | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pyiip import config
 from pyiip.http import http_date
 from pyiip.respond.app import Application
 from pyiip.server.fcgi_client import environ_for
@@ -13,8 +12,8 @@ TILE = "FIF=rgb.tif&JTL=3,6"
 
 
 @pytest.fixture(scope="module")
-def cors_app(settings) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": settings.filesystem_prefix, "VERBOSITY": "0", "CORS": "*"}))
+def cors_app(settings, make_app) -> Application:
+    return make_app(CORS="*")
 
 
 def call(app: Application, query: str, method: str = "GET", path: str = "/fcgi-bin/iipsrv.fcgi", **headers: str):
@@ -104,10 +103,8 @@ def test_errors_are_not_cacheable_and_have_no_validators(app):
         assert status >= 400 and headers["Cache-Control"] == "no-cache" and "ETag" not in headers
 
 
-def test_cache_control_setting(settings):
-    app = Application(
-        config.load({"FILESYSTEM_PREFIX": settings.filesystem_prefix, "CACHE_CONTROL": "public, max-age=600"})
-    )
+def test_cache_control_setting(settings, make_app):
+    app = make_app(CACHE_CONTROL="public, max-age=600")
     assert call(app, TILE)[1]["Cache-Control"] == "public, max-age=600"
 
 

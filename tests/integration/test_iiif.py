@@ -11,19 +11,14 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from pyiip import config
 from pyiip.http import Request, Response
 from pyiip.respond.app import Application
 
 
-def make_app(images, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": str(images.root) + "/", "VERBOSITY": "0", **env}))
-
-
 @pytest.fixture(scope="module")
-def ask(images):
+def ask(images, make_app):
     """GET a path (with an optional query) from an app with the default settings."""
-    app = make_app(images)
+    app = make_app(images.root)
 
     def get(path: str, query: str = "", headers: dict[str, str] | None = None, target: Application = app) -> Response:
         return target.respond(Request("GET", path, query, host="testhost", headers=headers or {}))
@@ -83,11 +78,11 @@ def test_info_v2(ask) -> None:
     assert response.content_type == 'application/ld+json;profile="http://iiif.io/api/image/2/context.json"'
 
 
-def test_rights_and_attribution(images) -> None:
-    app = make_app(images, COPYRIGHT="https://creativecommons.org/publicdomain/zero/1.0/")
+def test_rights_and_attribution(images, make_app) -> None:
+    app = make_app(images.root, COPYRIGHT="https://creativecommons.org/publicdomain/zero/1.0/")
     response = app.respond(Request("GET", "/iiif/3/rgb.tif/info.json", ""))
     assert info(response)["rights"] == "https://creativecommons.org/publicdomain/zero/1.0/"
-    app = make_app(images, COPYRIGHT="(c) The Observatory")
+    app = make_app(images.root, COPYRIGHT="(c) The Observatory")
     assert "rights" not in info(app.respond(Request("GET", "/iiif/3/rgb.tif/info.json", "")))
     assert info(app.respond(Request("GET", "/iiif/2/rgb.tif/info.json", "")))["attribution"] == "(c) The Observatory"
 
@@ -119,8 +114,8 @@ def test_rights_and_attribution(images) -> None:
         ),
     ],
 )
-def test_id_is_the_request_url(images, base_url: str, path: str, query: str, expected: str) -> None:
-    app = make_app(images, BASE_URL=base_url) if base_url else make_app(images)
+def test_id_is_the_request_url(images, base_url: str, path: str, query: str, expected: str, make_app) -> None:
+    app = make_app(images.root, BASE_URL=base_url) if base_url else make_app(images.root)
     doc = info(app.respond(Request("GET", path, query, host="testhost")))
     assert doc.get("id", doc.get("@id")) == expected
 
@@ -130,7 +125,7 @@ def test_x_iiif_id_header_overrides(ask) -> None:
     assert doc["id"] == "https://proxy/img/rgb"
 
 
-def test_version_negotiation(ask, images) -> None:
+def test_version_negotiation(ask, images, make_app) -> None:
     v2 = 'application/ld+json;profile="http://iiif.io/api/image/2/context.json"'
     response = ask("/iiif/rgb.tif/info.json")
     assert info(response)["type"] == "ImageService3" and header(response, "Vary") == "Accept"
@@ -141,7 +136,7 @@ def test_version_negotiation(ask, images) -> None:
     assert "@id" in info(response)
     # The versioned paths are what they say, whatever the Accept header.
     assert "id" in info(ask("/iiif/3/rgb.tif/info.json", headers={"accept": v2}))
-    app = make_app(images, IIIF_VERSION="2")
+    app = make_app(images.root, IIIF_VERSION="2")
     assert "@id" in info(ask("/iiif/rgb.tif/info.json", target=app))
     # Version 2 parses sizes as 2.x does: full is allowed, ^ is not.
     assert ask("/iiif/rgb.tif/full/full/0/default.jpg", target=app).status == 200
@@ -217,8 +212,8 @@ def test_upscaling_with_caret(ask, size: str, shape: tuple[int, int]) -> None:
     assert pixels(ask(f"/iiif/3/rgb.tif/full/{size}/0/default.jpg")).shape[:2] == shape
 
 
-def test_max_cvt_limits(images) -> None:
-    app = make_app(images, MAX_CVT="500")
+def test_max_cvt_limits(images, make_app) -> None:
+    app = make_app(images.root, MAX_CVT="500")
     doc = info(app.respond(Request("GET", "/iiif/3/rgb.tif/info.json", "")))
     assert (doc["maxWidth"], doc["maxHeight"], doc["maxArea"]) == (500, 500, 250000)
     assert doc["sizes"] == [{"width": 137, "height": 112}, {"width": 275, "height": 225}]
@@ -227,13 +222,13 @@ def test_max_cvt_limits(images) -> None:
     assert pixels(get("^max")).shape[:2] == (409, 500)
     assert get("501,").status == 400
     assert get("pct:50").status == 400  # 550 wide
-    app = make_app(images, MAX_CVT="-1")
+    app = make_app(images.root, MAX_CVT="-1")
     doc = info(app.respond(Request("GET", "/iiif/3/rgb.tif/info.json", "")))
     assert "maxWidth" not in doc and doc["maxArea"] > 1_000_000  # the memory budget, so ^ stays bounded
 
 
-def test_upscaling_disabled(images) -> None:
-    app = make_app(images, ALLOW_UPSCALING="0")
+def test_upscaling_disabled(images, make_app) -> None:
+    app = make_app(images.root, ALLOW_UPSCALING="0")
     doc = info(app.respond(Request("GET", "/iiif/3/rgb.tif/info.json", "")))
     assert "sizeUpscaling" not in doc["extraFeatures"]
     assert app.respond(Request("GET", "/iiif/3/rgb.tif/full/^1200,/0/default.jpg", "")).status == 501
@@ -241,10 +236,10 @@ def test_upscaling_disabled(images) -> None:
     assert app.respond(Request("GET", "/iiif/2/rgb.tif/full/1200,/0/default.jpg", "")).status == 400
 
 
-def test_tile_requests_send_the_stored_tile(ask, images) -> None:
+def test_tile_requests_send_the_stored_tile(ask, images, make_app) -> None:
     """A tile at scale factor 2 is the level-1 tile: its stored JPEG goes out as it is."""
     response = ask("/iiif/3/rgb.tif/512,0,512,512/256,256/0/default.jpg")
-    stored = make_app(images).service.image("rgb.tif").source.stored_jpeg(1, 1, 0)
+    stored = make_app(images.root).service.image("rgb.tif").source.stored_jpeg(1, 1, 0)
     assert stored is not None and response.body == stored
     assert header(response, "Link").endswith(
         ', <http://testhost/iiif/3/rgb.tif/512,0,512,512/256,256/0/default.jpg>;rel="canonical"'

@@ -185,12 +185,10 @@ def test_cvt_region_and_width(iip, images):
     assert np.abs(pixels[39:44, 48:53].mean(axis=(0, 1)) - full[107:118, 132:143].mean(axis=(0, 1))).max() < 6
 
 
-def test_cvt_is_capped_by_max_cvt(images):
-    from pyiip import config
+def test_cvt_is_capped_by_max_cvt(images, make_app):
     from pyiip.http import Request
-    from pyiip.respond.app import Application
 
-    app = Application(config.load({"FILESYSTEM_PREFIX": str(images.root) + "/", "MAX_CVT": "200"}))
+    app = make_app(images.root, MAX_CVT="200")
     reply = app.respond(Request("GET", "/fcgi-bin/iipsrv.fcgi", "FIF=rgb.tif&WID=5000&CVT=jpeg"))
     assert simplejpeg.decode_jpeg(reply.body).shape == (164, 200, 3)
 

@@ -23,10 +23,6 @@ def extreme(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return extreme_images(tmp_path_factory.mktemp("extreme"))
 
 
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
-
-
 def ask(app: Application, url: str) -> Response:
     path, _, query = url.partition("?")
     return app.respond(Request("GET", path, query))
@@ -59,7 +55,7 @@ SCROLL = [
     ("name", "w", "h", "size", "region"),
     [("tall.tif", 1, 200000, ",5000", "0,190000,1,10000"), ("wide.tif", 200000, 1, "5000,", "190000,0,10000,1")],
 )
-def test_scroll_images_are_served_by_every_protocol(extreme, name, w, h, size, region):
+def test_scroll_images_are_served_by_every_protocol(extreme, name, w, h, size, region, make_app):
     app = make_app(extreme)
     for url in SCROLL:
         started = time.perf_counter()
@@ -68,7 +64,7 @@ def test_scroll_images_are_served_by_every_protocol(extreme, name, w, h, size, r
         assert time.perf_counter() - started < 10, url
 
 
-def test_deep_pyramid_reads_only_the_level_it_needs(extreme):
+def test_deep_pyramid_reads_only_the_level_it_needs(extreme, make_app):
     app = make_app(extreme, MAX_REQUEST_MEMORY="64")
     for url in (
         "/fcgi-bin/iipsrv.fcgi?FIF=deep.tif&OBJ=Resolution-number",
@@ -127,7 +123,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("env", "url", "statuses"), REFUSED)
-def test_over_the_limits_is_a_clear_4xx(extreme, env, url, statuses):
+def test_over_the_limits_is_a_clear_4xx(extreme, env, url, statuses, make_app):
     reply = ask(make_app(extreme, **env), url)
     assert reply.status in statuses, (reply.status, reply.body[:200])
     if reply.status >= 400:
@@ -135,7 +131,7 @@ def test_over_the_limits_is_a_clear_4xx(extreme, env, url, statuses):
         assert str(extreme).encode() not in reply.body
 
 
-def test_single_level_float_without_display_tags_opens_quickly(extreme):
+def test_single_level_float_without_display_tags_opens_quickly(extreme, make_app):
     # The default display range is sampled from a 30000 x 30000 float level, never read whole.
     app = make_app(extreme)
     started = time.perf_counter()
@@ -143,7 +139,7 @@ def test_single_level_float_without_display_tags_opens_quickly(extreme):
     assert reply.status == 200 and time.perf_counter() - started < 10
 
 
-def test_max_layers_caps_lyr_as_iipsrv(extreme):
+def test_max_layers_caps_lyr_as_iipsrv(extreme, make_app):
     app = make_app(extreme, MAX_LAYERS="3")
     assert ask(app, "/x?FIF=rgb.tif&LYR=99&JTL=0,0").status == 200
     assert ask(app, "/x?FIF=rgb.tif&LYR=abc&JTL=0,0").status == 400

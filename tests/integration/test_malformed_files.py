@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pyiip import config
 from pyiip.errors import SourceError
 from pyiip.http import Request
 from pyiip.read.image import open_source
-from pyiip.respond.app import Application
 from pyiip.tools.convert import ConvertError, convert
 from tests.support.hostile import malformed_fits, malformed_tiffs
 
@@ -63,9 +61,9 @@ def test_unknown_codec_is_named_at_open(broken):
         open_source(str(broken["unknown_codec"]))
 
 
-def test_every_protocol_answers_broken_tiffs_with_4xx_or_pixels(broken):
+def test_every_protocol_answers_broken_tiffs_with_4xx_or_pixels(broken, make_app):
     root = next(iter(broken.values())).parent
-    app = Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0"}))
+    app = make_app(root)
     for name in broken:
         for url in TIFF_URLS:
             path, _, query = url.format(id=f"{name}.tif").partition("?")

@@ -25,7 +25,6 @@ from pyiip import config, log
 from pyiip.http import Request
 from pyiip.model import Display
 from pyiip.process.display import _render, apply_display
-from pyiip.respond.app import Application
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 
 IIP = "/fcgi-bin/iipsrv.fcgi"
@@ -75,17 +74,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_app(root: Path, **extra: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **extra}))
-
-
 def environ(path: str, query: str) -> dict[str, str]:
     uri = path + ("?" + query if query else "")
     return {"REQUEST_METHOD": "GET", "REQUEST_URI": uri, "QUERY_STRING": query, "SERVER_NAME": "localhost"}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_out_of_range_number_is_400(root, case):
+def test_out_of_range_number_is_400(root, case, make_app):
     path, query = REFUSED[case]
     response = make_app(root).respond(Request("GET", path, query, headers={}))
     assert response.status == 400, (case, bytes(response.body[:200]))
@@ -93,7 +88,7 @@ def test_out_of_range_number_is_400(root, case):
 
 
 @pytest.mark.parametrize("query", sorted(DRAWN))
-def test_extreme_display_values_drawn_exactly(root, query):
+def test_extreme_display_values_drawn_exactly(root, query, make_app):
     app = make_app(root)
     response = app.respond(Request("GET", IIP, f"FIF=float.tif&{query}&PTL=0,0", headers={}))
     assert response.status == 200, bytes(response.body[:200])
@@ -105,7 +100,7 @@ def test_extreme_display_values_drawn_exactly(root, query):
     assert np.array_equal(png.numpy().reshape(expected.shape), expected)
 
 
-def test_profile_of_one_bit_samples_is_json_of_0_and_1(root):
+def test_profile_of_one_bit_samples_is_json_of_0_and_1(root, make_app):
     response = make_app(root).respond(Request("GET", IIP, "FIF=bits.tif&PFL=0:0,3-10,3", headers={}))
     assert response.status == 200, bytes(response.body[:200])
     expected = tifffile.imread(root / "bits.tif")[3, 0:10].astype(int).ravel().tolist()
@@ -113,7 +108,7 @@ def test_profile_of_one_bit_samples_is_json_of_0_and_1(root):
 
 
 @pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")  # the reader's min/max of the real parts
-def test_profile_of_complex_samples_is_refused(root):
+def test_profile_of_complex_samples_is_refused(root, make_app):
     response = make_app(root).respond(Request("GET", IIP, "FIF=complex.tif&PFL=0:0,0-10,0", headers={}))
     assert response.status == 415
     assert b"complex" in bytes(response.body)
@@ -138,7 +133,7 @@ def logfile(tmp_path: Path):
     logger.setLevel(saved[1])
 
 
-def test_each_refusal_logs_one_line_at_verbosity_2(root, logfile):
+def test_each_refusal_logs_one_line_at_verbosity_2(root, logfile, make_app):
     path = logfile(2)
     app = make_app(root, LOGFILE=str(path), VERBOSITY="2")
     for case, (route, query) in sorted(REFUSED.items()):
@@ -150,7 +145,7 @@ def test_each_refusal_logs_one_line_at_verbosity_2(root, logfile):
         assert len(lines[0]) < 2200  # path and query cut to 1000 characters each
 
 
-def test_refusals_log_nothing_at_verbosity_1(root, logfile):
+def test_refusals_log_nothing_at_verbosity_1(root, logfile, make_app):
     path = logfile(1)
     app = make_app(root, LOGFILE=str(path), VERBOSITY="1")
     for route, query in REFUSED.values():
@@ -176,7 +171,7 @@ BOUNDARIES = [
 
 
 @pytest.mark.parametrize(("key", "bounds"), BOUNDARIES)
-def test_iip_real_bounds(root, key, bounds):
+def test_iip_real_bounds(root, key, bounds, make_app):
     """Each end of a range is served, just beyond it is a 400."""
     app = make_app(root)
     prefix = key if key.endswith((",", ":")) else key + "="
@@ -199,7 +194,7 @@ def test_iip_real_bounds(root, key, bounds):
         (f"/zoomify/rgb.tif/TileGroup0/0-{2**53}-0.jpg", ""),
     ],
 )
-def test_integer_and_length_bounds(root, path, query):
+def test_integer_and_length_bounds(root, path, query, make_app):
     assert make_app(root).respond(Request("GET", path, query, headers={})).status == 400
 
 
@@ -222,7 +217,7 @@ def test_pipeline_finite_in_the_accepted_ranges(gamma, contrast, colormap, inver
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1
 
 
-def test_refusal_reason_logged_at_verbosity_3(root, logfile):
+def test_refusal_reason_logged_at_verbosity_3(root, logfile, make_app):
     path = logfile(3)
     app = make_app(root, LOGFILE=str(path), VERBOSITY="3")
     assert app.handle(environ(IIP, f"FIF=rgb.tif&WID={D330}&CVT=jpeg")).status.startswith("400")

@@ -22,10 +22,6 @@ from pyiip.respond.app import Application
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$')
 
 
-def make_app(root, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
-
-
 def call(app: Application, uri: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     """Through the WSGI entry point, as a front end calls it (so requests are counted)."""
     query = uri.partition("?")[2]
@@ -95,7 +91,7 @@ def test_request_kinds(path, query, kind):
     assert ops.kind_of(Request("GET", path, query)) == kind
 
 
-def test_health_ok_and_no_server_path(images):
+def test_health_ok_and_no_server_path(images, make_app):
     app = make_app(images.root)
     status, headers, body = call(app, "/health")
     assert status == 200 and headers["Content-Type"] == "application/json"
@@ -110,7 +106,7 @@ def test_health_ok_and_no_server_path(images):
     assert call(app, "/health", "HEAD")[2] == b""
 
 
-def test_health_fails_without_the_image_root(tmp_path):
+def test_health_fails_without_the_image_root(tmp_path, make_app):
     root = tmp_path / "gone"
     root.mkdir()
     app = make_app(root)
@@ -122,7 +118,7 @@ def test_health_fails_without_the_image_root(tmp_path):
     assert str(root) not in body.decode()
 
 
-def test_health_fails_on_an_unreadable_image_root(tmp_path):
+def test_health_fails_on_an_unreadable_image_root(tmp_path, make_app):
     if os.geteuid() == 0:
         pytest.skip("root reads any directory")  # pragma: no cover - CI runs as root or not
     root = tmp_path / "closed"
@@ -140,7 +136,7 @@ def tiles(app: Application, count: int) -> None:
         call(app, f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID={100 + number}&CVT=jpeg")
 
 
-def test_health_memcached_that_is_not_memcached(images):
+def test_health_memcached_that_is_not_memcached(images, make_app):
     """Something on the port that never answers is a failing memcached once a request found it so."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -154,7 +150,7 @@ def test_health_memcached_that_is_not_memcached(images):
     assert reply["checks"]["memcached"][0]["ok"] is False
 
 
-def test_metrics_count_requests_by_kind_and_status(images):
+def test_metrics_count_requests_by_kind_and_status(images, make_app):
     ops.METRICS = ops.Metrics()  # this test's counts only
     app = make_app(images.root)
     for uri in (
@@ -197,12 +193,12 @@ def test_metrics_count_requests_by_kind_and_status(images):
     assert value(samples, "pyiip_requests_total", kind="metrics", code="200") == 1
 
 
-def test_metrics_hit_ratio_is_nan_before_any_lookup(images):
+def test_metrics_hit_ratio_is_nan_before_any_lookup(images, make_app):
     samples = parse_metrics(call(make_app(images.root), "/metrics")[2].decode())
     assert math.isnan(value(samples, "pyiip_cache_hit_ratio", cache="lru"))
 
 
-def test_metrics_and_health_with_images_in_object_storage(images):
+def test_metrics_and_health_with_images_in_object_storage(images, make_app):
     """The remote store's counters (object storage requests, disk block cache) join the cache families."""
 
     class Store:

@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,10 +14,6 @@ from pyiip import config
 from pyiip.respond import index
 from pyiip.respond.app import Application
 from tests.support.deploy import CONF, DEPLOY
-
-
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
 
 
 def call(app: Application, uri: str, **environ: str) -> tuple[int, dict[str, str], bytes]:
@@ -33,7 +28,7 @@ def vary(headers: dict[str, str]) -> set[str]:
     return {name.strip().lower() for name in headers.get("Vary", "").split(",") if name.strip()}
 
 
-def test_health_checks_the_image_root_at_most_every_few_seconds(tmp_path, monkeypatch):
+def test_health_checks_the_image_root_at_most_every_few_seconds(tmp_path, monkeypatch, make_app):
     app = make_app(tmp_path)
     reads = []
     scandir = os.scandir
@@ -52,7 +47,7 @@ def test_shipped_web_server_files_keep_metrics_local():
     assert block and re.search(r"allow\s+127\.0\.0\.1, ::1\s+deny\s+ALL", block.group(1))
 
 
-def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch):
+def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch, make_app):
     """25,000 files: the second listing reads no directory again; a page links 1000 images."""
     root = tmp_path / "many"
     root.mkdir()
@@ -85,7 +80,7 @@ def test_index_caches_per_directory_and_pages(tmp_path, monkeypatch):
     assert b"25002 image(s)" in call(app, "/")[2] and len(reads) == 3
 
 
-def test_replies_vary_on_the_headers_they_read(images):
+def test_replies_vary_on_the_headers_they_read(images, make_app):
     app = make_app(images.root)
     status, headers, body = call(app, "/iiif/3/rgb.tif/info.json", HTTP_X_IIIF_ID="https://evil.test/x")
     assert status == 200 and json.loads(body)["id"] == "https://evil.test/x"
@@ -106,7 +101,7 @@ def test_replies_vary_on_the_headers_they_read(images):
     assert "x-forwarded-proto" not in vary(headers) and "x-iiif-id" in vary(headers)
 
 
-def test_kept_replies_follow_the_varying_headers(images):
+def test_kept_replies_follow_the_varying_headers(images, make_app):
     """A reply kept for one value of X-IIIF-ID or X-Forwarded-Proto is never sent for another."""
     app = make_app(images.root)
     uri = "/iiif/3/rgb.tif/info.json"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from pyiip import config
 from pyiip.respond.app import Application
 from pyiip.server.fcgi_client import environ_for
 from tests.support.imaging import rgb_pattern, write_vips_pyramid
@@ -23,10 +22,6 @@ def root(tmp_path: Path, images) -> Path:
     return tmp_path
 
 
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
-
-
 def get(app: Application, uri: str, **extra: str) -> tuple[str, dict[str, str], bytes]:
     status, headers, body = app.handle(environ_for(uri, **extra))
     return status, dict(headers), bytes(body)
@@ -37,7 +32,7 @@ def counts(app: Application) -> tuple[int, int, int]:
     return replies.hits, replies.misses, replies.stores
 
 
-def test_repeated_request_is_answered_whole_without_rendering(root):
+def test_repeated_request_is_answered_whole_without_rendering(root, make_app):
     app = make_app(root)
     first = get(app, TILE)
     assert first[0] == "200 OK" and counts(app) == (0, 1, 0)  # asked once: not kept
@@ -50,7 +45,7 @@ def test_repeated_request_is_answered_whole_without_rendering(root):
     assert (stats["reply_hits"], stats["reply_stores"]) == (1, 1)
 
 
-def test_requests_asked_once_take_nothing_from_the_budget(root):
+def test_requests_asked_once_take_nothing_from_the_budget(root, make_app):
     app = make_app(root)
     for n in range(12):
         assert get(app, f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,{n}")[0] == "200 OK"
@@ -66,7 +61,7 @@ def sample(app: Application, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_hits_are_counted_as_requests(root):
+def test_hits_are_counted_as_requests(root, make_app):
     app = make_app(root)
     before = sample(app, "pyiip_requests_total", kind="iip_tile", code="200")
     for _ in range(4):
@@ -81,7 +76,7 @@ def replace(path: Path, seed: int) -> None:
     os.replace(partial, path)
 
 
-def test_replaced_or_removed_image_is_never_answered_from_a_kept_reply(root):
+def test_replaced_or_removed_image_is_never_answered_from_a_kept_reply(root, make_app):
     app = make_app(root)
     tile, info = get(app, TILE), get(app, INFO)
     assert (get(app, TILE), get(app, INFO)) == (tile, info) and counts(app) == (0, 4, 2)
@@ -95,7 +90,7 @@ def test_replaced_or_removed_image_is_never_answered_from_a_kept_reply(root):
     assert get(app, TILE)[0] == "404 Not Found" and get(app, INFO)[0] == "404 Not Found"
 
 
-def test_replies_vary_on_the_headers_their_handlers_read(root):
+def test_replies_vary_on_the_headers_their_handlers_read(root, make_app):
     app = make_app(root)
     ld = get(app, INFO)  # IIIF 3's default
     plain = get(app, INFO, HTTP_ACCEPT="application/json")  # kept, with Accept among what it varies on
@@ -110,7 +105,7 @@ def test_replies_vary_on_the_headers_their_handlers_read(root):
     assert b"iiif.example.org" not in get(app, INFO)[2]
 
 
-def test_conditional_head_and_error_requests(root):
+def test_conditional_head_and_error_requests(root, make_app):
     app = make_app(root)
     full = get(app, TILE)
     etag = full[1]["ETag"]
@@ -127,12 +122,12 @@ def test_conditional_head_and_error_requests(root):
     assert counts(app)[2] == 2  # the GET and the HEAD; no conditional reply, no error
 
 
-def test_no_image_cache_no_kept_replies(root):
+def test_no_image_cache_no_kept_replies(root, make_app):
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="0")
     assert get(app, TILE) == get(app, TILE) == get(app, TILE) and counts(app) == (0, 0, 0)
 
 
-def test_a_kept_reply_follows_its_own_name_not_another_name_of_the_file(root, tmp_path):
+def test_a_kept_reply_follows_its_own_name_not_another_name_of_the_file(root, tmp_path, make_app):
     """Two names open one file once; each kept reply revalidates the name it was asked by."""
     other = root / "other.tif"
     replace(other, seed=4)  # a different image, 1050 x 850

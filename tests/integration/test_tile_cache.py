@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from pyiip import config
 from pyiip.cache.lru import LRUCache
 from pyiip.cache.tiles import TileCache
 from pyiip.http import Request, Response
@@ -28,10 +27,6 @@ def root(tmp_path: Path, images) -> Path:
     shutil.copy(images.root / "rgb_deflate.tif", tmp_path / "deflate.tif")
     shutil.copy(images.root / "float.tif", tmp_path / "float.tif")
     return tmp_path
-
-
-def make_app(root: Path, **env: str) -> Application:
-    return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
 
 
 def iiif(app: Application, path: str) -> Response:
@@ -52,7 +47,7 @@ def file_identity(path: Path) -> tuple:
     return ("file", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
-def test_overlapping_regions_share_decoded_tiles(root):
+def test_overlapping_regions_share_decoded_tiles(root, make_app):
     app = make_app(root)
     tiles = app.service.cache.tiles
     first = iiif(app, "deflate.tif/100,100,300,300/max/0/default.png")  # tiles (0,0), (1,0), (0,1), (1,1)
@@ -72,7 +67,7 @@ def test_overlapping_regions_share_decoded_tiles(root):
     assert 'pyiip_cache_misses_total{pid="%d",cache="tile"} 5' % os.getpid() in samples
 
 
-def test_tile_aligned_requests_store_no_decoded_tile(root):
+def test_tile_aligned_requests_store_no_decoded_tile(root, make_app):
     """A tile read whole is the output of a tile-aligned request: its encoded form is cached instead."""
     app = make_app(root)
     tiles = app.service.cache.tiles
@@ -88,7 +83,7 @@ def test_tile_aligned_requests_store_no_decoded_tile(root):
     assert tiles.hits == hits + 1
 
 
-def test_output_is_byte_identical_with_and_without_the_tile_cache(root):
+def test_output_is_byte_identical_with_and_without_the_tile_cache(root, make_app):
     cached, plain = make_app(root, MAX_IMAGE_CACHE_SIZE="64"), make_app(root, MAX_IMAGE_CACHE_SIZE="0")
     assert plain.service.cache.tiles is None
     warm = [
@@ -113,7 +108,7 @@ def test_output_is_byte_identical_with_and_without_the_tile_cache(root):
         assert iip(cached, query).body == iip(plain, query).body
 
 
-def test_cached_tiles_are_read_only_and_unchanged_by_rendering(root):
+def test_cached_tiles_are_read_only_and_unchanged_by_rendering(root, make_app):
     """Render paths over cached tiles (display processing, rotation, mirror, colour, formats) leave them as decoded."""
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="64")
     regions = ("100,100,300,300", "300,10,100,100", "700,500,400,400", "256,0,256,256")  # the last, a whole tile
@@ -179,7 +174,7 @@ def test_reads_are_read_only_views_or_copies(root):
     source.close()
 
 
-def test_one_budget_for_encoded_images_and_decoded_tiles(root):
+def test_one_budget_for_encoded_images_and_decoded_tiles(root, make_app):
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="1")
     lru, tiles = app.service.cache.lru, app.service.cache.tiles
     assert tiles.max_read == lru.max_entry == 1024 * 1024 // 4
@@ -202,14 +197,14 @@ def test_one_budget_for_encoded_images_and_decoded_tiles(root):
     assert len(lru) == 0 and lru.bytes == 0
 
 
-def test_no_tile_cache_without_an_image_cache(root):
+def test_no_tile_cache_without_an_image_cache(root, make_app):
     app = make_app(root, MAX_IMAGE_CACHE_SIZE="0")
     assert app.service.cache.tiles is None and app.service.store.tiles is None
     assert iiif(app, "deflate.tif/100,100,300,300/max/0/default.png").status == 200
     assert 'cache="tile"' not in app.respond(Request("GET", "/metrics", "")).body.decode()
 
 
-def test_replaced_or_rewritten_file_never_serves_stale_tiles(root):
+def test_replaced_or_rewritten_file_never_serves_stale_tiles(root, make_app):
     app = make_app(root)
     tiles = app.service.cache.tiles
     path = root / "jpeg.tif"
@@ -241,7 +236,7 @@ def test_replaced_or_rewritten_file_never_serves_stale_tiles(root):
     assert before.body != iiif(app, "jpeg.tif/" + region).body
 
 
-def test_hard_links_share_decoded_tiles(root):
+def test_hard_links_share_decoded_tiles(root, make_app):
     os.link(root / "deflate.tif", root / "alias.tif")
     app = make_app(root)
     tiles = app.service.cache.tiles

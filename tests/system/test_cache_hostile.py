@@ -29,7 +29,7 @@ from pyiip.respond.app import Application
 from pyiip.server import fcgi_client
 from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, _encode_pairs, _record
 from pyiip.server.fcgi_client import environ_for
-from tests.integration.test_cache_hostile import HEIGHT, WIDTH, get, make_app, rewrite_in_place
+from tests.integration.test_cache_hostile import HEIGHT, WIDTH, get, rewrite_in_place
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid
 from tests.support.mcserver import Memcached, memcached
 from tests.support.servers import VENV_BIN, free_port, running
@@ -79,7 +79,7 @@ MARGIN = 512 * 1024  # the seen-once hashes (at most ~0.5 MB), counters, a reque
 
 
 @pytest.mark.parametrize("length", [60_000, 3_000])
-def test_distinct_long_queries_asked_twice_stay_within_the_budget(root, length):
+def test_distinct_long_queries_asked_twice_stay_within_the_budget(root, length, make_app):
     """Queries too long to keep take nothing; shorter ones are kept at the cost of every byte they hold."""
     app = make_app(root, MAX_IMAGE_CACHE_SIZE=str(BUDGET_MB))
     count = 200 if length > 10_000 else 800
@@ -93,7 +93,7 @@ def test_distinct_long_queries_asked_twice_stay_within_the_budget(root, length):
         assert grown <= lru.bytes + MARGIN  # what the cache says it holds is what it holds
 
 
-def test_rendered_images_under_long_keys_are_counted_whole(root):
+def test_rendered_images_under_long_keys_are_counted_whole(root, make_app):
     """Distinct requests with hundreds of display values: their keys, not only their bodies, fill the budget."""
     app = make_app(root, MAX_IMAGE_CACHE_SIZE=str(BUDGET_MB))
     minmax = "&".join(f"MINMAX={c}:0,255" for c in range(4, 500))
@@ -108,7 +108,7 @@ def test_rendered_images_under_long_keys_are_counted_whole(root):
     assert grown <= lru.bytes + MARGIN, (grown, lru.bytes)
 
 
-def test_small_entries_are_counted_with_their_overheads(root):
+def test_small_entries_are_counted_with_their_overheads(root, make_app):
     """Tiny renders (bodies of a few hundred bytes), kept as replies too: key and object costs dominate, all counted."""
     app = make_app(root, MAX_IMAGE_CACHE_SIZE=str(BUDGET_MB))
     regions = ((f"/iiif/3/rgb.tif/{x},{y},8,8/8,/0/default.jpg", {}) for x in range(0, 592, 8) for y in range(0, 96, 8))
@@ -118,7 +118,7 @@ def test_small_entries_are_counted_with_their_overheads(root):
     assert grown <= lru.bytes + 128 * 1024, (grown, lru.bytes)  # a thousand seen-once hashes, counters
 
 
-def test_distinct_long_iiif_id_headers_stay_within_the_budget(root):
+def test_distinct_long_iiif_id_headers_stay_within_the_budget(root, make_app):
     """info.json bodies (each naming its X-IIIF-ID) are kept in the LRU, counted; replies varying on them are not."""
     app = make_app(root, MAX_IMAGE_CACHE_SIZE=str(BUDGET_MB))
     requests = ((INFO, {"HTTP_X_IIIF_ID": f"https://example.org/{n:06d}/" + "a" * 60_000}) for n in range(150))
@@ -222,7 +222,7 @@ def hostile_values(fmt: str) -> dict[str, bytes]:
     }
 
 
-def test_poisoned_memcached_values_are_misses_and_replies_stay_true(root, mc, caplog):
+def test_poisoned_memcached_values_are_misses_and_replies_stay_true(root, mc, caplog, make_app):
     writer = make_app(root, MEMCACHED_SERVERS=mc.address)
     truth = {fmt: get(writer, image_url(fmt)) for fmt in FORMATS}
     for fmt, (status, headers, _body) in truth.items():
@@ -297,7 +297,7 @@ def serve_all(app: Application) -> dict[str, bytes]:
     return out
 
 
-def test_a_file_rewritten_in_place_with_its_size_and_mtime_is_served_anew(tmp_path, mc):
+def test_a_file_rewritten_in_place_with_its_size_and_mtime_is_served_anew(tmp_path, mc, make_app):
     root = tmp_path / "root"
     root.mkdir()
     old, new = rgb_pattern(WIDTH, HEIGHT, seed=1), 255 - rgb_pattern(WIDTH, HEIGHT, seed=2)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import simplejpeg
 
-from pyiip import config
 from pyiip.cache.memcached import place
 from pyiip.cache.tier import MemcachedCache
 from pyiip.http import Request
@@ -72,20 +71,14 @@ def pyiip_log():
         logger.setLevel(level)
 
 
-def make_app(root: Path, servers: str, **env: str) -> Application:
-    return Application(
-        config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MEMCACHED_SERVERS": servers, **env})
-    )
-
-
 def jtl(app: Application, res: int, index: int, path: str = "/fcgi-bin/iipsrv.fcgi"):
     response = app.respond(Request("GET", path, f"FIF=rgb.tif&JTL={res},{index}"))
     assert response.status == 200, response.body
     return response
 
 
-def test_miss_then_hit_in_another_process(root, mc):
-    first = make_app(root, mc.address)
+def test_miss_then_hit_in_another_process(root, mc, make_app):
+    first = make_app(root, MEMCACHED_SERVERS=mc.address)
     body = jtl(first, 3, 6).body
     tier = first.service.cache.memcached
     assert (tier.hits, tier.misses, tier.stores) == (0, 1, 1)
@@ -93,7 +86,7 @@ def test_miss_then_hit_in_another_process(root, mc):
     jtl(first, 3, 6)  # the per-process LRU answers: memcached is not asked again
     assert (tier.hits, tier.misses) == (0, 1) and mc.stats()["get_hits"] == 0
 
-    second = make_app(root, mc.address)  # another process: empty LRU, same memcached
+    second = make_app(root, MEMCACHED_SERVERS=mc.address)  # another process: empty LRU, same memcached
     again = jtl(second, 3, 6).body
     assert again == body and again.etag == body.etag
     assert second.service.cache.memcached.hits == 1 and mc.stats()["get_hits"] == 1
@@ -101,14 +94,14 @@ def test_miss_then_hit_in_another_process(root, mc):
     assert iiif.body == body  # the LRU entry the memcached hit filled, shared with IIIF
 
 
-def test_two_servers_share_the_keys(root, images):
+def test_two_servers_share_the_keys(root, images, make_app):
     with memcached() as a, memcached() as b:
-        writer = make_app(root, f"{a.address},{b.address}")
+        writer = make_app(root, MEMCACHED_SERVERS=f"{a.address},{b.address}")
         bodies = {tile: jtl(writer, *tile).body for tile in ALL_TILES}
         items = a.stats()["curr_items"], b.stats()["curr_items"]
         assert sum(items) == len(ALL_TILES) and min(items) > 0, items  # spread over both
         # Another process listing the servers in another order finds every key.
-        reader = make_app(root, f" {b.address} , {a.address} ")
+        reader = make_app(root, MEMCACHED_SERVERS=f" {b.address} , {a.address} ")
         for tile in ALL_TILES:
             assert jtl(reader, *tile).body == bodies[tile]
         assert reader.service.cache.memcached.hits == len(ALL_TILES)
@@ -116,11 +109,11 @@ def test_two_servers_share_the_keys(root, images):
         assert a.stats()["curr_items"] + b.stats()["curr_items"] == len(ALL_TILES)
 
 
-def test_replaced_image_is_never_served_from_memcached(root, mc):
-    old_app = make_app(root, mc.address)
+def test_replaced_image_is_never_served_from_memcached(root, mc, make_app):
+    old_app = make_app(root, MEMCACHED_SERVERS=mc.address)
     before = jtl(old_app, 3, 6).body
     pixels = replace_image(root / "rgb.tif", seed=11)
-    fresh = make_app(root, mc.address)
+    fresh = make_app(root, MEMCACHED_SERVERS=mc.address)
     after = jtl(fresh, 3, 6).body
     assert after != before and fresh.service.cache.memcached.hits == 0
     tile = simplejpeg.decode_jpeg(after).astype(int)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.test_ops import call, make_app, parse_metrics, tiles, value
+from tests.integration.test_ops import call, parse_metrics, tiles, value
 from tests.support.mcserver import memcached as memcached_daemon
 from tests.support.servers import free_port
 
@@ -19,7 +19,7 @@ def memcached() -> Iterator[int]:
         yield daemon.port
 
 
-def test_health_checks_memcached(images, memcached):
+def test_health_checks_memcached(images, memcached, make_app):
     dead = free_port()
     app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{memcached}")
     status, _, body = call(app, "/health")
@@ -38,7 +38,7 @@ def test_health_checks_memcached(images, memcached):
     assert reply["checks"]["memcached"][1]["error"]
 
 
-def test_metrics_of_memcached_tier(images, memcached):
+def test_metrics_of_memcached_tier(images, memcached, make_app):
     app = make_app(images.root, MEMCACHED_SERVERS=f"127.0.0.1:{memcached}", MAX_IMAGE_CACHE_SIZE="0")
     for _ in range(2):
         call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=2,3")

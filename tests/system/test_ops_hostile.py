@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.test_ops_hostile import call, lighttpd_settings, make_app
+from tests.integration.test_ops_hostile import call, lighttpd_settings
 from tests.support.deploy import CONF, DEPLOY, lighttpd_conf, nginx_command, nginx_conf, process, settings_env
 from tests.support.mcserver import memcached
 from tests.support.servers import VENV_BIN, free_port, get, http_server, require, wait_for_port
@@ -35,7 +35,7 @@ REMOTE = "203.0.113.7"  # TEST-NET-3: a client that is not on this host
 # --- /health -------------------------------------------------------------------------------------
 
 
-def test_health_does_not_wait_on_a_stopped_memcached(images):
+def test_health_does_not_wait_on_a_stopped_memcached(images, make_app):
     """SIGSTOPped memcached: /health answers at once, and says degraded once requests found it failing."""
     with memcached() as daemon:
         app = make_app(images.root, MEMCACHED_SERVERS=daemon.address, MAX_IMAGE_CACHE_SIZE="0")
@@ -59,7 +59,7 @@ def test_health_does_not_wait_on_a_stopped_memcached(images):
     ]
 
 
-def test_health_details_only_for_local_clients(images):
+def test_health_details_only_for_local_clients(images, make_app):
     with memcached() as daemon:
         app = make_app(images.root, MEMCACHED_SERVERS=daemon.address)
         for remote in (REMOTE, "10.0.0.2", "127.0.0.2", "::ffff:192.0.2.1"):

@@ -46,7 +46,7 @@ def origin(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ngi
         yield server
 
 
-def make_app(origin_base: str, blocks: Path, location: str = "images", **extra: str) -> Application:
+def remote_app(origin_base: str, blocks: Path, location: str = "images", **extra: str) -> Application:
     env = {
         "REMOTE_URL_TEMPLATE": f"{origin_base}/{location}/{{id}}",
         "BLOCK_CACHE_DIR": str(blocks),
@@ -82,7 +82,7 @@ def block_cover(offset: int, count: int, size: int) -> str:
 
 
 def test_a_tile_reads_only_the_blocks_holding_it(origin: Nginx, root: Path, tmp_path: Path) -> None:
-    app = make_app(origin.base, tmp_path / "blocks")
+    app = remote_app(origin.base, tmp_path / "blocks")
     size = (root / "rgb.tif").stat().st_size
     origin.clear_log()
     info = iip(app, "FIF=rgb.tif&OBJ=IIP,1.0&OBJ=Max-size&OBJ=Resolution-number")
@@ -117,9 +117,9 @@ def test_a_tile_reads_only_the_blocks_holding_it(origin: Nginx, root: Path, tmp_
     assert app.service.resolver.remote.stats()["remote_bytes"] < size / 2
 
 
-def test_identical_pixels_to_the_local_file(origin: Nginx, root: Path, tmp_path: Path) -> None:
-    remote = make_app(origin.base, tmp_path / "blocks")
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0"}))
+def test_identical_pixels_to_the_local_file(origin: Nginx, root: Path, tmp_path: Path, make_app) -> None:
+    remote = remote_app(origin.base, tmp_path / "blocks")
+    local = make_app(root)
     for query in (
         "FIF=rgb.tif&JTL=2,3",
         "FIF=rgb.tif&CVT=jpeg&WID=300&RGN=0.1,0.2,0.3,0.3",
@@ -134,10 +134,10 @@ def test_identical_pixels_to_the_local_file(origin: Nginx, root: Path, tmp_path:
     assert a.status == 200 and bytes(a.body) == bytes(b.body)
 
 
-def test_regions_of_remote_images_share_decoded_tiles(origin: Nginx, root: Path, tmp_path: Path) -> None:
+def test_regions_of_remote_images_share_decoded_tiles(origin: Nginx, root: Path, tmp_path: Path, make_app) -> None:
     """Remote TIFFs keep decoded tiles as local ones do, keyed on the object's version: no second read."""
-    app = make_app(origin.base, tmp_path / "blocks")
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MAX_IMAGE_CACHE_SIZE": "0"}))
+    app = remote_app(origin.base, tmp_path / "blocks")
+    local = make_app(root, MAX_IMAGE_CACHE_SIZE="0")
     tiles = app.service.cache.tiles
     first = "/iiif/3/rgb.tif/1100,1100,300,300/max/0/default.png"  # four tiles of the full resolution
     assert ask(app, first).status == 200 and (tiles.hits, tiles.misses, tiles.stores) == (0, 4, 4)
@@ -150,11 +150,11 @@ def test_regions_of_remote_images_share_decoded_tiles(origin: Nginx, root: Path,
 
 def test_warm_block_cache_serves_a_new_process_without_tile_reads(origin: Nginx, tmp_path: Path) -> None:
     blocks = tmp_path / "blocks"
-    first = make_app(origin.base, blocks)
+    first = remote_app(origin.base, blocks)
     queries = ["FIF=rgb.tif&JTL=3,10", "FIF=rgb.tif&JTL=4,40", "FIF=rgb.tif&JTL=1,0"]
     bodies = [bytes(iip(first, q).body) for q in queries]
     origin.clear_log()
-    second = make_app(origin.base, blocks)  # another process on the host: empty memory, same disk
+    second = remote_app(origin.base, blocks)  # another process on the host: empty memory, same disk
     assert [bytes(iip(second, q).body) for q in queries] == bodies
     log = origin.log()
     assert len(log) == 1 and log[0].range == f"bytes=0-{BLOCK - 1}"  # only the version check
@@ -163,7 +163,7 @@ def test_warm_block_cache_serves_a_new_process_without_tile_reads(origin: Nginx,
 
 
 def test_metadata_ttl_revalidates_with_a_bodyless_304(origin: Nginx, tmp_path: Path) -> None:
-    app = make_app(origin.base, tmp_path / "blocks", REMOTE_METADATA_TTL="0")
+    app = remote_app(origin.base, tmp_path / "blocks", REMOTE_METADATA_TTL="0")
     assert iip(app, "FIF=rgb.tif&JTL=0,0").status == 200
     origin.clear_log()
     for _ in range(3):
@@ -172,7 +172,7 @@ def test_metadata_ttl_revalidates_with_a_bodyless_304(origin: Nginx, tmp_path: P
     assert [a.status for a in log] == [304, 304, 304]
     assert all(a.if_none_match.startswith('"') and a.sent == 0 for a in log)
 
-    cached = make_app(origin.base, tmp_path / "blocks2", REMOTE_METADATA_TTL="3600")
+    cached = remote_app(origin.base, tmp_path / "blocks2", REMOTE_METADATA_TTL="3600")
     assert iip(cached, "FIF=rgb.tif&JTL=0,0").status == 200
     origin.clear_log()
     assert iip(cached, "FIF=rgb.tif&JTL=1,1").status == 200
@@ -180,12 +180,12 @@ def test_metadata_ttl_revalidates_with_a_bodyless_304(origin: Nginx, tmp_path: P
 
 
 def test_a_replaced_object_is_a_new_identity_and_never_mixes_versions(
-    origin: Nginx, root: Path, tmp_path: Path
+    origin: Nginx, root: Path, tmp_path: Path, make_app
 ) -> None:
     path = root / "changing.tif"
     write_vips_pyramid(path, np.tile(rgb_pattern(512, 512, seed=10), (4, 4, 1)))
-    app = make_app(origin.base, tmp_path / "blocks")
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0"}))
+    app = remote_app(origin.base, tmp_path / "blocks")
+    local = make_app(root)
     assert iip(app, "FIF=changing.tif&JTL=3,0").status == 200  # opened: version 1 known
     old_identity = app.service.image("changing.tif").resolved.identity
 
@@ -212,7 +212,7 @@ def _block_files(directory: Path) -> list[Path]:
 @pytest.mark.parametrize("location", ["norange", "errorpage"])
 def test_a_200_to_a_range_request_fails_and_caches_nothing(origin: Nginx, tmp_path: Path, location: str) -> None:
     blocks = tmp_path / "blocks"
-    app = make_app(origin.base, blocks, location)
+    app = remote_app(origin.base, blocks, location)
     for _ in range(2):  # the second time is no better: nothing was kept
         reply = iip(app, "FIF=rgb.tif&JTL=0,0")
         assert reply.status == 502, reply.body
@@ -223,14 +223,14 @@ def test_a_200_to_a_range_request_fails_and_caches_nothing(origin: Nginx, tmp_pa
 
 
 def test_missing_objects_and_non_tiffs(origin: Nginx, tmp_path: Path) -> None:
-    app = make_app(origin.base, tmp_path / "blocks")
+    app = remote_app(origin.base, tmp_path / "blocks")
     assert iip(app, "FIF=missing.tif&JTL=0,0").status == 404
     reply = iip(app, "FIF=notes.txt&JTL=0,0")
     assert reply.status == 404 and b"pyramidal TIFF" in reply.body
 
 
 def test_identifiers_are_encoded_into_the_path_and_cannot_escape(origin: Nginx, tmp_path: Path) -> None:
-    app = make_app(origin.base, tmp_path / "blocks")
+    app = remote_app(origin.base, tmp_path / "blocks")
     origin.clear_log()
     reply = ask(app, "/iiif/3/sub%20dir%2Fodd%20%23name%3F.tif/info.json")
     assert reply.status == 200, reply.body
@@ -317,7 +317,7 @@ def test_faulty_origins_never_poison_a_cache(
 ) -> None:
     faulty.mode = mode  # type: ignore[attr-defined]
     blocks = tmp_path / "blocks"
-    app = make_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x", REMOTE_TIMEOUT="0.5")
+    app = remote_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x", REMOTE_TIMEOUT="0.5")
     started = time.monotonic()
     reply = iip(app, "FIF=rgb.tif&JTL=4,100")
     assert reply.status == status, reply.body
@@ -328,6 +328,6 @@ def test_faulty_origins_never_poison_a_cache(
     # Only the first block, which came whole and valid, may be on disk; nothing the fault touched.
     assert [p.name.rsplit(".", 1)[1] for p in stored] == ["0"]
     faulty.mode = "good"  # type: ignore[attr-defined]
-    app2 = make_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x")
-    local = make_app(f"http://127.0.0.1:{faulty.server_port}", tmp_path / "other", "x")
+    app2 = remote_app(f"http://127.0.0.1:{faulty.server_port}", blocks, "x")
+    local = remote_app(f"http://127.0.0.1:{faulty.server_port}", tmp_path / "other", "x")
     assert bytes(iip(app2, "FIF=rgb.tif&JTL=4,100").body) == bytes(iip(local, "FIF=rgb.tif&JTL=4,100").body)

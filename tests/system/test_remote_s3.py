@@ -44,7 +44,7 @@ def s3(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3
         yield server
 
 
-def make_app(s3: MotoS3, blocks: Path, **extra: str) -> Application:
+def remote_app(s3: MotoS3, blocks: Path, **extra: str) -> Application:
     env = {
         "S3_BUCKET": BUCKET,
         "S3_PREFIX": PREFIX,
@@ -68,9 +68,11 @@ def iip(app: Application, query: str) -> Response:
     return ask(app, "/fcgi-bin/iipsrv.fcgi", query)
 
 
-def test_tiles_come_from_signed_range_gets_of_the_blocks_holding_them(s3: MotoS3, files: Path, tmp_path: Path) -> None:
-    app = make_app(s3, tmp_path / "blocks")
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{files}/", "VERBOSITY": "0"}))
+def test_tiles_come_from_signed_range_gets_of_the_blocks_holding_them(
+    s3: MotoS3, files: Path, tmp_path: Path, make_app
+) -> None:
+    app = remote_app(s3, tmp_path / "blocks")
+    local = make_app(files)
     size = (files / "rgb.tif").stat().st_size
     s3.clear_log()
     assert iip(app, "FIF=rgb.tif&OBJ=Max-size").status == 200
@@ -93,16 +95,16 @@ def test_tiles_come_from_signed_range_gets_of_the_blocks_holding_them(s3: MotoS3
     assert read < size / 2, (read, size)
 
 
-def test_pixels_and_metadata_match_the_local_file(s3: MotoS3, files: Path, tmp_path: Path) -> None:
-    app = make_app(s3, tmp_path / "blocks")
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{files}/", "VERBOSITY": "0"}))
+def test_pixels_and_metadata_match_the_local_file(s3: MotoS3, files: Path, tmp_path: Path, make_app) -> None:
+    app = remote_app(s3, tmp_path / "blocks")
+    local = make_app(files)
     for query in ("FIF=float.tif&JTL=1,0", "FIF=float.tif&OBJ=Min-Max-sample-values", "FIF=rgb.tif&WID=200&CVT=jpeg"):
         a, b = iip(app, query), iip(local, query)
         assert a.status == b.status == 200 and bytes(a.body) == bytes(b.body), query
 
 
 def test_keys_are_encoded_as_signed(s3: MotoS3, tmp_path: Path) -> None:
-    app = make_app(s3, tmp_path / "blocks")
+    app = remote_app(s3, tmp_path / "blocks")
     s3.clear_log()
     reply = ask(app, "/iiif/3/odd%20dir%2Fa%20b%2Bc%3Dd.tif/info.json")
     assert reply.status == 200, reply.body
@@ -110,18 +112,20 @@ def test_keys_are_encoded_as_signed(s3: MotoS3, tmp_path: Path) -> None:
 
 
 def test_bad_credentials_and_missing_keys(s3: MotoS3, tmp_path: Path) -> None:
-    wrong = make_app(s3, tmp_path / "blocks", AWS_SECRET_ACCESS_KEY="not-the-secret")
+    wrong = remote_app(s3, tmp_path / "blocks", AWS_SECRET_ACCESS_KEY="not-the-secret")
     reply = iip(wrong, "FIF=rgb.tif&JTL=0,0")
     assert reply.status == 502 and b"refused" in reply.body  # moto checked the signature and said 403
-    app = make_app(s3, tmp_path / "blocks")
+    app = remote_app(s3, tmp_path / "blocks")
     assert iip(app, "FIF=nothing-here.tif&JTL=0,0").status == 404
     assert iip(app, "FIF=../rgb.tif&JTL=0,0").status == 403
 
 
-def test_an_overwritten_object_is_never_mixed_with_the_old_one(s3: MotoS3, files: Path, tmp_path: Path) -> None:
+def test_an_overwritten_object_is_never_mixed_with_the_old_one(
+    s3: MotoS3, files: Path, tmp_path: Path, make_app
+) -> None:
     client = s3.s3()
     client.upload_file(str(files / "rgb.tif"), BUCKET, PREFIX + "changing.tif")
-    app = make_app(s3, tmp_path / "blocks")
+    app = remote_app(s3, tmp_path / "blocks")
     before = iip(app, "FIF=changing.tif&JTL=1,0")
     assert before.status == 200
     replacement = tmp_path / "new.tif"
@@ -134,7 +138,7 @@ def test_an_overwritten_object_is_never_mixed_with_the_old_one(s3: MotoS3, files
     assert len(s3.log()) == 1 and s3.log()[0].if_match
     reply = iip(app, "FIF=changing.tif&JTL=4,100")
     assert reply.status == 200
-    local = Application(config.load({"FILESYSTEM_PREFIX": f"{tmp_path}/", "VERBOSITY": "0"}))
+    local = make_app(tmp_path)
     assert bytes(reply.body) == bytes(iip(local, "FIF=new.tif&JTL=4,100").body)
     after = iip(app, "FIF=changing.tif&JTL=1,0")
     assert bytes(after.body) == bytes(iip(local, "FIF=new.tif&JTL=1,0").body) != bytes(before.body)

@@ -10,14 +10,12 @@ import pytest
 import pyvips
 import tifffile
 
-from pyiip import config
 from pyiip.errors import SourceError
 from pyiip.http import Request
 from pyiip.read import vips
 from pyiip.read.image import open_source
 from pyiip.read.tiff import TiffSource
 from pyiip.read.vips import SingleLevelTiff, VipsSource
-from pyiip.respond.app import Application
 from tests.support.imaging import rgb_pattern
 
 
@@ -122,7 +120,7 @@ def test_reads_only_the_requested_rectangle(flat: Path, monkeypatch: pytest.Monk
     assert sizes == [(64, 32), (10, 10)]
 
 
-def test_single_level_tiled_tiff_gets_halvings(flat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_level_tiled_tiff_gets_halvings(flat: Path, monkeypatch: pytest.MonkeyPatch, make_app) -> None:
     """Full resolution from the TIFF reader (exact, metadata kept), reduced levels from libvips."""
     source = open_source(str(flat / "single.tif"))
     assert isinstance(source, SingleLevelTiff) and isinstance(source.base, TiffSource)
@@ -144,7 +142,7 @@ def test_single_level_tiled_tiff_gets_halvings(flat: Path, monkeypatch: pytest.M
         return original_numpy(image, *args, **kwargs)
 
     monkeypatch.setattr(pyvips.Image, "numpy", spy)
-    app = Application(config.load({"FILESYSTEM_PREFIX": str(flat) + "/", "VERBOSITY": "0"}))
+    app = make_app(flat)
     assert app.respond(Request("GET", "/iiif/3/single.tif/full/150,/0/default.jpg", "")).status == 200
     assert sizes and max(w * h for w, h in sizes) <= 375 * 250  # a thumbnail reads a small level only
 
@@ -167,8 +165,8 @@ def test_jpeg2000_where_libvips_reads_it(flat: Path) -> None:
     assert (source.info.width, source.info.height) == (1000, 1000)
 
 
-def test_served_through_every_protocol(flat: Path) -> None:
-    app = Application(config.load({"FILESYSTEM_PREFIX": str(flat) + "/", "VERBOSITY": "0"}))
+def test_served_through_every_protocol(flat: Path, make_app) -> None:
+    app = make_app(flat)
 
     def get(path: str, query: str = "") -> int:
         return app.respond(Request("GET", path, query)).status
