@@ -27,7 +27,7 @@ import pyvips
 from pyiip.process.display import _plan
 from pyiip.respond.app import Application
 from pyiip.server import fcgi_client
-from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, _encode_pairs, _record
+from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, encode_pairs, encode_record
 from pyiip.server.fcgi_client import environ_for
 from tests.integration.test_cache_hostile import HEIGHT, WIDTH, get, rewrite_in_place
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid
@@ -139,11 +139,11 @@ def rss(pid: int) -> int:
 def fcgi_get(port: int, uri: str, **extra: str) -> fcgi_client.Reply:
     """A request whose parameters may exceed one record (a 60 KB query): split over PARAMS records."""
     pairs = {k.encode("latin-1"): v.encode("latin-1") for k, v in environ_for(uri, **extra).items()}
-    encoded = _encode_pairs(pairs)
-    records = [_record(BEGIN_REQUEST, 1, struct.pack("!HB5x", RESPONDER, 0))]
-    records += [_record(PARAMS, 1, encoded[at : at + MAX_CONTENT]) for at in range(0, len(encoded), MAX_CONTENT)]
+    encoded = encode_pairs(pairs)
+    records = [encode_record(BEGIN_REQUEST, 1, struct.pack("!HB5x", RESPONDER, 0))]
+    records += [encode_record(PARAMS, 1, encoded[at : at + MAX_CONTENT]) for at in range(0, len(encoded), MAX_CONTENT)]
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(b"".join(records) + _record(PARAMS, 1))
+        sock.sendall(b"".join(records) + encode_record(PARAMS, 1))
         return fcgi_client.finish(sock)
 
 

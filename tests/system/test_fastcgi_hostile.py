@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from pyiip.http import Reply
 from pyiip.server import fastcgi, fcgi_client
+from pyiip.server.fastcgi import encode_record
 from pyiip.server.fcgi_client import environ_for, opening
 from tests.support.deploy import descendants, wait_for
 from tests.support.servers import VENV_BIN, free_port, lighttpd_config, require, running
@@ -41,13 +42,9 @@ def small_handler(environ: dict[str, str]) -> Reply:
     return Reply("200 OK", [("Content-Type", "text/plain")], environ.get("QUERY_STRING", "").encode("latin-1"))
 
 
-def record(kind: int, request_id: int, content: bytes = b"") -> bytes:
-    return fastcgi._record(kind, request_id, content)
-
-
 def begin_body(length: int) -> bytes:
     """A BEGIN_REQUEST (responder role) whose body is cut to ``length`` bytes."""
-    return record(fastcgi.BEGIN_REQUEST, 1, struct.pack("!HB5x", fastcgi.RESPONDER, 0)[:length])
+    return encode_record(fastcgi.BEGIN_REQUEST, 1, struct.pack("!HB5x", fastcgi.RESPONDER, 0)[:length])
 
 
 # --- in process: the record parser ----------------------------------------------------------------
@@ -55,12 +52,14 @@ def begin_body(length: int) -> bytes:
 SHORT_OR_BROKEN = {
     **{f"begin_{n}_bytes": begin_body(n) for n in range(8)},
     "finding_1": SHORT_BEGIN,
-    "get_values_garbage": record(fastcgi.GET_VALUES, 0, b"\xff\xff\xff\xff\x01"),
-    "get_values_cut_long_length": record(fastcgi.GET_VALUES, 0, b"\x80\x00"),
-    "params_bad_pair": begin_body(8) + record(fastcgi.PARAMS, 1, b"\x85\x00\x00\x00\x01ab") + record(fastcgi.PARAMS, 1),
-    "end_request_from_the_peer": begin_body(8) + record(fastcgi.END_REQUEST, 1, b"\x00"),
+    "get_values_garbage": encode_record(fastcgi.GET_VALUES, 0, b"\xff\xff\xff\xff\x01"),
+    "get_values_cut_long_length": encode_record(fastcgi.GET_VALUES, 0, b"\x80\x00"),
+    "params_bad_pair": begin_body(8)
+    + encode_record(fastcgi.PARAMS, 1, b"\x85\x00\x00\x00\x01ab")
+    + encode_record(fastcgi.PARAMS, 1),
+    "end_request_from_the_peer": begin_body(8) + encode_record(fastcgi.END_REQUEST, 1, b"\x00"),
     "bad_version": b"\x07" + SHORT_BEGIN[1:],
-    "params_over_the_limit": begin_body(8) + record(fastcgi.PARAMS, 1, b"\x00" * 65528) * 17,
+    "params_over_the_limit": begin_body(8) + encode_record(fastcgi.PARAMS, 1, b"\x00" * 65528) * 17,
 }
 
 
@@ -135,16 +134,16 @@ def test_waiting_connections_hold_at_most_max_held(monkeypatch):
     """Three peers each send 420 KB of parameters and stop: under a 1 MB budget, two are kept, one is closed."""
     monkeypatch.setattr(fastcgi, "MAX_HELD", 1 << 20)
     responder = fastcgi.Responder(small_handler, socket.socket(), timeout=30)
-    part = begin_body(8) + record(fastcgi.PARAMS, 1, b"\x00" * 60000) * 7
+    part = begin_body(8) + encode_record(fastcgi.PARAMS, 1, b"\x00" * 60000) * 7
     clients = []
     for _ in range(3):
         server_side, client = socket.socketpair()
         threading.Thread(target=send_quietly, args=(client, part), daemon=True).start()
-        responder._serve_connection(server_side)
+        responder.serve_connection(server_side)
         clients.append(client)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (responder.held >= 840000 and len(responder.connections) == 2):
-        responder._step(0.05)
+        responder.step(0.05)
     assert len(responder.connections) == 2 and 840000 <= responder.held <= fastcgi.MAX_HELD
     assert [closed_by_peer(c, 0) for c in clients].count(True) == 1
     for client in clients:
@@ -236,7 +235,7 @@ def short_content(path: str) -> socket.socket:
 def drip(path: str) -> socket.socket:
     """A whole, valid request sent one byte every 50 ms (slowloris), from a thread, until refused."""
     sock = connect_unix(path)
-    data = opening(environ_for(TILE)) + record(fastcgi.STDIN, 1)
+    data = opening(environ_for(TILE)) + encode_record(fastcgi.STDIN, 1)
 
     def dripping() -> None:
         with contextlib.suppress(OSError):
@@ -251,7 +250,7 @@ def drip(path: str) -> socket.socket:
 def not_reading(path: str) -> socket.socket:
     """Asks for a multi-MB PNG and never reads the reply."""
     sock = connect_unix(path, receive_buffer=4096)
-    sock.sendall(opening(environ_for(BIG_PNG)) + record(fastcgi.STDIN, 1))
+    sock.sendall(opening(environ_for(BIG_PNG)) + encode_record(fastcgi.STDIN, 1))
     return sock
 
 

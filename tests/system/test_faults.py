@@ -72,7 +72,7 @@ def test_worker_killed_mid_request(root, tmp_path):
     with lighttpd(root, tmp_path) as (base, server):
         assert set(all_answer(base)) == {200}
         workers = fastcgi_children(server.pid)
-        before = {pid: (cpu_ticks(pid), len(_sockets(pid))) for pid in workers}
+        before = {pid: (cpu_ticks(pid), len(open_sockets(pid))) for pid in workers}
         result: list[object] = []
         slow = threading.Thread(target=lambda: result.append(get(base + SLOW, timeout=60)[0]))
         slow.start()
@@ -85,7 +85,7 @@ def test_worker_killed_mid_request(root, tmp_path):
                 (
                     pid
                     for pid in workers
-                    if len(_sockets(pid)) > before[pid][1] and cpu_ticks(pid) - before[pid][0] >= 10
+                    if len(open_sockets(pid)) > before[pid][1] and cpu_ticks(pid) - before[pid][0] >= 10
                 ),
                 None,
             )
@@ -127,7 +127,7 @@ def test_http_worker_killed_mid_request(root):
         assert set(all_answer(base, 40)) == {200}
 
 
-def _sockets(pid: int) -> set[str]:
+def open_sockets(pid: int) -> set[str]:
     """The process's open sockets, as "socket:[inode]"."""
     found = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -144,7 +144,7 @@ def _owner(pids: list[int], port: int, client_port: int) -> int:
     while time.monotonic() < deadline:
         rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
         inodes = {f"socket:[{row.split()[9]}]" for row in rows if " ".join(row.split()[1:3]) == wanted}
-        owner = next((pid for pid in pids if _sockets(pid) & inodes), None)
+        owner = next((pid for pid in pids if open_sockets(pid) & inodes), None)
         if owner is not None:
             return owner
         time.sleep(0.05)

@@ -23,7 +23,7 @@ import pytest
 
 from pyiip.server.http_server import MAX_CONNECTIONS
 from tests.support.servers import http_server
-from tests.system.test_faults import _sockets, cpu_ticks
+from tests.system.test_faults import cpu_ticks, open_sockets
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,1"
 BIG = "/fcgi-bin/iipsrv.fcgi?FIF=float.tif&WID=2400&MINMAX=1:90,110&CVT=png"  # ~7 MB of PNG, ~1 s to render
@@ -136,14 +136,14 @@ def held(pids: list[int], port: int, client: socket.socket) -> bool:
     wanted = f"0100007F:{port:04X} 0100007F:{client.getsockname()[1]:04X}"
     rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
     inodes = {f"socket:[{row.split()[9]}]" for row in rows if " ".join(row.split()[1:3]) == wanted}
-    return any(_sockets(pid) & inodes for pid in pids)
+    return any(open_sockets(pid) & inodes for pid in pids)
 
 
 def connections_held(pids: list[int], port: int) -> list[int]:
     """How many established connections on ``port`` each worker holds."""
     rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
     inodes = {f"socket:[{row[9]}]" for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == "01"}
-    return [len(_sockets(pid) & inodes) for pid in pids]
+    return [len(open_sockets(pid) & inodes) for pid in pids]
 
 
 def drip(sockets: list[socket.socket], stop: threading.Event) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from pyiip.http import Reply
 from pyiip.server import fastcgi
+from pyiip.server.fastcgi import encode_record
 from pyiip.server.fcgi_client import environ_for, opening
 
 HEADER = struct.Struct("!BBHHBx")
@@ -21,22 +22,18 @@ def handler(environ):
     return Reply("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body)
 
 
-def record(kind: int, request_id: int, content: bytes = b"") -> bytes:
-    return fastcgi._record(kind, request_id, content)
-
-
 def begin(request_id: int = 1, keep: bool = False, role: int = fastcgi.RESPONDER) -> bytes:
-    return record(fastcgi.BEGIN_REQUEST, request_id, struct.pack("!HB5x", role, int(keep)))
+    return encode_record(fastcgi.BEGIN_REQUEST, request_id, struct.pack("!HB5x", role, int(keep)))
 
 
 def params(values: dict[str, str], request_id: int = 1) -> bytes:
-    encoded = fastcgi._encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in values.items()})
-    return record(fastcgi.PARAMS, request_id, encoded) + record(fastcgi.PARAMS, request_id)
+    encoded = fastcgi.encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in values.items()})
+    return encode_record(fastcgi.PARAMS, request_id, encoded) + encode_record(fastcgi.PARAMS, request_id)
 
 
 def full_request(query: str, request_id: int = 1, keep: bool = False, **headers: str) -> bytes:
     values = environ_for(f"/x?{query}", **{f"HTTP_{k.upper()}": v for k, v in headers.items()})
-    return opening(values, request_id, keep) + record(fastcgi.STDIN, request_id)
+    return opening(values, request_id, keep) + encode_record(fastcgi.STDIN, request_id)
 
 
 def records(data: bytes) -> list[tuple[int, int, bytes]]:
@@ -51,9 +48,9 @@ def records(data: bytes) -> list[tuple[int, int, bytes]]:
 def serve_one(responder: fastcgi.Responder, server_side: socket.socket, timeout: float = 10) -> None:
     """What the responder's loop does for one connection: serve it at once, then while it waits, poll."""
     deadline = time.monotonic() + timeout
-    responder._serve_connection(server_side)
+    responder.serve_connection(server_side)
     while responder.connections and time.monotonic() < deadline:
-        responder._step(0.05)
+        responder.step(0.05)
 
 
 def exchange(*chunks: bytes, close: bool = True) -> list[tuple[int, int, bytes]]:
@@ -105,17 +102,17 @@ def test_kept_connection_serves_several_requests():
 
 
 def test_get_values_and_unknown_management_records():
-    query = fastcgi._encode_pairs({b"FCGI_MAX_CONNS": b"", b"FCGI_MPXS_CONNS": b"", b"OTHER": b""})
-    got = exchange(record(fastcgi.GET_VALUES, 0, query) + record(99, 0, b"\x00" * 8) + full_request("q"))
+    query = fastcgi.encode_pairs({b"FCGI_MAX_CONNS": b"", b"FCGI_MPXS_CONNS": b"", b"OTHER": b""})
+    got = exchange(encode_record(fastcgi.GET_VALUES, 0, query) + encode_record(99, 0, b"\x00" * 8) + full_request("q"))
     assert got[0][:2] == (fastcgi.GET_VALUES_RESULT, 0)
-    assert fastcgi._pairs(got[0][2]) == {"FCGI_MAX_CONNS": "1", "FCGI_MPXS_CONNS": "0"}
+    assert fastcgi.decode_pairs(got[0][2]) == {"FCGI_MAX_CONNS": "1", "FCGI_MPXS_CONNS": "0"}
     assert got[1] == (fastcgi.UNKNOWN_TYPE, 0, bytes((99,)) + b"\x00" * 7)
     assert got[2][2].endswith(b"q")
 
 
 def test_multiplexing_and_other_roles_are_refused():
     second = begin(2)
-    got = exchange(begin(1) + second + params(environ_for("/x?a"), 1) + record(fastcgi.STDIN, 1))
+    got = exchange(begin(1) + second + params(environ_for("/x?a"), 1) + encode_record(fastcgi.STDIN, 1))
     assert got[0] == (fastcgi.END_REQUEST, 2, struct.pack("!IB3x", 0, fastcgi.CANT_MPX_CONN))
     assert got[1][2].endswith(b"a")
     got = exchange(begin(1, role=2) + full_request("b", 3))
@@ -123,7 +120,7 @@ def test_multiplexing_and_other_roles_are_refused():
 
 
 def test_abort_ends_the_request_without_running_it():
-    got = exchange(begin(1) + params(environ_for("/x?a"), 1) + record(fastcgi.ABORT_REQUEST, 1))
+    got = exchange(begin(1) + params(environ_for("/x?a"), 1) + encode_record(fastcgi.ABORT_REQUEST, 1))
     assert got == [(fastcgi.END_REQUEST, 1, struct.pack("!IB3x", 0, fastcgi.REQUEST_COMPLETE))]
 
 
@@ -131,7 +128,7 @@ def test_abort_ends_the_request_without_running_it():
     "data",
     [
         b"\x02" + b"\x00" * 7,  # unknown protocol version
-        begin(1) + record(fastcgi.PARAMS, 1, b"\x05\x05ab"),  # truncated name-value pair
+        begin(1) + encode_record(fastcgi.PARAMS, 1, b"\x05\x05ab"),  # truncated name-value pair
         begin(1)[:5],  # the web server went away mid-record
     ],
 )
@@ -141,5 +138,5 @@ def test_broken_peers_lose_their_connection_not_the_process(data):
 
 def test_long_names_and_values_use_four_byte_lengths():
     value = "v" * 300
-    encoded = fastcgi._encode_pairs({b"N" * 200: value.encode()})
-    assert encoded[0] & 0x80 and fastcgi._pairs(encoded) == {"N" * 200: value}
+    encoded = fastcgi.encode_pairs({b"N" * 200: value.encode()})
+    assert encoded[0] & 0x80 and fastcgi.decode_pairs(encoded) == {"N" * 200: value}
