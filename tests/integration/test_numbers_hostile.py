@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pyiip import config, log
 from pyiip.http import Request
 from pyiip.model import Display
-from pyiip.process.display import _render, apply_display
+from pyiip.process.display import apply_display
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
 
 IIP = "/fcgi-bin/iipsrv.fcgi"
@@ -95,7 +95,7 @@ def test_extreme_display_values_drawn_exactly(root, query, make_app):
     image = app.service.image("float.tif")
     level = len(image.info.levels) - 1  # resolution 0
     pixels = image.source.read(level, *image.info.levels[level].tile_rect(0, 0))
-    expected = _render(pixels, image.minmax, DRAWN[query], exact=True)
+    expected = apply_display(pixels, image.minmax, DRAWN[query], exact=True)
     png = pyvips.Image.new_from_buffer(bytes(response.body), "")
     assert np.array_equal(png.numpy().reshape(expected.shape), expected)
 
@@ -212,7 +212,7 @@ def test_pipeline_finite_in_the_accepted_ranges(gamma, contrast, colormap, inver
     minmax = np.array([[0.0, 30.0]] * 3)
     display = Display(gamma=gamma, contrast=contrast, colormap=colormap, invert=invert)
     fast = apply_display(data, minmax, display)
-    exact = _render(data, minmax, display, exact=True)
+    exact = apply_display(data, minmax, display, exact=True)
     assert fast.dtype == np.uint8 and fast.shape == exact.shape
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1
 

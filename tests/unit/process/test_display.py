@@ -6,7 +6,7 @@ plain, per-pixel transcription of the formulas in iip-protocol-and-astro.md
 itself is pinned down.
 
 Tolerance: the exact paths (8/16-bit integer tables, and the float64 path forced
-with ``_render(..., exact=True)``) must match the reference exactly. The fast
+with ``apply_display(..., exact=True)``) must match the reference exactly. The fast
 path for float and 32-bit data quantises the normalised value into a lookup
 table, which is guaranteed (and checked when the table is built) to be within
 1 grey level of the exact formula, so those comparisons allow a difference of 1.
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from pyiip.model import Display
 from pyiip.process import colormaps
-from pyiip.process.display import Transfer, _quantised, _render, apply_display, default_minmax, needs_processing
+from pyiip.process.display import Transfer, _quantised, apply_display, default_minmax, needs_processing
 
 LUT_TOLERANCE = 1  # grey levels; only where the quantised table is used
 
@@ -122,7 +122,7 @@ def check(data: np.ndarray, minmax, d: Display, *, lut: bool) -> np.ndarray:
     minmax = np.asarray(minmax, dtype=np.float64)
     expected = reference_image(data, minmax, d)
     fast = apply_display(data, minmax, d)
-    exact = _render(data, minmax, d, exact=True)
+    exact = apply_display(data, minmax, d, exact=True)
     assert fast.dtype == np.uint8 and fast.flags.c_contiguous and fast.shape == expected.shape
     np.testing.assert_array_equal(exact, expected)
     diff = np.abs(fast.astype(int) - expected.astype(int))
@@ -193,7 +193,7 @@ HAND = {  # hand-computed from §4.3 at the SPECIAL values, contrast 1, truncate
 @pytest.mark.parametrize("name", sorted(HAND))
 def test_colormap_hand_values(name):
     d = Display(colormap=name)
-    exact = _render(row(SPECIAL), np.array(UNIT), d, exact=True)
+    exact = apply_display(row(SPECIAL), np.array(UNIT), d, exact=True)
     assert [tuple(p) for p in exact[0]] == HAND[name]
     check(row(SPECIAL), UNIT, d, lut=True)
 
@@ -242,7 +242,7 @@ def test_grey_gamma_invert_contrast(gamma, invert, contrast):
 
 
 def test_gamma_is_an_exponent():
-    out = _render(row([0.25]), np.array(UNIT), Display(gamma=0.5), exact=True)
+    out = apply_display(row([0.25]), np.array(UNIT), Display(gamma=0.5), exact=True)
     assert out[0, 0, 0] == 127  # 0.25 ** 0.5 = 0.5 -> 127, not 0.25 ** 2
 
 
@@ -300,9 +300,9 @@ def test_ctw_colour_mode_swaps_channels():
     data, mm = rgb_image()
     d = Display(twist=((0, 0, 1), (0, 1, 0), (1, 0, 0)), gamma=0.4545)
     out = check(data, mm, d, lut=True)
-    plain = _render(data[:, :, ::-1].copy(), np.array(mm), Display(gamma=0.4545), exact=True)
+    plain = apply_display(data[:, :, ::-1].copy(), np.array(mm), Display(gamma=0.4545), exact=True)
     assert np.abs(out.astype(int) - plain.astype(int)).max() <= LUT_TOLERANCE
-    assert tuple(_render(data, np.array(mm), d, exact=True)[0, 0]) == (255, 186, 0)
+    assert tuple(apply_display(data, np.array(mm), d, exact=True)[0, 0]) == (255, 186, 0)
 
 
 def test_ctw_mono_mode_rows():
@@ -327,8 +327,8 @@ def test_ctw_short_and_long_rows():
 def test_ctw_fewer_rows_than_channels_passes_the_rest_through():
     data, mm = rgb_image()
     out = check(data, mm, Display(twist=((0, 0, 1),)), lut=True)
-    exact = _render(data, np.array(mm), Display(twist=((0, 0, 1),)), exact=True)
-    plain = _render(data, np.array(mm), Display(gamma=1.0), exact=True)
+    exact = apply_display(data, np.array(mm), Display(twist=((0, 0, 1),)), exact=True)
+    plain = apply_display(data, np.array(mm), Display(gamma=1.0), exact=True)
     np.testing.assert_array_equal(exact[:, :, 0], plain[:, :, 2])
     np.testing.assert_array_equal(exact[:, :, 1:], plain[:, :, 1:])
     assert out.shape == (4, 5, 3)
@@ -440,7 +440,7 @@ def test_multichannel_integer_tables():
 def test_non_finite_samples_are_background(d):
     data = row([np.nan, np.inf, -np.inf, 0.0, 0.5])
     out = check(data, UNIT, d, lut=True)
-    background = _render(row([0.0]), np.array(UNIT), d, exact=True)[0, 0]
+    background = apply_display(row([0.0]), np.array(UNIT), d, exact=True)[0, 0]
     for p in out[0, :3]:
         assert tuple(p) == tuple(background)
 
@@ -516,7 +516,7 @@ def test_shade(angles):
     data[0, 0] = 0
     mm = np.array([(0.0, 255.0)] * 3)
     out = apply_display(data, mm, Display(shade=angles))
-    exact = _render(data, mm, Display(shade=angles), exact=True)
+    exact = apply_display(data, mm, Display(shade=angles), exact=True)
     assert out.shape == (3, 4, 1) and exact.shape == (3, 4, 1)
     for y in range(3):
         for x in range(4):
@@ -608,7 +608,7 @@ def test_lookup_table_within_one_level_everywhere(gamma, contrast, invert, color
     values = np.concatenate([np.linspace(-0.5, 2.5, 20001), [0.0, 1.0, 1e-7, -1e-7, 1 - 1e-7, 1e-30]])
     data = values.astype(np.float32).reshape(1, -1, 1)
     fast = apply_display(data, np.array(UNIT), d)
-    exact = _render(data, np.array(UNIT), d, exact=True)
+    exact = apply_display(data, np.array(UNIT), d, exact=True)
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= LUT_TOLERANCE
 
 
