@@ -1,4 +1,4 @@
-"""The per-process caches: LRU budget, shared keys across protocols, replaced files, reload."""
+"""The per-process caches in the application: shared keys across protocols, replaced files, reload."""
 
 from __future__ import annotations
 
@@ -12,68 +12,11 @@ import simplejpeg
 
 from pyiip import config
 from pyiip.cache.etags import Body
-from pyiip.cache.lru import LRUCache
-from pyiip.cache.memcached import parse_servers
-from pyiip.cache.rendered import RenderCache
 from pyiip.config import ConfigError
 from pyiip.http import Request
 from pyiip.model import ImageRequest, Region
-from pyiip.process.render import Rendered
 from pyiip.respond.app import Application
 from tests.support.imaging import rgb_pattern, write_vips_pyramid
-
-
-def entry(size: int) -> Rendered:
-    return Rendered(b"x" * size, "image/jpeg")
-
-
-def put(lru: LRUCache, key, rendered: Rendered) -> None:
-    lru.put(key, rendered, len(rendered.body))
-
-
-def test_lru_evicts_least_recently_used_within_budget():
-    overhead = LRUCache.ENTRY_OVERHEAD
-    lru = LRUCache(4 * (1000 + overhead) * 4)  # room for 16 entries; one entry may take a quarter
-    for key in range(16):
-        put(lru, key, entry(1000))
-    assert len(lru) == 16 and lru.bytes == 16 * (1000 + overhead)
-    assert lru.get(0) is not None  # 0 becomes the most recently used
-    put(lru, 16, entry(1000))
-    assert lru.get(1) is None and lru.get(0) is not None and lru.evictions == 1
-    assert (lru.hits, lru.misses) == (2, 1)
-    put(lru, 99, entry(lru.max_bytes))  # over a quarter of the budget: not kept, nothing flushed
-    assert lru.get(99) is None and len(lru) == 16
-    put(lru, 0, entry(10))  # replacing an entry keeps the byte count right
-    assert lru.bytes == 15 * (1000 + overhead) + 10 + overhead
-    lru.clear()
-    assert len(lru) == 0 and lru.bytes == 0
-
-
-def test_zero_budget_keeps_nothing():
-    lru = LRUCache(0)
-    put(lru, "a", entry(1))
-    assert lru.get("a") is None and len(lru) == 0
-
-
-def test_image_cache_size_is_in_megabytes(settings):
-    cache = RenderCache(config.load({"MAX_IMAGE_CACHE_SIZE": "2.5"}))
-    assert cache.lru.max_bytes == int(2.5 * 1024 * 1024)
-    assert cache.memcached is None  # memcached is off unless MEMCACHED_SERVERS is set
-
-
-def test_parse_servers():
-    assert parse_servers("a, b:11212,[::1]:5000 /run/mc.sock unix:/x ::1") == [
-        ("a", 11211),
-        ("b", 11212),
-        ("::1", 5000),
-        "/run/mc.sock",
-        "/x",
-        ("::1", 11211),
-    ]
-    assert parse_servers("") == []
-    for bad in ("a:b", ":11211", "a:0", "a:70000"):
-        with pytest.raises(ConfigError):
-            parse_servers(bad)
 
 
 @pytest.fixture
@@ -187,32 +130,6 @@ def test_encoder_settings_change_the_memcached_key(own_root, make_app):
     assert a.service.cache.digest(image, request) != b.service.cache.digest(image, request)
     assert a.service.cache.digest(image, request) == make_app(own_root).service.cache.digest(image, request)
     assert len(a.service.cache.digest(image, request)) < 250
-
-
-def test_rendezvous_placement_is_even_and_consistent():
-    """Keys spread evenly; dropping a server moves only its own keys (what a cluster needs)."""
-    import hashlib
-
-    from pymemcache.client.rendezvous import RendezvousHash
-
-    from pyiip.cache.memcached import place
-
-    nodes = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]
-    keys = [f"pyiip:{i:032x}" for i in range(3000)]
-    placed = {key: place(key, nodes) for key in keys}
-    for node in nodes:
-        assert 850 < list(placed.values()).count(node) < 1150
-    remaining = [nodes[0], nodes[2]]
-    moved = [key for key in keys if place(key, remaining) != placed[key]]
-    assert all(placed[key] == nodes[1] for key in moved) and len(moved) == list(placed.values()).count(nodes[1])
-    assert all(place(key, nodes[::-1]) == placed[key] for key in keys)
-
-    # The placement pymemcache's HashClient gave (RendezvousHash, blake2b score): stored keys stay found.
-    def score(text: str, seed: int) -> int:
-        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-    ring = RendezvousHash(nodes=list(nodes), hash_function=score)
-    assert all(ring.get_node(key) == placed[key] for key in keys)
 
 
 def test_digest_is_the_blake2b_of_the_key_repr(own_root, make_app):

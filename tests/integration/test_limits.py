@@ -1,8 +1,8 @@
 """Limits: MAX_CVT, IIIF maxWidth/maxArea, MAX_REQUEST_MEMORY, MAX_LAYERS, MAX_PROCESS_MEMORY.
 
 A request over a limit gets 400 or 413 before any pixel is read; one
-within the memory budget really stays within it (peak RSS is measured in a
-fresh process, against the renderer's own estimate).
+within the memory budget really stays within it (tests/system/test_limits.py
+measures peak RSS in fresh processes, against the renderer's own estimate).
 """
 
 from __future__ import annotations

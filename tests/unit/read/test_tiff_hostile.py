@@ -2,8 +2,8 @@
 
 Codec streams that declare more pixels than their tile, sparse files with
 huge tile tables, IFD chains of millions, hundreds of images under a small
-descriptor limit, CMYK and palette images. Memory is read from /proc in a
-fresh process; descriptor limits are set on a real server process.
+descriptor limit, CMYK and palette images. What needs a fresh process (peak
+memory, descriptor limits) is in tests/system/test_tiff_hostile.py.
 """
 
 from __future__ import annotations
