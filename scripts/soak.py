@@ -295,7 +295,7 @@ def hostile_verdict(hostile: dict | None) -> list[str]:
 
 
 def write_bombs(directory: Path) -> list[str]:
-    """Files of a few KB that declare gigabytes (tests/hostile.py makes them); their names."""
+    """Files of a few KB that declare gigabytes (tests/support/hostile.py makes them); their names."""
     jpeg_bomb_tiff(directory / "jpeg-bomb.tif")
     jpeg_bomb_tiff(directory / "rgb-jpeg-bomb.tif", (20000, 20000), channels=3)
     webp_bomb_tiff(directory / "webp-bomb.tif")
