@@ -39,7 +39,7 @@ from run import PYIIP_SETTINGS, SHARED_SETTINGS, build_scenarios, free_port, sto
 
 from pyiip import config  # noqa: E402
 from pyiip.respond.app import Application  # noqa: E402
-from pyiip.server.fastcgi import STDIN, Responder, _record  # noqa: E402
+from pyiip.server.fastcgi import STDIN, Responder, encode_record  # noqa: E402
 from pyiip.server.fcgi_client import environ_for, opening  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def lighttpd_params(uri: str) -> dict[str, str]:
 
 
 def fastcgi_request(params: dict[str, str]) -> bytes:
-    return opening(params) + _record(STDIN, 1)
+    return opening(params) + encode_record(STDIN, 1)
 
 
 def measure(app: Application, urls: list[str]) -> dict[str, float]:
@@ -92,7 +92,7 @@ def measure(app: Application, urls: list[str]) -> dict[str, float]:
             client.sendall(message)
             answered = len(inner["respond"])
             started = time.perf_counter_ns()
-            responder._serve_connection(server)
+            responder.serve_connection(server)
             whole.append(time.perf_counter_ns() - started)
             if len(inner["respond"]) == answered:
                 inner["respond"].append(0)

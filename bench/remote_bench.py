@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from objectstores import nginx
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
 from pyiip import config
 from pyiip.http import Request
 from pyiip.respond.app import Application
+from tests.support.objectstores import nginx
 
 
 def make_pyramid(path: Path, size: int) -> None:

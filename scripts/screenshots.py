@@ -17,10 +17,10 @@ from pathlib import Path
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the repository, for tests.support
 
-from browser import chromium, missing, wait_for  # noqa: E402
-from servers import http_server  # noqa: E402
+from tests.support.browser import chromium, missing, wait_for  # noqa: E402
+from tests.support.servers import http_server  # noqa: E402
 
 CUBE = "demo/cube.tif"
 JET = "const e = document.getElementById('cmap'); e.value = 'jet'; e.dispatchEvent(new Event('change'));"

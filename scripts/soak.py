@@ -29,11 +29,20 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # the repository, for tests.support
 
-from hostile import jpeg_bomb_tiff, png_bomb, tables_bigtiff, webp_bomb_tiff  # noqa: E402
 from hostile_load import HostileLoad  # noqa: E402
-from servers import VENV_BIN, fastcgi_children, fastcgi_settings, free_port, lighttpd_config, running, stop  # noqa: E402
+
+from tests.support.hostile import jpeg_bomb_tiff, png_bomb, tables_bigtiff, webp_bomb_tiff  # noqa: E402
+from tests.support.servers import (  # noqa: E402
+    VENV_BIN,
+    fastcgi_children,
+    fastcgi_settings,
+    free_port,
+    lighttpd_config,
+    running,
+    stop,
+)
 
 IMAGE_CACHE_MB = 4  # MAX_IMAGE_CACHE_SIZE of each process: smaller than the URL set, so tiles are re-rendered
 CLIENT_TIMEOUT = 5  # seconds: the hostile peers' deadline, short so that a soak sees many of them dropped
@@ -286,7 +295,7 @@ def hostile_verdict(hostile: dict | None) -> list[str]:
 
 
 def write_bombs(directory: Path) -> list[str]:
-    """Files of a few KB that declare gigabytes (tests/hostile.py makes them); their names."""
+    """Files of a few KB that declare gigabytes (tests/support/hostile.py makes them); their names."""
     jpeg_bomb_tiff(directory / "jpeg-bomb.tif")
     jpeg_bomb_tiff(directory / "rgb-jpeg-bomb.tif", (20000, 20000), channels=3)
     webp_bomb_tiff(directory / "webp-bomb.tif")

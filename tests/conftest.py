@@ -1,22 +1,33 @@
-"""Shared fixtures: one image root with pyramids of every supported layout."""
+"""Shared fixtures: one image root with pyramids of every supported layout, an application built
+from settings, and each test's tier (unit, integration, system) marked from its folder."""
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
-
 from pyiip import config
 from pyiip.http import Request, Response
 from pyiip.respond.app import Application
+from tests.support.imaging import rgb_pattern, write_tifffile_pyramid, write_vips_pyramid
+
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from the folder it is in (tests/<tier>/...), so that
+    `pytest -m unit` selects the fast tests without anyone having to remember a decorator."""
+    top = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(top).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 FITS_HEADER = "".join(
     card.ljust(80)
@@ -96,6 +107,23 @@ def settings(images: ImageRoot) -> config.Settings:
 @pytest.fixture(scope="session")
 def app(settings: config.Settings) -> Application:
     return Application(settings)
+
+
+MakeApp = Callable[..., Application]
+
+
+@pytest.fixture(scope="session")
+def make_app(request: pytest.FixtureRequest) -> MakeApp:
+    """The one way the tests build an application: settings as the environment would give them,
+    over `root` (the shared image root when none is given), quiet unless VERBOSITY says otherwise.
+    Session-scoped so fixtures of any scope can build their own application."""
+
+    def build(root: Path | str | None = None, **env: str) -> Application:
+        if root is None:
+            root = request.getfixturevalue("images").root
+        return Application(config.load({"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", **env}))
+
+    return build
 
 
 @pytest.fixture

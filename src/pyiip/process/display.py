@@ -552,17 +552,6 @@ def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _Channe
 # --------------------------------------------------------------------------- entry points
 
 
-def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display) -> np.ndarray:
-    """Render raw samples for display; returns C-contiguous (h, w, 1) or (h, w, 3) uint8.
-
-    data: (h, w, c) (or (h, w)) samples straight from the TIFF, any integer or float
-    type. minmax: (c, 2) defaults; display.minmax overrides are applied here
-    (channels out of range ignored). Follows iipsrv-astro's JTL pipeline; see the
-    module docstring for how it is made fast.
-    """
-    return _render(data, minmax, display, exact=False)
-
-
 def _setup(display: Display, channels: int) -> tuple[Transfer, _ChannelMix]:
     """The per-request constants. Only the plan is cached (by what it depends on): a cache keyed on the
     whole Display would keep every request's MINMAX list alive, outside any budget."""
@@ -570,8 +559,15 @@ def _setup(display: Display, channels: int) -> tuple[Transfer, _ChannelMix]:
     return transfer, _plan(channels, display.twist or None, display.shade, transfer.colormap is not None)
 
 
-def _render(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool) -> np.ndarray:
-    """apply_display, with ``exact`` forcing the float64 path (used by the tests)."""
+def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool = False) -> np.ndarray:
+    """Render raw samples for display; returns C-contiguous (h, w, 1) or (h, w, 3) uint8.
+
+    data: (h, w, c) (or (h, w)) samples straight from the TIFF, any integer or float
+    type. minmax: (c, 2) defaults; display.minmax overrides are applied here
+    (channels out of range ignored). Follows iipsrv-astro's JTL pipeline; see the
+    module docstring for how it is made fast. ``exact`` forces the float64 path: the reference the
+    fast paths are tested against.
+    """
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[:, :, None]

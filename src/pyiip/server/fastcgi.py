@@ -91,7 +91,7 @@ class ProtocolError(Exception):
     """The peer broke the protocol or went away: drop the connection."""
 
 
-def _pairs(data: bytes | bytearray) -> dict[str, str]:
+def decode_pairs(data: bytes | bytearray) -> dict[str, str]:
     """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
 
     Lengths are read from the bytes, names and values sliced from one decoded
@@ -126,21 +126,25 @@ def _pairs(data: bytes | bytearray) -> dict[str, str]:
     return out
 
 
-def _encode_pairs(pairs: dict[bytes, bytes]) -> bytes:
+def encode_pairs(pairs: dict[bytes, bytes]) -> bytes:
+    """Name-value pairs as FastCGI writes them (the inverse of ``decode_pairs``): the GET_VALUES
+    answer here, the PARAMS of the client in ``fcgi_client`` and the tests."""
+
     def length(n: int) -> bytes:
         return bytes((n,)) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
 
     return b"".join(length(len(k)) + length(len(v)) + k + v for k, v in pairs.items())
 
 
-def _record(kind: int, request_id: int, content: bytes = b"") -> bytes:
+def encode_record(kind: int, request_id: int, content: bytes = b"") -> bytes:
+    """One record, padded to 8 bytes: the responder's replies and the records ``fcgi_client`` sends."""
     padding = -len(content) & 7
     return HEADER.pack(1, kind, request_id, len(content), padding) + content + b"\x00" * padding
 
 
 def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
     """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: one buffer, one send."""
-    end = HEADER.pack(1, STDOUT, request_id, 0, 0) + _record(
+    end = HEADER.pack(1, STDOUT, request_id, 0, 0) + encode_record(
         END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)
     )
     size = len(head) + len(body)
@@ -173,16 +177,16 @@ BODY_TOO_LARGE = _plain(f"{TooLarge.status} {TooLarge.reason}", f"request body o
 
 
 def _end_request(request_id: int, status: int) -> bytes:
-    return _record(END_REQUEST, request_id, END_BODY.pack(0, status))
+    return encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))
 
 
 def _management(kind: int, content: bytes | bytearray) -> bytes:
     """The answer to a record of request id 0: the values asked for, or "unknown type"."""
     if kind == GET_VALUES:
-        asked = _pairs(content)
+        asked = decode_pairs(content)
         values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
-        return _record(GET_VALUES_RESULT, 0, _encode_pairs(values))
-    return _record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)
+        return encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))
+    return encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)
 
 
 def _connection_limit() -> int:
@@ -304,9 +308,9 @@ class Responder:
             accepted = self.accepting and self._accept()
             if accepted and not self.connections:
                 continue
-            self._step(0 if accepted else min(POLL, self.timeout / 8) if self.connections else POLL)
+            self.step(0 if accepted else min(POLL, self.timeout / 8) if self.connections else POLL)
 
-    def _step(self, timeout: float) -> None:
+    def step(self, timeout: float) -> None:
         """Serve the connections that became ready within ``timeout``; drop those past their deadline."""
         for fd, _events in self.poller.poll(timeout):
             connection = self.connections.get(fd)  # None: the listening socket, taken at the loop's top
@@ -372,12 +376,12 @@ class Responder:
             self.poller.unregister(self.listening.fileno())
             self.accepting = False
             return False
-        self._serve_connection(sock)
+        self.serve_connection(sock)
         return True
 
     # ---------------------------------------------------------------- one connection
 
-    def _serve_connection(self, sock: socket.socket) -> None:
+    def serve_connection(self, sock: socket.socket) -> None:
         """A new connection: answered and closed at once when its request is already there.
 
         Behind a web server it nearly always is; otherwise the connection waits in
@@ -559,7 +563,7 @@ class Responder:
             head, body = BODY_TOO_LARGE
         else:
             try:
-                reply = self.handler(_pairs(request.params))
+                reply = self.handler(decode_pairs(request.params))
                 head, body = reply.cgi_head(), reply.body
             except Exception:  # the application answers its own errors; this is the last resort
                 head, body = INTERNAL_ERROR

@@ -25,8 +25,8 @@ from pyiip.server.fastcgi import (
     RESPONDER,
     STDIN,
     STDOUT,
-    _encode_pairs,
-    _record,
+    encode_pairs,
+    encode_record,
 )
 
 STDERR = 7  # the responder never writes it; a reply from another server may
@@ -80,8 +80,12 @@ def environ_for(uri: str, host: str = "localhost", method: str = "GET", **extra:
 def opening(params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> bytes:
     """BEGIN_REQUEST and the parameters as records; the request stays open until STDIN ends."""
     body = struct.pack("!HB5x", RESPONDER, KEEP_CONN if keep_conn else 0)
-    encoded = _encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in params.items()})
-    return _record(BEGIN_REQUEST, request_id, body) + _record(PARAMS, request_id, encoded) + _record(PARAMS, request_id)
+    encoded = encode_pairs({k.encode("latin-1"): v.encode("latin-1") for k, v in params.items()})
+    return (
+        encode_record(BEGIN_REQUEST, request_id, body)
+        + encode_record(PARAMS, request_id, encoded)
+        + encode_record(PARAMS, request_id)
+    )
 
 
 def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep_conn: bool = False) -> None:
@@ -92,7 +96,7 @@ def begin(sock: socket.socket, params: dict[str, str], request_id: int = 1, keep
 def stdin(body: bytes, request_id: int = 1) -> bytes:
     """The request body as STDIN records, and the empty one that ends it."""
     chunks = (body[start : start + MAX_CONTENT] for start in range(0, len(body), MAX_CONTENT))
-    return b"".join(_record(STDIN, request_id, chunk) for chunk in chunks) + _record(STDIN, request_id)
+    return b"".join(encode_record(STDIN, request_id, chunk) for chunk in chunks) + encode_record(STDIN, request_id)
 
 
 def finish(sock: socket.socket, request_id: int = 1, body: bytes = b"") -> ResponderOutput:

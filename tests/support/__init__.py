@@ -1,0 +1,1 @@
+"""Helpers the tests, scripts/ and bench/ share: images, hostile files, servers, object stores, a browser."""
