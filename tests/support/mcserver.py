@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,15 @@ class Memcached:
         """SIGSTOP: a memcached that accepts connections but never answers."""
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGSTOP)
+        # The signal is only queued when kill returns: a loaded machine may still let it answer once.
+        stat = f"/proc/{self.process.pid}/stat"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(stat) as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "T":
+                    return
+            time.sleep(0.005)
+        raise TimeoutError("memcached did not stop on SIGSTOP")
 
     def resume(self) -> None:
         assert self.process is not None

@@ -21,6 +21,7 @@ from pyiip import config, log
 from pyiip.respond.app import Application
 from pyiip.server import limits
 from pyiip.server.fastcgi import Responder
+from pyiip.server.reload import serve_with_reloads
 from pyiip.server.workers import supervise
 
 LISTEN_FD_START = 3
@@ -92,16 +93,7 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     app = Application(settings)
     logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
     responder = Responder(app.handle, socket.socket(fileno=0), settings.client_timeout)
-    while responder.serve():  # True after SIGHUP
-        try:
-            app.reload(config.load())
-            log.setup(app.settings)
-            limits.apply(app.settings)
-            responder.timeout = app.settings.client_timeout
-            logger.warning("SIGHUP: caches emptied, settings reloaded")
-        except config.ConfigError as exc:
-            app.service.clear()
-            logger.error("SIGHUP: kept the old settings: %s", exc)
+    serve_with_reloads(app, responder, logger)
     logger.warning("pyiip FastCGI process %d stopping", os.getpid())
     return 0
 

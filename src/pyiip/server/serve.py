@@ -20,6 +20,7 @@ from pyiip import config, log
 from pyiip.respond.app import Application
 from pyiip.server import limits
 from pyiip.server.http_server import Server
+from pyiip.server.reload import serve_with_reloads
 from pyiip.server.workers import supervise
 
 BACKLOG = 1024
@@ -40,16 +41,7 @@ def _worker(listening: socket.socket, settings: config.Settings, logger: logging
     limits.apply(settings)
     app = Application(settings)
     server = Server(app.handle, listening, settings.client_timeout)
-    while server.serve():  # True after SIGHUP
-        try:
-            app.reload(config.load())
-            log.setup(app.settings)
-            limits.apply(app.settings)
-            server.timeout = app.settings.client_timeout
-            logger.warning("SIGHUP: caches emptied, settings reloaded")
-        except config.ConfigError as exc:
-            app.service.clear()
-            logger.error("SIGHUP: kept the old settings: %s", exc)
+    serve_with_reloads(app, server, logger)
     return 0
 
 
