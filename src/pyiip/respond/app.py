@@ -151,16 +151,17 @@ class Application:
         self.service = service
         self.cors_headers = _cors_headers(settings)
 
-    def route(self, request: Request) -> Response:
+    def route(self, request: Request, handler: routes.Handler) -> Response:
         if request.method == "OPTIONS":
             return Response(204, cacheable=False, headers=[("Allow", "GET, HEAD, POST, OPTIONS")])
         if request.method not in ("GET", "HEAD", "POST"):
             return text(405, "method not allowed", [("Allow", "GET, HEAD, POST, OPTIONS")])
-        return routes.handler(request)(self.service, request)
+        return handler(self.service, request)
 
-    def respond(self, request: Request) -> Response:
+    def respond(self, request: Request, handler: routes.Handler | None = None) -> Response:
+        """The reply to ``request`` (its route's ``handler``, looked up when not given); errors become replies."""
         try:
-            return self.route(request)
+            return self.route(request, handler or routes.route(request)[0])
         except HTTPError as exc:  # the request's one log line (ops.finished) says 4xx; why is detail
             LOGGER.debug("refused status=%d reason=%s", exc.status, json.dumps(exc.message[:200]))
             return text(exc.status, exc.message, list(exc.headers))
@@ -203,24 +204,25 @@ class Application:
         """One request from its CGI variables to status line, headers and body (what FastCGI calls)."""
         started = time.perf_counter()
         request = request_from_environ(environ)
+        handler, kind = routes.route(request)
         service = self.service
         replies = service.cache.replies
         key = replies.key(request)
         if key is not None:
             reply = replies.get(key, request, service.resolver.identity)
             if reply is not None:
-                ops.finished(request, 200, len(reply.body), started)
+                ops.finished(request, kind, 200, len(reply.body), started)
                 return reply
         asked = cast(EnvironHeaders, request.headers).asked  # request_from_environ made it
         before = len(asked)
-        response = self.respond(request)
+        response = self.respond(request, handler)
         if len(asked) > before:
             _vary(response, asked[before:])
         status, headers, body = self.finish(request, response)
         reply = Reply(status_line(status), headers, body)
         if key is not None:
             replies.put(key, request, response, reply)
-        ops.finished(request, status, len(body), started)  # counters; the log line at VERBOSITY >= 2
+        ops.finished(request, kind, status, len(body), started)  # counters; the log line at VERBOSITY >= 2
         return reply
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

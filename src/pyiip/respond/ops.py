@@ -34,42 +34,6 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def kind_of(request: Request) -> str:
-    """What a request asks for, for counters and log lines; string tests only, no parsing."""
-    path = request.path
-    if path.startswith("/iiif/"):
-        return "iiif_info" if path.endswith("/info.json") else "iiif_image"
-    if path.startswith(("/deepzoom/", "/zoomify/")):
-        return path[1:].partition("/")[0]
-    query = request.query
-    if query:
-        upper = query.upper()
-        if upper == "HEALTH":
-            return "health"
-        if "IIIF=" in upper:
-            return "iiif_info" if upper.endswith("/INFO.JSON") else "iiif_image"
-        if "DEEPZOOM=" in upper:
-            return "deepzoom"
-        if "ZOOMIFY=" in upper:
-            return "zoomify"
-        if "TL=" in upper or "TIL=" in upper or "JTLS=" in upper:  # JTL, PTL, WTL, TIL, JTLS
-            return "iip_tile"
-        if "CVT=" in upper:
-            return "iip_cvt"
-        if "PFL=" in upper:
-            return "iip_profile"
-        if "OBJ=" in upper:
-            return "iip_metadata"
-        return "iip_other"
-    if path == HEALTH_PATH:
-        return "health"
-    if path == METRICS_PATH:
-        return "metrics"
-    if path in ("/", "/index.html"):
-        return "index"
-    return "other"
-
-
 class Metrics:
     """This process's request counters since it started (the cache tiers count their own lookups)."""
 
@@ -111,10 +75,9 @@ def _logfmt(value: str) -> str:
     return json.dumps(value)
 
 
-def finished(request: Request, status: int, size: int, started: float) -> None:
-    """Account for one request and, at VERBOSITY >= 2, log it with its time."""
+def finished(request: Request, kind: str, status: int, size: int, started: float) -> None:
+    """Account for one request of ``kind`` (its route's) and, at VERBOSITY >= 2, log it with its time."""
     seconds = time.perf_counter() - started
-    kind = kind_of(request)
     METRICS.record(kind, status, seconds, size)
     if LOGGER.isEnabledFor(logging.INFO):
         uri = request.path[:1000] + ("?" + request.query[:1000] if request.query else "")

@@ -2,8 +2,8 @@
 
 Every handler is imported here, once: no module registers routes by being
 imported. Routes are chosen on REQUEST_URI's path and QUERY_STRING (app.py
-says why); ``ops.kind_of`` names requests for the metrics by its own string
-tests, which count a request without parsing it.
+says why). The same table names each request's kind for the metrics and the
+log line, so what is counted is what answered.
 """
 
 from __future__ import annotations
@@ -39,28 +39,51 @@ def _iip(service: Service, request: Request) -> Response:
     return iip.handle(service, request, QUERY_KEYS)
 
 
-PATH_PREFIXES: tuple[tuple[str, Handler], ...] = (
-    (iiif.PREFIX, iiif.handle_path),
-    (deepzoom.PREFIX, deepzoom.handle_path),
-    (zoomify.PREFIX, zoomify.handle_path),
-    (static_files.PREFIX, _static),
+def _iiif_kind(path: str) -> str:
+    return "iiif_info" if path.upper().endswith("/INFO.JSON") else "iiif_image"
+
+
+def _iip_kind(query: str) -> str:
+    """The kind of an IIP query: the protocol it hands over to (its first key), else its output command."""
+    upper = query.upper()
+    key, _, value = upper.partition("=")
+    if key in ("IIIF", "DEEPZOOM", "ZOOMIFY"):
+        return _iiif_kind(value) if key == "IIIF" else key.lower()
+    if "TL=" in upper or "TIL=" in upper or "JTLS=" in upper:  # JTL, PTL, WTL, TIL, JTLS
+        return "iip_tile"
+    if "CVT=" in upper:
+        return "iip_cvt"
+    if "PFL=" in upper:
+        return "iip_profile"
+    if "OBJ=" in upper:
+        return "iip_metadata"
+    return "iip_other"
+
+
+# (prefix, handler, the request kind from the path)
+PATH_PREFIXES: tuple[tuple[str, Handler, Callable[[str], str]], ...] = (
+    (iiif.PREFIX, iiif.handle_path, _iiif_kind),
+    (deepzoom.PREFIX, deepzoom.handle_path, lambda _path: "deepzoom"),
+    (zoomify.PREFIX, zoomify.handle_path, lambda _path: "zoomify"),
+    (static_files.PREFIX, _static, lambda _path: "other"),
 )
 
 
-def handler(request: Request) -> Handler:
-    """The handler of a GET, HEAD or POST request (the application answers the other methods)."""
+def route(request: Request) -> tuple[Handler, str]:
+    """The handler of a GET, HEAD or POST request (the application answers the other methods), and the
+    request's kind for the metrics (``iip_tile``, ``iiif_image``, ``health``...)."""
     path, query = request.path, request.query
     if path in ops.PATHS or (len(query) == 6 and query.upper() == "HEALTH"):
-        return ops.answer
-    for prefix, handle in PATH_PREFIXES:
+        return ops.answer, "metrics" if path == ops.METRICS_PATH else "health"
+    for prefix, handle, kind in PATH_PREFIXES:
         if path.startswith(prefix):
-            return handle
+            return handle, kind(path)
     if path == "/viewer.html":
-        return index.page
+        return index.page, "other"
     if path in ("/", "/index.html") and (not query or query.startswith("page=")):
-        return index.page  # ?page=N: the index's later pages
+        return index.page, "index"  # ?page=N: the index's later pages
     if query:
-        return _iip
+        return _iip, _iip_kind(query)
     if path.endswith((".fcgi", "/iipsrv")):
-        return _banner
-    return _not_found
+        return _banner, "other"
+    return _not_found, "other"
