@@ -148,8 +148,8 @@ def test_cached_tiles_are_read_only_and_unchanged_by_rendering(root, make_app):
     for (_tag, identity, level, index), tile in entries.items():
         assert not tile.flags.writeable
         source = fresh[identity]
-        lv = source._levels[level]
-        expected = source._tile(lv, index % lv.info.tiles_across, index // lv.info.tiles_across)
+        across = source.info.levels[level].tiles_across
+        expected = source.decode_tile(level, index % across, index // across)
         assert np.array_equal(tile, expected, equal_nan=tile.dtype.kind == "f")
     for source in fresh.values():
         source.close()

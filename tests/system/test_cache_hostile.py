@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from pyiip.process.display import _plan
+from pyiip.process.display import channel_mix
 from pyiip.respond.app import Application
 from pyiip.server import fcgi_client
 from pyiip.server.fastcgi import BEGIN_REQUEST, MAX_CONTENT, PARAMS, RESPONDER, encode_pairs, encode_record
@@ -102,7 +102,7 @@ def test_rendered_images_under_long_keys_are_counted_whole(root, make_app):
         for n in range(150):
             yield f"/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&MINMAX=1:{n},255&{minmax}&JTL=1,1", {}
 
-    grown = traced_growth(requests(), app, forget=_plan.cache_clear)
+    grown = traced_growth(requests(), app, forget=channel_mix.cache_clear)
     lru = app.service.cache.lru
     assert lru.bytes <= lru.max_bytes and len(lru) > 1
     assert grown <= lru.bytes + MARGIN, (grown, lru.bytes)

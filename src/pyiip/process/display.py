@@ -191,7 +191,7 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Table:
+class LookupTable:
     """A quantised transfer. Bin of x: floor(x**(1/2**roots) * scale) + offset.
 
     The linear stage multiplies by ``fold`` for free (it is folded into the
@@ -217,7 +217,7 @@ def _pack_rgbx(levels: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _quantised(transfer: Transfer) -> _Table | None:
+def quantised(transfer: Transfer) -> LookupTable | None:
     """The cached table for ``transfer``, or None when no table is within 1 level everywhere."""
     dom = transfer.domain()
     if dom is None:
@@ -233,7 +233,7 @@ def _quantised(transfer: Transfer) -> _Table | None:
     return None
 
 
-def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, roots: int) -> _Table | None:
+def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, roots: int) -> LookupTable | None:
     """Sample every bin at its start, middle and end; keep it if each bin spans at most 2 levels.
 
     Each entry is the level at the bin's start, or the middle of the levels the bin
@@ -272,17 +272,17 @@ def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, r
     lut = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
     lut.flags.writeable = False  # shared by every request through the cache
     if roots == 0:
-        return _Table(lut, 0, scale, -start, scale, n - 0.5, 1.0)
+        return LookupTable(lut, 0, scale, -start, scale, n - 0.5, 1.0)
     if scale**power < 2.0**100:  # float32 headroom: fold scale**power into the normalisation
-        return _Table(lut, roots, scale, 0.0, scale**power, (n - 0.5) ** power, 1.0)
-    return _Table(lut, roots, scale, 0.0, 1.0, ((n - 0.5) / scale) ** power, scale)
+        return LookupTable(lut, roots, scale, 0.0, scale**power, (n - 0.5) ** power, 1.0)
+    return LookupTable(lut, roots, scale, 0.0, 1.0, ((n - 0.5) / scale) ** power, scale)
 
 
 # --------------------------------------------------------------------------- channel plan
 
 
 @dataclass(frozen=True, slots=True)
-class _ChannelMix:
+class ChannelMix:
     """Output channels as linear combinations of normalised input channels.
 
     ``rows[k]`` lists (input channel, weight) pairs with non-zero weights; with SHD
@@ -294,9 +294,9 @@ class _ChannelMix:
 
 
 @lru_cache(maxsize=256)
-def _plan(
+def channel_mix(
     channels: int, twist: tuple[tuple[float, ...], ...] | None, shade: tuple[float, float] | None, colour_mapped: bool
-) -> _ChannelMix:
+) -> ChannelMix:
     """CTW with the astro semantics, then flatten (2 -> 1, >3 -> 3), then CMP keeps channel 0.
 
     Astro keeps the channel count: only min(rows, channels) outputs are computed (from
@@ -313,7 +313,7 @@ def _plan(
         matrix[k, : len(coeffs)] = coeffs
     keep = [0] if colour_mapped or n <= 2 else [0, 1, 2]
     rows = tuple(tuple((j, float(matrix[k, j])) for j in range(n) if matrix[k, j] != 0.0) for k in keep)
-    return _ChannelMix(rows, use_shade)
+    return ChannelMix(rows, use_shade)
 
 
 def _effective_minmax(
@@ -410,7 +410,7 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray
 
 
 def _linear(
-    data: np.ndarray, lohi: list[tuple[float, float]], plan: _ChannelMix, ftype: type, scale: float, gap: float = 0.0
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: ChannelMix, ftype: type, scale: float, gap: float = 0.0
 ) -> list[np.ndarray]:
     """One float plane per output channel: scale * sum(weight * normalised input).
 
@@ -532,7 +532,7 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     return table
 
 
-def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _ChannelMix, transfer: Transfer) -> np.ndarray:
+def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: ChannelMix, transfer: Transfer) -> np.ndarray:
     """8/16-bit data whose outputs each come from one input channel: one exact table lookup each."""
     unsigned = np.dtype(f"u{data.dtype.itemsize}")
     outs: list[np.ndarray] = []
@@ -552,11 +552,11 @@ def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: _Channe
 # --------------------------------------------------------------------------- entry points
 
 
-def _setup(display: Display, channels: int) -> tuple[Transfer, _ChannelMix]:
+def _setup(display: Display, channels: int) -> tuple[Transfer, ChannelMix]:
     """The per-request constants. Only the plan is cached (by what it depends on): a cache keyed on the
     whole Display would keep every request's MINMAX list alive, outside any budget."""
     transfer = Transfer.from_display(display)
-    return transfer, _plan(channels, display.twist or None, display.shade, transfer.colormap is not None)
+    return transfer, channel_mix(channels, display.twist or None, display.shade, transfer.colormap is not None)
 
 
 def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact: bool = False) -> np.ndarray:
@@ -592,7 +592,7 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact:
         return _render_int(data, lohi, plan, transfer)
 
     with np.errstate(all="ignore"):
-        table = None if exact else _quantised(transfer)
+        table = None if exact else quantised(transfer)
         if table is None:
             planes = _linear(data, lohi, plan, np.float64, 1.0)
             levels = [transfer.levels(p) for p in planes]
@@ -610,7 +610,7 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact:
     return _assemble(outs)
 
 
-def _lookup(p: np.ndarray, table: _Table) -> np.ndarray:
+def _lookup(p: np.ndarray, table: LookupTable) -> np.ndarray:
     """Quantise a plane already multiplied by ``table.fold`` (in place) and look it up.
 
     With roots, the plane holds x * scale**(2**roots), so the square roots leave

@@ -530,6 +530,10 @@ class TiffSource:
             return tables[:-2] + data[2:]
         return data
 
+    def decode_tile(self, level: int, col: int, row: int) -> np.ndarray:
+        """Tile (col, row) of ``level`` decoded afresh, never through the tile cache (what the cache must hold)."""
+        return self._tile(self._levels[level], col, row)
+
     def _tile(self, lv: _Level, col: int, row: int) -> np.ndarray:
         """One tile as an (th, tw, c) array of ``info``'s channels (edge tiles still padded)."""
         index = row * lv.info.tiles_across + col

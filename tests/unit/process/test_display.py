@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from pyiip.model import Display
 from pyiip.process import colormaps
-from pyiip.process.display import Transfer, _quantised, apply_display, default_minmax, needs_processing
+from pyiip.process.display import Transfer, apply_display, default_minmax, needs_processing, quantised
 
 LUT_TOLERANCE = 1  # grey levels; only where the quantised table is used
 
@@ -653,6 +653,6 @@ def test_random_ctw_against_reference(channels, twist, gamma, colormap, invert, 
 
 def test_tables_are_cached_and_fallback_is_exact():
     t = Transfer(0.4545, False, "jet", 1.0)
-    assert _quantised(t) is _quantised(t)
-    assert _quantised(Transfer(0.0, False, None, 1.0)) is None  # GAM=0: exact path
-    assert _quantised(Transfer(1.0, False, None, -1.0)) is None
+    assert quantised(t) is quantised(t)
+    assert quantised(Transfer(0.0, False, None, 1.0)) is None  # GAM=0: exact path
+    assert quantised(Transfer(1.0, False, None, -1.0)) is None
