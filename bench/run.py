@@ -5,6 +5,15 @@ settings, the same URL lists and the same wrk driver (bench/urls.lua), and their
 within one invocation, so machine drift affects both. Prints a Markdown table and writes
 bench/results/latest.json and the plot (docs/bench.png; bench/results/bench.png when quick).
 See the README, section "Performance", for the scenarios and how to read the ratios.
+
+A/B of pyiip versions, for a change that must not cost speed (no iipsrv, same images, settings and
+lighttpd; each commit extracted with ``git archive`` and run with this venv)::
+
+    .venv/bin/python bench/run.py --pyiip d53d1a8 --pyiip main --conc 8 --seconds 10 --rounds 2
+
+The table gives each version's req/s and CPU ms per request, and its ratio to the first's (B/A).
+``--rounds N`` alternates the versions' timed runs (A B, B A, ...) and sums them, so the drift of a
+shared machine hits both.
 """
 
 from __future__ import annotations
@@ -678,12 +687,17 @@ def timed_run(server: Server, scenario: Scenario, urls: Path, conc: int, seconds
 # Report
 
 
-def by_key(runs: Iterable[dict]) -> dict[tuple[str, str, int], dict]:
-    """The runs by (scenario, server, concurrency), the rounds of each (--rounds) combined into one."""
-    grouped: dict[tuple[str, str, int], list[dict]] = {}
+def grouped(runs: Iterable[dict]) -> dict[tuple[str, str, int], list[dict]]:
+    """The runs by (scenario, server, concurrency): the rounds of each (--rounds), in their order."""
+    out: dict[tuple[str, str, int], list[dict]] = {}
     for r in runs:
-        grouped.setdefault((r["scenario"], r["server"], r["conc"]), []).append(r)
-    return {key: combined(rounds) for key, rounds in grouped.items()}
+        out.setdefault((r["scenario"], r["server"], r["conc"]), []).append(r)
+    return out
+
+
+def by_key(runs: Iterable[dict]) -> dict[tuple[str, str, int], dict]:
+    """The runs by (scenario, server, concurrency), the rounds of each combined into one."""
+    return {key: combined(rounds) for key, rounds in grouped(runs).items()}
 
 
 def combined(rounds: Sequence[dict]) -> dict:
@@ -801,16 +815,21 @@ VERSION_FLOOR = 0.97
 
 def versions_table(runs: Sequence[dict], scenarios: Sequence[Scenario], names: Sequence[str]) -> str:
     """pyiip versions side by side, one row per scenario and concurrency: each version's req/s, its
-    ratio to the first version's (A), p50 / p99 ms, errors and server CPU ms per request; then the
-    scenarios whose ratio at c=8 is below VERSION_FLOOR."""
-    table = by_key(runs)
+    ratio to the first version's (A), p50 / p99 ms, errors and server CPU ms per request, and with
+    --rounds the ratio in each round (how far the machine's drift moves it); then the scenarios
+    whose ratio at c=8 is below VERSION_FLOOR."""
+    table, rounds = by_key(runs), grouped(runs)
     labels = {r["server"]: r["label"] for r in runs}
     letters = [chr(ord("A") + k) for k in range(len(names))]
     head = [f"{x} req/s" for x in letters] + [f"{x}/A" for x in letters[1:]]
-    head += [f"{x} p50 / p99 ms" for x in letters] + [
-        "errors " + " / ".join(letters),
-        "server CPU ms/req " + " / ".join(letters),
-    ]
+    head += (
+        [f"{x} p50 / p99 ms" for x in letters]
+        + [
+            "errors " + " / ".join(letters),
+            "server CPU ms/req " + " / ".join(letters),
+        ]
+        + [f"{x}/A by round" for x in letters[1:]]
+    )
     lines = [
         "  ".join(f"{x} = {labels.get(n, n)}" for x, n in zip(letters, names, strict=True)),
         "",
@@ -830,10 +849,18 @@ def versions_table(runs: Sequence[dict], scenarios: Sequence[Scenario], names: S
             cells = [f"{r['rps']:.0f}" for r in row] + [f"**{_num(q)}**" for q in ratios]
             cells += [f"{_num(r['latency_ms']['p50'])} / {_num(r['latency_ms']['p99'])}" for r in row]
             cells += [" / ".join(str(r["error_count"]) for r in row), " / ".join(_cpu_ms(r) for r in row)]
+            cells += [
+                _by_round(rounds[(scenario.name, names[0], conc)], rounds[(scenario.name, n, conc)]) for n in names[1:]
+            ]
             lines.append(f"| {scenario.title} | {conc} | " + " | ".join(cells) + " |")
     if any(r["conc"] == 8 for r in runs):
         lines += ["", f"Below {VERSION_FLOOR:g} at c=8: " + ("; ".join(below) if below else "none") + "."]
     return "\n".join(lines)
+
+
+def _by_round(firsts: Sequence[dict], others: Sequence[dict]) -> str:
+    """The ratio of the k-th run of one version to the k-th of the first: the runs of a round are adjacent."""
+    return " ".join(_num(b["rps"] / a["rps"] if a["rps"] else None) for a, b in zip(firsts, others, strict=False))
 
 
 def memory_summary(servers: Iterable[Server]) -> dict[str, dict]:

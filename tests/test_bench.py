@@ -331,7 +331,10 @@ def test_versions_table_combines_rounds_and_names_what_fell_below():
     table = run.versions_table(runs, scenarios, ["pyiip@aaaaaaa", "pyiip@bbbbbbb"]).splitlines()
     assert table[0] == "A = pyiip aaaaaaa  B = pyiip bbbbbbb (main)"
     assert table[2].startswith("| scenario | c | A req/s | B req/s | B/A | A p50 / p99 ms | B p50 / p99 ms |")
-    assert table[4] == "| JTL distinct | 8 | 1000 | 1000 | **1.00** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 | 0.75 / 0.75 |"
+    assert table[2].endswith("| server CPU ms/req A / B | B/A by round |")
+    assert table[4] == (
+        "| JTL distinct | 8 | 1000 | 1000 | **1.00** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 | 0.75 / 0.75 | 0.90 1.10 |"
+    )
     assert table[5].startswith("| info.json | 8 | 1000 | 960 | **0.96** |") and "| 0 / 1 |" in table[5]
     assert table[-1] == "Below 0.97 at c=8: info.json (B/A 0.96)."
 
