@@ -5,6 +5,15 @@ settings, the same URL lists and the same wrk driver (bench/urls.lua), and their
 within one invocation, so machine drift affects both. Prints a Markdown table and writes
 bench/results/latest.json and the plot (docs/bench.png; bench/results/bench.png when quick).
 See the README, section "Performance", for the scenarios and how to read the ratios.
+
+A/B of pyiip versions, for a change that must not cost speed (no iipsrv, same images, settings and
+lighttpd; each commit extracted with ``git archive`` and run with this venv)::
+
+    .venv/bin/python bench/run.py --pyiip d53d1a8 --pyiip main --conc 8 --seconds 10 --rounds 2
+
+The table gives each version's req/s and CPU ms per request, and its ratio to the first's (B/A).
+``--rounds N`` alternates the versions' timed runs (A B, B A, ...) and sums them, so the drift of a
+shared machine hits both.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +222,48 @@ VARIANTS = {
     "iipsrv-omp1": Variant("iipsrv-omp1", "iipsrv OMP_NUM_THREADS=1", IIPSRV, {"OMP_NUM_THREADS": "1"}),
     "pyiip": Variant("pyiip", "pyiip", PYIIP, PYIIP_SETTINGS),
 }
+
+# The FastCGI program of a pyiip checked out from git: the same venv's Python, the checkout's src/
+# first on sys.path, and the entry point that commit's pyproject.toml names (it moves with the code).
+LAUNCHER = """#!{python}
+import sys
+sys.path.insert(0, {src!r})
+import pyiip
+if not pyiip.__file__.startswith({src!r}):
+    sys.exit("pyiip came from " + pyiip.__file__ + ", not from {src}")
+from {module} import {function}
+sys.exit({function}())
+"""
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def checkout_variant(ref: str, workdir: Path) -> Variant:
+    """A pyiip variant at git commit ``ref``: its src/ and pyproject.toml extracted with git archive
+    into ``workdir``, run by a launcher named pyiip.fcgi with the venv's Python and packages.
+
+    Why not the venv's own pyiip.fcgi with PYTHONPATH: its entry point is the one of the installed
+    commit, which another commit may not have. PYTHONPATH is set too (absolute) so anything the
+    server starts imports the same code."""
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    short = commit[:7]
+    root = workdir / f"pyiip-{short}"
+    root.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "src", "pyproject.toml"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["pyiip.fcgi"]
+    module, function = entry.split(":")
+    src = str(root / "src")
+    launcher = root / "bin" / "pyiip.fcgi"
+    launcher.parent.mkdir(exist_ok=True)
+    launcher.write_text(LAUNCHER.format(python=sys.executable, src=src, module=module, function=function))
+    launcher.chmod(0o755)
+    label = short if ref.startswith(short) else f"{short} ({ref})"
+    return Variant(f"pyiip@{short}", f"pyiip {label}", launcher, {**PYIIP_SETTINGS, "PYTHONPATH": src})
 
 
 def server_env(variant: Variant, root: Path, logfile: Path, memcached: str | None, dead_memcached: str) -> dict:
@@ -635,8 +687,35 @@ def timed_run(server: Server, scenario: Scenario, urls: Path, conc: int, seconds
 # Report
 
 
+def grouped(runs: Iterable[dict]) -> dict[tuple[str, str, int], list[dict]]:
+    """The runs by (scenario, server, concurrency): the rounds of each (--rounds), in their order."""
+    out: dict[tuple[str, str, int], list[dict]] = {}
+    for r in runs:
+        out.setdefault((r["scenario"], r["server"], r["conc"]), []).append(r)
+    return out
+
+
 def by_key(runs: Iterable[dict]) -> dict[tuple[str, str, int], dict]:
-    return {(r["scenario"], r["server"], r["conc"]): r for r in runs}
+    """The runs by (scenario, server, concurrency), the rounds of each combined into one."""
+    return {key: combined(rounds) for key, rounds in grouped(runs).items()}
+
+
+def combined(rounds: Sequence[dict]) -> dict:
+    """Rounds of one scenario, server and concurrency as one run: req/s over their summed time, CPU
+    per request over all their requests, errors summed, latencies of the median round."""
+    if len(rounds) == 1:
+        return rounds[0]
+    requests = sum(r["requests"] for r in rounds)
+    elapsed = sum(r["requests"] / r["rps"] for r in rounds if r["rps"])
+    cpu = [r["server_cpu_ms_per_request"] * r["requests"] for r in rounds if r.get("server_cpu_ms_per_request")]
+    return {
+        **sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2],
+        "requests": requests,
+        "rps": requests / elapsed if elapsed else 0.0,
+        "error_count": sum(r["error_count"] for r in rounds),
+        "server_cpu_ms_per_request": sum(cpu) / requests if cpu and requests else None,
+        "rounds": len(rounds),
+    }
 
 
 def ratios(runs: Sequence[dict], scenarios: Sequence[Scenario]) -> list[dict]:
@@ -674,6 +753,10 @@ def targets(runs: Sequence[dict], scenarios: Sequence[Scenario], conc: int = 8) 
             }
         )
     return out
+
+
+def _rounds(report: dict) -> str:
+    return f"{report['rounds']} x " if report.get("rounds", 1) > 1 else ""
 
 
 def _num(value: float | None) -> str:
@@ -726,6 +809,60 @@ def targets_table(entries: Sequence[dict], scenarios: Sequence[Scenario]) -> str
     return "\n".join(lines)
 
 
+# The issue's bar for a change that should not cost speed: no scenario below this ratio at c=8.
+VERSION_FLOOR = 0.97
+
+
+def versions_table(runs: Sequence[dict], scenarios: Sequence[Scenario], names: Sequence[str]) -> str:
+    """pyiip versions side by side, one row per scenario and concurrency: each version's req/s, its
+    ratio to the first version's (A), p50 / p99 ms, errors and server CPU ms per request, and with
+    --rounds the ratio in each round (how far the machine's drift moves it); then the scenarios
+    whose ratio at c=8 is below VERSION_FLOOR."""
+    table, rounds = by_key(runs), grouped(runs)
+    labels = {r["server"]: r["label"] for r in runs}
+    letters = [chr(ord("A") + k) for k in range(len(names))]
+    head = [f"{x} req/s" for x in letters] + [f"{x}/A" for x in letters[1:]]
+    head += (
+        [f"{x} p50 / p99 ms" for x in letters]
+        + [
+            "errors " + " / ".join(letters),
+            "server CPU ms/req " + " / ".join(letters),
+        ]
+        + [f"{x}/A by round" for x in letters[1:]]
+    )
+    lines = [
+        "  ".join(f"{x} = {labels.get(n, n)}" for x, n in zip(letters, names, strict=True)),
+        "",
+        "| scenario | c | " + " | ".join(head) + " |",
+        "| --- | ---: |" + " ---: |" * len(head),
+    ]
+    below = []
+    for scenario in scenarios:
+        for conc in sorted({r["conc"] for r in runs if r["scenario"] == scenario.name}):
+            row = [table.get((scenario.name, n, conc)) for n in names]
+            if not all(row):
+                continue
+            base = row[0]["rps"]
+            ratios = [r["rps"] / base if base else None for r in row[1:]]
+            below += [f"{scenario.title} ({x}/A {_num(q)})" for x, q in zip(letters[1:], ratios, strict=True)
+                      if conc == 8 and (q is None or q < VERSION_FLOOR)]  # fmt: skip
+            cells = [f"{r['rps']:.0f}" for r in row] + [f"**{_num(q)}**" for q in ratios]
+            cells += [f"{_num(r['latency_ms']['p50'])} / {_num(r['latency_ms']['p99'])}" for r in row]
+            cells += [" / ".join(str(r["error_count"]) for r in row), " / ".join(_cpu_ms(r) for r in row)]
+            cells += [
+                _by_round(rounds[(scenario.name, names[0], conc)], rounds[(scenario.name, n, conc)]) for n in names[1:]
+            ]
+            lines.append(f"| {scenario.title} | {conc} | " + " | ".join(cells) + " |")
+    if any(r["conc"] == 8 for r in runs):
+        lines += ["", f"Below {VERSION_FLOOR:g} at c=8: " + ("; ".join(below) if below else "none") + "."]
+    return "\n".join(lines)
+
+
+def _by_round(firsts: Sequence[dict], others: Sequence[dict]) -> str:
+    """The ratio of the k-th run of one version to the k-th of the first: the runs of a round are adjacent."""
+    return " ".join(_num(b["rps"] / a["rps"] if a["rps"] else None) for a, b in zip(firsts, others, strict=False))
+
+
 def memory_summary(servers: Iterable[Server]) -> dict[str, dict]:
     """Per server, per FastCGI process: RSS first seen, last seen and peak (kB)."""
     out = {}
@@ -758,17 +895,20 @@ def plot(runs: Sequence[dict], scenarios: Sequence[Scenario], path: Path, title:
     cols = max(1, min(4, len(shown)))
     rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    labels = {r["server"]: r["label"] for r in runs}
+    palette = iter(("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"))
     colours = {"iipsrv": "tab:blue", "iipsrv-omp1": "tab:green", "pyiip": "tab:orange"}
+    colours = {name: colours.get(name) or next(palette, "tab:gray") for name in labels}
     for ax, scenario in zip(axes.flat, shown, strict=False):
         right = ax.twinx()
         for server in scenario.servers:
-            points = sorted((r["conc"], r["rps"], r["latency_ms"]["p99"]) for r in runs
+            points = sorted((r["conc"], r["rps"], r["latency_ms"]["p99"]) for r in by_key(runs).values()
                             if r["scenario"] == scenario.name and r["server"] == server)  # fmt: skip
             if not points:
                 continue
             conc, rps, p99 = zip(*points, strict=True)
-            ax.plot(conc, rps, "o-", color=colours[server], label=f"{VARIANTS[server].label} req/s")
-            right.plot(conc, p99, "s--", color=colours[server], alpha=0.6, label=f"{VARIANTS[server].label} p99")
+            ax.plot(conc, rps, "o-", color=colours[server], label=f"{labels[server]} req/s")
+            right.plot(conc, p99, "s--", color=colours[server], alpha=0.6, label=f"{labels[server]} p99")
         ax.set_xscale("log", base=2)
         concs = sorted({r["conc"] for r in runs})
         ax.set_xticks(concs, [str(c) for c in concs])
@@ -786,7 +926,7 @@ def plot(runs: Sequence[dict], scenarios: Sequence[Scenario], path: Path, title:
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     handles = [
-        plt.Line2D([], [], color=colours[s], marker=m, linestyle=ls, label=f"{VARIANTS[s].label} {what}")
+        plt.Line2D([], [], color=colours[s], marker=m, linestyle=ls, label=f"{labels[s]} {what}")
         for s in colours
         for m, ls, what in (("o", "-", "req/s"), ("s", "--", "p99 latency"))
     ]
@@ -917,10 +1057,19 @@ def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
     m = report["machine"]
     others = [r["cpu_pct"]["other"] for r in report["runs"] if "cpu_pct" in r]
     other = sum(others) / len(others) if others else 0.0
-    heading = (
-        f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {report['versions']['iipimage-server']}, "
-        f"{m['nproc']} x {m['cpu_model']}, {report['seconds']:g} s runs"
-        + (" (QUICK: smoke test, not a measurement)" if report["quick"] else "")
+    compared = report.get("pyiip_versions", [])
+    against = (
+        " vs ".join(v["label"] for v in compared)
+        if compared
+        else f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {report['versions']['iipimage-server']}"
+    )
+    heading = f"{against}, {m['nproc']} x {m['cpu_model']}, {_rounds(report)}{report['seconds']:g} s runs" + (
+        " (QUICK: smoke test, not a measurement)" if report["quick"] else ""
+    )
+    tables = (
+        [versions_table(report["runs"], scenarios, [v["name"] for v in compared])]
+        if compared
+        else [markdown_table(report["runs"], scenarios), targets_table(report["targets"], scenarios)]
     )
     markdown = "\n\n".join(
         [
@@ -929,8 +1078,7 @@ def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
             f"load average {m['loadavg'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end; "
             f"other programs used {other:.0f}% of one core on average during the runs "
             f"(lighttpd, wrk and the servers excluded; the machine has {100 * m['nproc']}%).",
-            markdown_table(report["runs"], scenarios),
-            targets_table(report["targets"], scenarios),
+            *tables,
             memory_table(report["memory"]),
         ]
     )
@@ -967,6 +1115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 3 s runs, 1 s warm-up, 10 s soak, plot not in docs/"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="timed runs per scenario, server and concurrency, the servers' order turning at each (A B, B A...), "
+        "combined in the tables: interleaves the servers so drift of a shared machine hits all (default 1)",
+    )
     parser.add_argument("--warmup", type=float, help="warm-up per scenario and server, in seconds (default 3)")
     parser.add_argument("--soak", type=float, help="seconds of mixed load on pyiip, RSS sampled (default 600)")
     parser.add_argument("--scenarios", help="comma-separated subset of the scenario names")
@@ -975,7 +1130,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG (default docs/bench.png; bench/results/bench.png when quick)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (configs, logs, URL lists)")
     parser.add_argument("--from-json", type=Path, help="measure nothing: redo the tables and plot of a saved run")
+    parser.add_argument(
+        "--pyiip",
+        action="append",
+        metavar="REF",
+        dest="refs",
+        help="A/B of pyiip versions instead of pyiip against iipsrv: a git commit (or branch, tag) of this "
+        "repository, given twice or more; each runs from its own `git archive` with this venv, and the table "
+        "shows each version's req/s against the first's (no iipsrv; no soak unless --soak)",
+    )
     args = parser.parse_args(argv)
+    if args.refs is not None and len(args.refs) < 2:
+        parser.error("--pyiip compares versions: give it at least twice")
     if args.from_json:
         report = json.loads(args.from_json.read_text())
         scenarios = [
@@ -988,20 +1154,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seconds = args.seconds or (3.0 if args.quick else 20.0)
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
-    soak_seconds = args.soak if args.soak is not None else (10.0 if args.quick else 600.0)
+    soak_seconds = args.soak if args.soak is not None else (0.0 if args.refs else 10.0 if args.quick else 600.0)
     plot_path = args.plot or (HERE / "results" / "bench.png" if args.quick else REPO / "docs" / "bench.png")
     concs = [int(c) for c in args.conc.replace(",", " ").split()]
-
-    programs = {
-        "wrk": shutil.which("wrk"),
-        "lighttpd": shutil.which("lighttpd") or "/usr/sbin/lighttpd",
-        "memcached": shutil.which("memcached"),
-        "iipsrv": str(IIPSRV),
-        "pyiip.fcgi": str(PYIIP),
-    }
-    for program, path in programs.items():
-        if not path or not os.path.exists(path):
-            raise SystemExit(f"{program} is not installed: run `make bench`, which installs it")
 
     import images
 
@@ -1013,16 +1168,40 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in wanted]
+    workdir = Path(tempfile.mkdtemp(prefix="pyiip-bench-"))
+    variants = dict(VARIANTS)
+    compared = [checkout_variant(ref, workdir) for ref in args.refs or []]
+    if compared:
+        if len({v.name for v in compared}) < len(compared):
+            raise SystemExit(f"--pyiip names the same commit twice: {' '.join(args.refs)}")
+        variants.update((v.name, v) for v in compared)
+        for scenario in scenarios:
+            scenario.servers = tuple(v.name for v in compared)
+    needed = {variants[v].binary for s in scenarios for v in s.servers}
+    programs = {
+        "wrk": shutil.which("wrk"),
+        "lighttpd": shutil.which("lighttpd") or "/usr/sbin/lighttpd",
+        "memcached": shutil.which("memcached"),
+        **{binary.name: str(binary) for binary in needed},
+    }
+    for program, path in programs.items():
+        if not path or not os.path.exists(path):
+            raise SystemExit(f"{program} is not installed: run `make bench`, which installs it")
 
     report: dict = {
         "quick": args.quick,
         "seconds": seconds,
         "warmup_seconds": warmup,
+        "rounds": args.rounds,
         "concurrency": concs,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_facts(),
         "versions": versions(),
         "settings": {"shared": SHARED_SETTINGS, "pyiip": PYIIP_SETTINGS, "fastcgi_processes": PROCS},
+        "pyiip_versions": [
+            {"name": v.name, "ref": ref, "commit": git("rev-parse", ref), "label": v.label}
+            for ref, v in zip(args.refs or [], compared, strict=True)
+        ],
         "scenarios": [
             {"name": s.name, "title": s.title, "urls": len(s.urls), "servers": list(s.servers), "target_c8": s.target}
             for s in scenarios
@@ -1031,7 +1210,6 @@ def main(argv: list[str] | None = None) -> int:
     if report["machine"]["loadavg"][0] > 3:
         log(f"warning: load average {report['machine']['loadavg'][0]:.1f}: the CPU is shared, figures are noisy")
 
-    workdir = Path(tempfile.mkdtemp(prefix="pyiip-bench-"))
     dead = f"127.0.0.1:{free_port()}"
     root = args.data.resolve()
     servers: dict[str, Server] = {}
@@ -1043,7 +1221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         needed = {v for s in scenarios if not s.memcached for v in s.servers}
         for name in sorted(needed):
-            servers[name] = Server(VARIANTS[name], workdir, root, None, dead)
+            servers[name] = Server(variants[name], workdir, root, None, dead)
             everything.append(servers[name])
             servers[name].start()
             log(f"{servers[name].name} on port {servers[name].port}, processes {servers[name].children}")
@@ -1059,7 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
                 memcached = Memcached()
                 memcached.start()
                 mc = memcached
-                group = [Server(VARIANTS[v], workdir, root, memcached.address, dead) for v in scenario.servers]
+                group = [Server(variants[v], workdir, root, memcached.address, dead) for v in scenario.servers]
                 everything += group
                 for server in group:
                     server.start()
@@ -1080,7 +1258,7 @@ def main(argv: list[str] | None = None) -> int:
                 first[f"{scenario.name} {server.name}"] = round(time.monotonic() - started, 3)
                 run_wrk(wrk_command(server.base, lists[scenario.name], 8, warmup), timeout=warmup + 120)
             for j, conc in enumerate(concs):
-                for server in rotated(group, index + j):
+                for server in (s for k in range(args.rounds) for s in rotated(group, index + j + k)):
                     run = timed_run(server, scenario, lists[scenario.name], conc, seconds, mc)
                     runs.append(run)
                     log(
@@ -1097,13 +1275,14 @@ def main(argv: list[str] | None = None) -> int:
         if soak_seconds > 0:
             # Every list but the single tile, whatever --scenarios chose, on its own pyiip.
             mixed = [u for s in build_scenarios(pyramids) if not s.memcached and s.name != "jtl_repeat" for u in s.urls]
-            if "pyiip" not in servers:
-                servers["pyiip"] = Server(VARIANTS["pyiip"], workdir, root, None, dead)
-                everything.append(servers["pyiip"])
-                servers["pyiip"].start()
+            soaked = compared[-1].name if compared else "pyiip"  # the last version compared
+            if soaked not in servers:
+                servers[soaked] = Server(variants[soaked], workdir, root, None, dead)
+                everything.append(servers[soaked])
+                servers[soaked].start()
             try:
                 report["soak"] = soak(
-                    servers["pyiip"], write_list(workdir, "soak", shuffled(mixed, random.Random(7))), soak_seconds
+                    servers[soaked], write_list(workdir, "soak", shuffled(mixed, random.Random(7))), soak_seconds
                 )
             except (RuntimeError, ValueError, OSError) as exc:
                 report["soak"] = {"error": str(exc)}
@@ -1142,9 +1321,13 @@ def publish(report: dict, scenarios: Sequence[Scenario], json_path: Path, plot_p
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     json_path.with_suffix(".md").write_text(markdown + "\n")
-    plot(report["runs"], scenarios, plot_path, heading)
+    try:
+        plot(report["runs"], scenarios, plot_path, heading)
+        plotted = f" and {plot_path}"
+    except ImportError:  # matplotlib comes with the bench extra; the tables need nothing
+        plotted = " (no plot: matplotlib is not installed, `make bench` installs it)"
     print(markdown)
-    log(f"wrote {json_path}, {json_path.with_suffix('.md')} and {plot_path}")
+    log(f"wrote {json_path}, {json_path.with_suffix('.md')}{plotted}")
 
 
 if __name__ == "__main__":

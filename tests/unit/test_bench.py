@@ -293,6 +293,52 @@ def test_render_a_saved_report():
     assert "Soak: pyiip 600 s at c=8, 300 req/s, 0 errors" in markdown
 
 
+# --- A/B of pyiip versions (--pyiip REF, twice or more)
+
+
+def test_a_commit_runs_from_its_own_archive_with_its_own_entry_point(tmp_path):
+    import subprocess
+    import tomllib
+
+    variant = run.checkout_variant("HEAD", tmp_path)
+    short = run.git("rev-parse", "--short=7", "HEAD")
+    src = tmp_path / f"pyiip-{short}" / "src"
+    assert variant.name == f"pyiip@{short}" and variant.label == f"pyiip {short} (HEAD)"
+    assert variant.is_pyiip and variant.env == {**run.PYIIP_SETTINGS, "PYTHONPATH": str(src)}
+    entry = tomllib.loads((run.REPO / "pyproject.toml").read_text())["project"]["scripts"]["pyiip.fcgi"]
+    module, function = entry.split(":")
+    launcher = variant.binary.read_text()
+    assert launcher.startswith(f"#!{sys.executable}\n") and f"from {module} import {function}\n" in launcher
+    # Everything but the start of the server: the checkout's pyiip wins over the venv's editable one.
+    imports = launcher.split("\nfrom ")[0] + "\n" + f"import {module}; print({module}.__file__)"
+    done = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, env={}, check=True)
+    assert done.stdout.startswith(str(src / "pyiip")), done.stdout
+
+
+def test_versions_table_combines_rounds_and_names_what_fell_below():
+    scenarios = [run.Scenario("jtl_jpeg", "JTL distinct", []), run.Scenario("iiif_info", "info.json", [])]
+    runs = [
+        {**_run("jtl_jpeg", "pyiip@aaaaaaa", 8, 1000), "label": "pyiip aaaaaaa"},
+        {**_run("jtl_jpeg", "pyiip@bbbbbbb", 8, 900), "label": "pyiip bbbbbbb (main)"},
+        {**_run("jtl_jpeg", "pyiip@bbbbbbb", 8, 1100), "label": "pyiip bbbbbbb (main)"},
+        {**_run("jtl_jpeg", "pyiip@aaaaaaa", 8, 1000), "label": "pyiip aaaaaaa"},
+        {**_run("iiif_info", "pyiip@aaaaaaa", 8, 1000), "label": "pyiip aaaaaaa"},
+        {**_run("iiif_info", "pyiip@bbbbbbb", 8, 960, errors=1), "label": "pyiip bbbbbbb (main)"},
+    ]
+    merged = run.by_key(runs)[("jtl_jpeg", "pyiip@bbbbbbb", 8)]
+    assert merged["requests"] == 18000 + 22000 and merged["rounds"] == 2
+    assert merged["rps"] == pytest.approx(40000 / (20 + 20)) and merged["server_cpu_ms_per_request"] == 0.75
+    table = run.versions_table(runs, scenarios, ["pyiip@aaaaaaa", "pyiip@bbbbbbb"]).splitlines()
+    assert table[0] == "A = pyiip aaaaaaa  B = pyiip bbbbbbb (main)"
+    assert table[2].startswith("| scenario | c | A req/s | B req/s | B/A | A p50 / p99 ms | B p50 / p99 ms |")
+    assert table[2].endswith("| server CPU ms/req A / B | B/A by round |")
+    assert table[4] == (
+        "| JTL distinct | 8 | 1000 | 1000 | **1.00** | 1.23 / 56.8 | 1.23 / 56.8 | 0 / 0 | 0.75 / 0.75 | 0.90 1.10 |"
+    )
+    assert table[5].startswith("| info.json | 8 | 1000 | 960 | **0.96** |") and "| 0 / 1 |" in table[5]
+    assert table[-1] == "Below 0.97 at c=8: info.json (B/A 0.96)."
+
+
 # --- bench/overhead.py: the per-layer split of a request, in-process
 
 
