@@ -90,8 +90,13 @@ class Params:
     format: str
 
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, region: RegionSpec | None = None, size: SizeSpec | None = None) -> str:
+        """The parameters as text, with ``region`` and ``size`` in place of their own when given (the
+        canonical form: no dataclass copy on every image request)."""
         rotation = ("!" if self.mirror else "") + number(self.rotation)
-        return f"{self.region}/{self.size}/{rotation}/{self.quality}.{self.format}"
+        return f"{region or self.region}/{size or self.size}/{rotation}/{self.quality}.{self.format}"
 
 
 def parse_region(text: str) -> RegionSpec:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 from pyiip.cache.etags import content_etag
@@ -64,7 +63,7 @@ def canonical_params(
         spec = SizeSpec("wh", width, height)  # a distorting size
     else:
         spec = SizeSpec("w", width)
-    return str(replace(params, region=region, size=spec))
+    return params.text(region, spec)
 
 
 # ---------------------------------------------------------------- requests
