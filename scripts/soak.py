@@ -41,6 +41,7 @@ from tests.support.servers import (  # noqa: E402
     free_port,
     lighttpd_config,
     running,
+    status_kib,
     stop,
 )
 
@@ -127,8 +128,7 @@ end
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(field + r":\s+(\d+)", text).group(1)) / 1024
+    return status_kib(pid, field) / 1024
 
 
 def peak_mb(pid: int) -> float:

@@ -128,8 +128,8 @@ fastcgi.server = ( "/" => (( {backend}, "check-local" => "disable" )) )
     return config
 
 
-def fastcgi_children(pid: int) -> list[int]:
-    """PIDs of the pyiip.fcgi processes a web server (``pid``) spawned."""
+def children(pid: int, marker: bytes = b"") -> list[int]:
+    """PIDs of the processes ``pid`` started whose command line holds ``marker``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -138,6 +138,19 @@ def fastcgi_children(pid: int) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"pyiip.fcgi" in cmdline:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and marker in cmdline:
                 found.append(int(entry.name))
     return found
+
+
+def fastcgi_children(pid: int) -> list[int]:
+    """PIDs of the pyiip.fcgi processes a web server (``pid``) spawned."""
+    return children(pid, b"pyiip.fcgi")
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` size in KiB (VmRSS, VmHWM...)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")

@@ -32,7 +32,7 @@ from pyiip.server.fcgi_client import environ_for
 from tests.integration.test_cache_hostile import HEIGHT, WIDTH, get, rewrite_in_place
 from tests.support.imaging import rgb_pattern, write_tifffile_pyramid
 from tests.support.mcserver import Memcached, memcached
-from tests.support.servers import VENV_BIN, free_port, running
+from tests.support.servers import VENV_BIN, free_port, running, status_kib
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,1"
 INFO = "/iiif/3/rgb.tif/info.json"
@@ -130,10 +130,7 @@ def test_distinct_long_iiif_id_headers_stay_within_the_budget(root, make_app):
 
 def rss(pid: int) -> int:
     """Resident set size in bytes, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    return status_kib(pid, "VmRSS") * 1024
 
 
 def fcgi_get(port: int, uri: str, **extra: str) -> fcgi_client.ResponderOutput:

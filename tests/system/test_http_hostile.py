@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pyiip.server.http_server import MAX_CONNECTIONS
-from tests.support.servers import http_server
+from tests.support.servers import http_server, status_kib
 from tests.system.test_faults import cpu_ticks, open_sockets
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=2,1"
@@ -299,22 +299,17 @@ def test_oversized_and_malformed_requests(patient):
     assert probe(port, "/health") == 200
 
 
-def rss_kb(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0])
-
-
 def test_bodies_coming_in_are_not_kept(patient):
     """60 peers each one byte short of a 1 MB body: the workers' memory does not hold 60 MB of them."""
     port, pids = patient
-    before = sum(rss_kb(pid) for pid in pids)
+    before = sum(status_kib(pid, "VmRSS") for pid in pids)
     peers = [connect(port) for _ in range(60)]
     try:
         for sock in peers:
             sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (1 << 20))
             sock.sendall(b"x" * ((1 << 20) - 1))
         time.sleep(0.5)
-        grown = sum(rss_kb(pid) for pid in pids) - before
+        grown = sum(status_kib(pid, "VmRSS") for pid in pids) - before
         print(f"\nworkers' RSS with 60 MB of request bodies coming in: +{grown / 1024:.1f} MB")
         assert grown < 16 * 1024
         assert probe(port, "/health") == 200

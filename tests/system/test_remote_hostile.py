@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.imaging import rgb_pattern, write_vips_pyramid
 from tests.support.objectstores import HostileStore, hostile_store
-from tests.support.servers import get, http_server
+from tests.support.servers import get, http_server, status_kib
 
 REMOTE_TIMEOUT = 1.0
 DRIP_INTERVAL = 0.5  # under REMOTE_TIMEOUT: a timeout per socket operation never fires
@@ -64,13 +64,6 @@ def _only_child(pid: int) -> int:
     return int(children[0])
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def iip(base: str, identifier: str, timeout: float) -> tuple[int, bytes]:
     status, _headers, body = get(f"{base}/fcgi-bin/iipsrv.fcgi?FIF={identifier}&{TILE}", timeout=timeout)
     return status, body
@@ -112,9 +105,9 @@ def test_a_reply_longer_than_asked_is_never_read_into_memory(
     good = iip(base, "good/rgb.tif", timeout=30)
     assert good[0] == 200
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status_kib(pid, "VmHWM")
+    before = status_kib(pid, "VmHWM")
     reply = iip(base, f"{mode}/rgb.tif", timeout=60)
-    peak = _status_kib(pid, "VmHWM")
+    peak = status_kib(pid, "VmHWM")
     print(f"{mode}: status {reply[0]}, peak RSS {before // 1024} -> {peak // 1024} MiB")
     assert reply[0] == status
     if status == 200:

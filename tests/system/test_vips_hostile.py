@@ -12,29 +12,9 @@ import pyvips
 
 from tests.support.hostile import png_bomb
 from tests.support.imaging import rgb_pattern
-from tests.support.servers import get, http_server
+from tests.support.servers import children, get, http_server, status_kib
 
 BOMB_SIDE = 40000  # 1.6 GB of grey pixels, over the default MAX_REQUEST_MEMORY (1024 MB)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _status_mb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) // 1024
-    raise KeyError(key)
 
 
 def _held_temporaries(pid: int) -> dict[str, int]:
@@ -67,9 +47,9 @@ def flat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     port, server = http_server(root, {"TMPDIR": str(scratch), "VIPS_DISC_THRESHOLD": "1m"}, workers=1)
     with server as process:
         deadline = time.monotonic() + 10
-        while not _children(process.pid) and time.monotonic() < deadline:
+        while not children(process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        (worker,) = _children(process.pid)
+        (worker,) = children(process.pid)
         yield port, process.pid, worker, scratch
 
 
@@ -85,10 +65,10 @@ def test_png_bomb_is_refused_before_it_is_decoded(flat_server: tuple[int, int, i
         status, _headers, body = get(url, timeout=120)
         assert status == 413, (status, body[:80])
         assert b"MAX_REQUEST_MEMORY" in body
-    assert _status_mb(worker, "VmHWM") < 200
+    assert status_kib(worker, "VmHWM") // 1024 < 200
     assert _held_temporaries(worker) == {} and not list(scratch.iterdir())
     assert get(f"http://127.0.0.1:{port}/health")[0] == 200
-    assert _children(server) == [worker]  # the same worker, alive
+    assert children(server) == [worker]  # the same worker, alive
 
 
 def test_float_bomb_is_refused_at_open(flat_server: tuple[int, int, int, Path]) -> None:
@@ -97,9 +77,9 @@ def test_float_bomb_is_refused_at_open(flat_server: tuple[int, int, int, Path]) 
     port, server, worker, scratch = flat_server
     status, _headers, body = get(f"http://127.0.0.1:{port}/iiif/3/float.tif/info.json", timeout=120)
     assert status == 413 and b"too large to decode whole" in body
-    assert _status_mb(worker, "VmHWM") < 200
+    assert status_kib(worker, "VmHWM") // 1024 < 200
     assert _held_temporaries(worker) == {} and not list(scratch.iterdir())
-    assert _children(server) == [worker]
+    assert children(server) == [worker]
 
 
 def test_whole_decodes_within_the_budget_keep_no_temporary_file(flat_server: tuple[int, int, int, Path]) -> None:
