@@ -4,7 +4,7 @@
 settings, the same URL lists and the same wrk driver (bench/urls.lua), and their runs alternate
 within one invocation, so machine drift affects both. Prints a Markdown table and writes
 bench/results/latest.json and the plot (docs/bench.png; bench/results/bench.png when quick).
-See the README, section "Performance", for the scenarios and how to read the ratios.
+See docs/performance.md, for the scenarios and how to read the ratios.
 
 A/B of pyiip versions, for a change that must not cost speed (no iipsrv, same images, settings and
 lighttpd; each commit extracted with ``git archive`` and run with this venv)::
