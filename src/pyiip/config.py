@@ -6,11 +6,12 @@ value stops the server with a clear message instead of failing requests.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from pyiip.model import RenderOptions
+from pyiip.model import FORMATS, RenderOptions
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,7 @@ class Settings:
     jpeg_quality: int = 75
     png_quality: int = 1
     webp_quality: int = 50
+    avif_quality: int = 50
     max_cvt: int = 5000
     max_layers: int = 0
     memcached_servers: str = ""
@@ -40,6 +42,8 @@ class Settings:
     uri_map: str = ""
     iiif_version: int = 3
     copyright: str = ""
+    preferred_formats: str = ""  # IIIF 3.0 preferredFormats, comma-separated
+    iiif_extra_info: str = ""  # JSON members added to every info.json (iipsrv's syntax)
     codec_passthrough: bool = True
     max_request_memory: int = 1024
     max_process_memory: int = 0  # MB of address space per process (RLIMIT_AS), 0 for none
@@ -102,6 +106,7 @@ _VARIABLES: dict[str, tuple[str, object] | None] = {
     "JPEG_QUALITY": ("jpeg_quality", _int),
     "PNG_QUALITY": ("png_quality", _int),
     "WEBP_QUALITY": ("webp_quality", _int),
+    "AVIF_QUALITY": ("avif_quality", _int),
     "MAX_CVT": ("max_cvt", _int),
     "MAX_LAYERS": ("max_layers", _int),
     "MEMCACHED_SERVERS": ("memcached_servers", str),
@@ -114,6 +119,8 @@ _VARIABLES: dict[str, tuple[str, object] | None] = {
     "URI_MAP": ("uri_map", str),
     "IIIF_VERSION": ("iiif_version", _int),
     "COPYRIGHT": ("copyright", str),
+    "PREFERRED_FORMATS": ("preferred_formats", str),
+    "IIIF_EXTRA_INFO": ("iiif_extra_info", str),
     "CODEC_PASSTHROUGH": ("codec_passthrough", _bool),
     "MAX_REQUEST_MEMORY": ("max_request_memory", _int),
     "MAX_PROCESS_MEMORY": ("max_process_memory", _int),
@@ -159,6 +166,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         "jpeg_quality": _clamp(settings.jpeg_quality, 1, 100),
         "png_quality": _clamp(settings.png_quality, 0, 9),
         "webp_quality": _clamp(settings.webp_quality, -1, 100),
+        "avif_quality": _clamp(settings.avif_quality, -1, 100),
         # iipsrv: 0 means the default, -1 unlimited, below -1 becomes 1.
         "max_cvt": 5000 if settings.max_cvt == 0 else (1 if settings.max_cvt < -1 else settings.max_cvt),
     }
@@ -195,7 +203,49 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             )
     if settings.cors and any(c in settings.cors for c in "\r\n"):
         raise ConfigError("CORS must be a single header value")
+    preferred_formats(settings)
+    extra_info(settings)
     return _replace(settings, fixes)
+
+
+def preferred_formats(settings: Settings) -> list[str]:
+    """PREFERRED_FORMATS as a list, each one a format the server writes (``jpg``, ``png``, ``webp``...)."""
+    names = [name.strip().lower() for name in settings.preferred_formats.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown:
+        raise ConfigError(f"PREFERRED_FORMATS: {', '.join(unknown)} not among {', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+# Keys that describe the image and what the server does: computed per image, never replaced.
+SERVER_KEYS = frozenset(
+    (
+        "@context", "@id", "id", "type", "protocol", "profile", "width", "height", "sizes", "tiles",
+        "maxWidth", "maxHeight", "maxArea", "extraFormats", "extraQualities", "extraFeatures", "preferredFormats",
+    )
+)  # fmt: skip
+
+
+def extra_info(settings: Settings) -> dict[str, object]:
+    """IIIF_EXTRA_INFO as JSON members, in iipsrv's syntax (``"rights": "...", "service": [...]``).
+
+    A whole object (``{...}``) is read too. iipsrv pastes the text into the
+    document unchecked, so a typo breaks every info.json; here it stops the
+    server instead, as do keys the server computes itself.
+    """
+    text = settings.iiif_extra_info.strip()
+    if not text:
+        return {}
+    try:
+        members = json.loads(text if text.startswith("{") else "{" + text + "}")
+    except ValueError as error:
+        raise ConfigError(f'IIIF_EXTRA_INFO must be JSON members such as "rights": "..." ({error})') from None
+    if not isinstance(members, dict):
+        raise ConfigError("IIIF_EXTRA_INFO must be JSON members or an object")
+    taken = sorted(SERVER_KEYS & set(members))
+    if taken:
+        raise ConfigError(f"IIIF_EXTRA_INFO may not set {', '.join(taken)}: the server writes them")
+    return members
 
 
 def _replace(settings: Settings, changes: dict[str, object]) -> Settings:
@@ -210,6 +260,7 @@ def render_options(settings: Settings) -> RenderOptions:
         jpeg_quality=settings.jpeg_quality,
         png_quality=settings.png_quality,
         webp_quality=settings.webp_quality,
+        avif_quality=settings.avif_quality,
         interpolation=settings.interpolation,
         codec_passthrough=settings.codec_passthrough,
     )

@@ -6,7 +6,8 @@ live at the top so that nothing below respond/ imports it. Imports no stage pack
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+import math
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
@@ -158,6 +159,67 @@ class Reply:
             lines = [f"Status: {self.status}\r\n", *(f"{name}: {value}\r\n" for name, value in self.headers), "\r\n"]
             self._cgi = "".join(lines).encode("latin-1")
         return self._cgi
+
+
+def media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
+    """The ranges of an Accept header: (``type/subtype`` lower-cased, other parameters, q), in header order.
+
+    Never raises: a range without a slash, or whose q is not a number in
+    0..1, is left out (RFC 9110 section 12.5.1 gives it no meaning). Commas
+    inside quoted parameters are not expected (IIIF profiles are URIs).
+    """
+    ranges = []
+    for item in accept.split(","):
+        kind, _, rest = item.partition(";")
+        kind = kind.strip().lower()
+        if kind.count("/") != 1:
+            continue
+        params: dict[str, str] = {}
+        q = 1.0
+        for param in rest.split(";"):
+            name, _, value = param.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name != "q":
+                params[name] = value
+                continue
+            try:
+                q = float(value)
+            except ValueError:
+                q = math.nan
+        if 0.0 <= q <= 1.0:
+            ranges.append((kind, params, q))
+    return ranges
+
+
+def _weight(offer: str, ranges: list[tuple[str, dict[str, str], float]]) -> float | None:
+    """The q of the most specific range matching ``offer`` (exact, then ``type/*``, then ``*/*``); None if none does."""
+    family = offer.partition("/")[0] + "/*"
+    found: tuple[int, float] | None = None
+    for kind, _params, q in ranges:
+        rank = 3 if kind == offer else 2 if kind == family else 1 if kind == "*/*" else 0
+        if rank and (found is None or rank > found[0]):
+            found = (rank, q)
+    return None if found is None else found[1]
+
+
+def negotiate(accept: str, offers: Sequence[str]) -> str:
+    """The offer the Accept header weighs highest, ties in the order of ``offers`` (the server's preference).
+
+    An offer no range names comes before one refused with ``q=0``; when every
+    offer is refused the first is sent anyway (a body beats a 406 here).
+    """
+    if not accept:
+        return offers[0]
+    ranges = media_ranges(accept)
+    best, best_q = "", 0.0
+    unnamed = []
+    for offer in offers:
+        q = _weight(offer, ranges)
+        if q is None:
+            unnamed.append(offer)
+        elif q > best_q:
+            best, best_q = offer, q
+    return best or (unnamed or offers)[0]
 
 
 def text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:

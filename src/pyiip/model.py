@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
+# The output formats the encoders write, in the order info.json lists them (IIIF names: ``tif``, not ``tiff``).
+FORMATS = ("jpg", "png", "webp", "tif", "gif", "avif")
+# The formats that carry 16 bits per sample (``ImageRequest.depth``).
+DEEP_FORMATS = ("png", "tif")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,9 @@ class ImageRequest:
 
     ``size`` is the output size before rotation; ``rotation`` is clockwise
     degrees, applied after ``mirror`` (IIIF order). ``quality`` is None for
-    the encoder's default (JPEG_QUALITY etc.).
+    the encoder's default (JPEG_QUALITY etc.). ``depth`` is the output's bits
+    per sample: 8, or 16 for a PNG or TIFF of a source with more than 8 bits
+    (process.deep says how its values are mapped).
     """
 
     region: Region
@@ -70,6 +76,7 @@ class ImageRequest:
     format: str = "jpg"
     quality: int | None = None
     display: Display = field(default_factory=lambda: IDENTITY)
+    depth: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,5 +91,6 @@ class RenderOptions:
     jpeg_quality: int = 75
     png_quality: int = 1
     webp_quality: int = 50
+    avif_quality: int = 50  # -1 lossless, as iipsrv's AVIF_QUALITY
     interpolation: int = 1  # 0 nearest neighbour, 1 bilinear (iipsrv's INTERPOLATION)
     codec_passthrough: bool = True  # stored JPEG tiles go out as they are

@@ -127,6 +127,7 @@ def test_cors_and_preflight(cors_app):
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert "GET" in headers["Access-Control-Allow-Methods"]
     assert "if-none-match" in headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in headers["Access-Control-Allow-Headers"].lower()  # IIIF Auth clients send it
     assert "ETag" not in headers
 
 

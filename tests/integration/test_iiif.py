@@ -55,7 +55,7 @@ def test_info_v3(ask) -> None:
     assert (doc["maxWidth"], doc["maxHeight"], doc["maxArea"]) == (5000, 5000, 25_000_000)
     assert doc["sizes"] == [{"width": 137, "height": 112}, {"width": 275, "height": 225}, {"width": 550, "height": 450}]
     assert doc["tiles"] == [{"width": 256, "height": 256, "scaleFactors": [1, 2, 4, 8]}]
-    assert doc["extraFormats"] == ["webp", "tif", "gif"]
+    assert doc["extraFormats"] == ["png", "webp", "tif", "gif", "avif"]
     assert doc["extraQualities"] == ["color", "gray", "bitonal"]
     assert "sizeUpscaling" in doc["extraFeatures"] and "mirroring" in doc["extraFeatures"]
     assert not {"license", "attribution", "logo", "rights"} & set(doc)
@@ -70,8 +70,14 @@ def test_info_v2(ask) -> None:
     assert doc["@id"] == "http://testhost/iiif/2/grey16.tif"
     level, service = doc["profile"]
     assert level == "http://iiif.io/api/image/2/level2.json"
-    assert service["formats"] == ["jpg", "png", "webp", "tif", "gif"]
-    assert service["qualities"] == ["default", "color", "gray", "bitonal"]  # 16 bits: a colormap can colour it
+    assert service["formats"] == ["jpg", "png", "webp", "tif", "gif", "avif"]
+    assert service["qualities"] == [
+        "default",
+        "color",
+        "gray",
+        "bitonal",
+        "bits16",
+    ]  # 16 bits: a colormap can colour it
     assert {"sizeAboveFull", "regionSquare", "mirroring", "rotationArbitrary"} <= set(service["supports"])
     assert service["maxWidth"] == 5000
     response = ask("/iiif/2/grey16.tif/info.json", headers={"accept": "application/ld+json"})

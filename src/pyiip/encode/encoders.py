@@ -1,7 +1,8 @@
-"""Encoders from uint8 pixel arrays to the output formats.
+"""Encoders from pixel arrays to the output formats.
 
-JPEG goes through simplejpeg (libjpeg-turbo); PNG and WebP through
+JPEG goes through simplejpeg (libjpeg-turbo); PNG, WebP and AVIF through
 imagecodecs; TIFF through tifffile; GIF through libvips. All work on in-memory arrays, no files.
+Arrays are uint8, or uint16 for PNG and TIFF (16-bit output, model.DEEP_FORMATS).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MIME = {
     "webp": "image/webp",
     "tif": "image/tiff",
     "gif": "image/gif",
+    "avif": "image/avif",
 }
 
 
@@ -44,7 +46,8 @@ def _flatten(pixels: np.ndarray, keep_alpha: bool) -> np.ndarray:
 
 
 def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) -> bytes:
-    """Encode an (h, w, c) uint8 array; ``quality`` is the format's 0-100 quality."""
+    """Encode an (h, w, c) uint8 array (uint16 for PNG and TIFF); ``quality`` is the format's 0-100 quality,
+    -1 lossless for WebP and AVIF."""
     if fmt == "jpg":
         pixels = _contiguous(_flatten(pixels, keep_alpha=False))
         gray = pixels.shape[2] == 1
@@ -78,8 +81,24 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
             extrasamples=("unassalpha",) if pixels.shape[2] in (2, 4) else None,
         )
         return buffer.getvalue()
+    if fmt == "avif":
+        return _avif(_contiguous(_flatten(pixels, keep_alpha=True)), quality)
     if fmt == "gif":
         # libvips quantises to a 256-colour palette (cgif), keeping alpha as transparency.
         pixels = _contiguous(_flatten(pixels, keep_alpha=True))
         return pyvips.Image.new_from_array(pixels).gifsave_buffer()
     raise UnsupportedFormat(f"unsupported output format {fmt!r}")
+
+
+def _avif(pixels: np.ndarray, quality: int) -> bytes:
+    """As iipsrv's AVIFCompressor: the fastest speed, 4:2:0 (4:4:4 when lossless, 4:0:0 for grey)."""
+    lossless = quality < 0
+    if pixels.shape[2] < 3:  # libavif takes grey without alpha only
+        pixels, layout = pixels[:, :, 0], imagecodecs.AVIF.PIXEL_FORMAT.YUV400
+    else:
+        layout = imagecodecs.AVIF.PIXEL_FORMAT.YUV444 if lossless else imagecodecs.AVIF.PIXEL_FORMAT.YUV420
+    level = imagecodecs.AVIF.QUALITY.LOSSLESS if lossless else quality
+    # As png_encode: bytes unless given out=.
+    return imagecodecs.avif_encode(  # type: ignore[return-value]
+        pixels, level=level, speed=imagecodecs.AVIF.SPEED.FASTEST, pixelformat=layout, numthreads=1
+    )

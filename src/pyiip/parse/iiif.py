@@ -8,6 +8,14 @@ trailing zeros, ``360`` as ``0``). The spec's canonical form depends on the
 image (``full`` for a region that covers it, sizes as ``w,h``): the respond
 layer computes those values and prints them with the same ``str()``.
 
+Each of the four parameter segments is percent-decoded before it is read
+(IIIF 3.0 section 9 lets clients encode ``^ ! , :`` and the dot, and
+browsers send ``^`` as ``%5E``): the path is split on its literal slashes
+first, so the identifier keeps its own rules (``%2F`` inside it stays part
+of it). A segment that still holds ``%`` once decoded (double encoding) or an
+escape that is not two hex digits is a 400. ``str()`` prints the decoded,
+canonical form.
+
 Parsing is pure: nothing here opens an image or reads a setting, so a
 malformed request is a 400 whether or not the identifier exists.
 """
@@ -16,13 +24,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from pyiip.errors import BadRequest, NotFound
+from pyiip.model import FORMATS
 from pyiip.parse import numbers
 
-FORMATS = ("jpg", "png", "webp", "tif", "gif")
-QUALITIES = ("default", "color", "gray", "bitonal")
+# The default colours at 16 bits per sample, as PNG or TIFF (process.deep), for sources with more than 8.
+DEEP_QUALITY = "bits16"
+QUALITIES = ("default", "color", "gray", "bitonal", DEEP_QUALITY)
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})?")
 _INT = r"\d+"
 _FLOAT = r"\d+(?:\.\d*)?|\.\d+"
 _REGION_PX = re.compile(rf"^({_INT}),({_INT}),({_INT}),({_INT})$")
@@ -162,6 +173,28 @@ def parse_quality_format(text: str) -> tuple[str, str]:
     return quality, fmt
 
 
+def decode_param(segment: str) -> str:
+    """One parameter segment percent-decoded (ASCII only: no parameter has another character).
+
+    ``%5Emax`` is ``^max``, ``0%2c0%2C9%2C9`` is ``0,0,9,9``; ``%255E`` (an
+    encoded ``%``) and a ``%`` without two hex digits are refused rather than
+    guessed at.
+    """
+    if "%" not in segment:
+        return segment  # the usual case: no regular expression on the tile path
+
+    def byte(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code is None:
+            raise BadRequest(f"invalid percent-escape in {segment[:60]!r}")
+        char = chr(int(code, 16))
+        if char == "%" or not " " < char < "\x7f":
+            raise BadRequest(f"invalid character {match.group(0)!r} in {segment[:60]!r}")
+        return char
+
+    return _ESCAPE.sub(byte, segment)
+
+
 def parse_params(region: str, size: str, rotation: str, quality_format: str, version: int) -> Params:
     mirror, angle = parse_rotation(rotation)
     quality, fmt = parse_quality_format(quality_format)
@@ -235,16 +268,22 @@ def parse(path: str, version: int) -> Request:
     """``path`` (still percent-encoded) after the prefix, read with the grammar of IIIF ``version`` (2 or 3).
 
     The identifier may hold slashes (sub-directories): the last four segments
-    are the parameters. The identifier is decoded before the parameters are
-    read, so an invalid character in it is the 400 that wins.
+    are the parameters, each decoded on its own. The identifier is decoded
+    before the parameters are read, so an invalid character in it is the 400
+    that wins.
     """
     segments = _segments(path)
-    if segments[-1] == "info.json" and len(segments) > 1:
+    last = segments[-1]  # decoded: info%2Ejson and default%2Ejpg name what is asked
+    if len(segments) >= 5:
+        last = decode_param(last)  # a 400 here is retried as a base URI with slashes (respond.iiif)
+    elif "%" in last:
+        last = unquote(last)  # only info.json is read from it: an identifier keeps its own rules
+    if last == "info.json" and len(segments) > 1:
         encoded = "/".join(segments[:-1])
         return Info(decode(encoded), encoded)
-    if len(segments) >= 5 and "." in segments[-1]:
+    if len(segments) >= 5 and "." in last:
         encoded = "/".join(segments[:-4])
         identifier = decode(encoded)
-        region, size, rotation, quality_format = segments[-4:]
-        return Image(identifier, encoded, parse_params(region, size, rotation, quality_format, version))
+        region, size, rotation = (decode_param(segment) for segment in segments[-4:-1])
+        return Image(identifier, encoded, parse_params(region, size, rotation, last, version))
     return parse_base(path)

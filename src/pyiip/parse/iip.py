@@ -28,7 +28,7 @@ from pyiip.model import COLORMAPS, IDENTITY, Display
 from pyiip.parse import numbers
 
 MAX_TWIST = 16
-CVT_FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif"}
+CVT_FORMATS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif", "avif": "avif"}
 COLORS = {"grey": "gray", "gray": "gray", "binary": "bitonal"}
 # The keys an IIIF, DeepZoom or Zoomify request reads its display parameters from (display_query).
 DISPLAY_KEYS = ("minmax", "gam", "cnt", "cmp", "inv", "ctw", "shd", "qlt")
@@ -315,6 +315,14 @@ class QLT(_Single):
 
 
 @dataclass(frozen=True, slots=True)
+class BIT(_Single):
+    """Bits per sample of the output, 8 or 16 (a pyiip extension: iipsrv 1.3 always sends 8): ``BIT=16&CVT=png``."""
+
+    KEY: ClassVar[str] = "BIT"
+    bits: int
+
+
+@dataclass(frozen=True, slots=True)
 class COL:
     """Output colour: ``gray``, ``bitonal`` or ``default``."""
 
@@ -427,7 +435,7 @@ class Unknown:
 
 
 Command = (
-    FIF | OBJ | MINMAX | GAM | CNT | CMP | INV | CTW | SHD | RGN | WID | HEI | ROT | QLT | COL | SDS | LYR
+    FIF | OBJ | MINMAX | GAM | CNT | CMP | INV | CTW | SHD | RGN | WID | HEI | ROT | QLT | BIT | COL | SDS | LYR
     | JTL | TIL | CVT | PFL | Handoff | Unknown
 )  # fmt: skip
 
@@ -501,6 +509,13 @@ def pfl_resolution(value: str) -> int:
     return _integer("PFL", res)
 
 
+def _bit(value: str) -> BIT:
+    bits = _integer("BIT", value)
+    if bits not in (8, 16):
+        raise BadRequest("BIT must be 8 or 16")
+    return BIT(bits)
+
+
 def _pfl(value: str) -> PFL:
     resolution = pfl_resolution(value)
     start, dash, end = value.partition(":")[2].partition("-")
@@ -524,6 +539,7 @@ PARSERS: dict[str, Callable[[str], Command]] = {
     "hei": lambda v: HEI(max(0, _integer("HEI", v))),
     "rot": _rot,
     "qlt": lambda v: QLT(max(0, min(100, _integer("QLT", v.rpartition(":")[2])))),
+    "bit": _bit,
     "col": lambda v: COL(COLORS.get(v.lower(), "default")),
     "sds": lambda v: SDS(),
     "lyr": _lyr,
@@ -583,6 +599,7 @@ class View:
     rotation: float = 0.0
     mirror: bool = False
     quality: int | None = None
+    bits: int = 8
     color: str = "default"
 
     def apply(self, setting: Command) -> None:
@@ -667,6 +684,7 @@ _APPLY: dict[type, Callable[[View, Any], None]] = {
     HEI: _set("height", "height"),
     ROT: _set_rot,
     QLT: _set("quality", "quality"),
+    BIT: _set("bits", "bits"),
     COL: _set("color", "color"),
     SDS: _nothing,
     LYR: _nothing,

@@ -52,7 +52,7 @@ try:  # the clip ufunc itself: np.clip's Python wrapper costs more than the work
 except ImportError:  # pragma: no cover - other numpy layouts
     _clip = np.clip
 
-__all__ = ["Transfer", "apply_display", "default_minmax", "needs_processing"]
+__all__ = ["Transfer", "apply_display", "default_minmax", "effective_minmax", "needs_processing"]
 
 #: Number of bins of the quantised transfer tables (indices fit in uint16).
 LUT_SIZE = 65536
@@ -316,9 +316,7 @@ def channel_mix(
     return ChannelMix(rows, use_shade)
 
 
-def _effective_minmax(
-    minmax: np.ndarray, dtype: np.dtype, channels: int, display: Display
-) -> list[tuple[float, float]]:
+def effective_minmax(minmax: np.ndarray, dtype: np.dtype, channels: int, display: Display) -> list[tuple[float, float]]:
     """Defaults (padded if short, NaN -> 0..1) with the request's MINMAX overrides applied.
 
     Non-finite override values are ignored rather than poisoning every pixel.
@@ -576,7 +574,7 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact:
     if data.dtype.kind == "b":
         data = data.view(np.uint8)
     h, w, channels = data.shape
-    lohi = _effective_minmax(minmax, data.dtype, channels, display)
+    lohi = effective_minmax(minmax, data.dtype, channels, display)
     transfer, plan = _setup(display, channels)
 
     if h == 0 or w == 0 or transfer.contrast == 0:  # CNT=0: v * 255 * 0 is black everywhere

@@ -18,6 +18,7 @@ import pyvips
 from pyiip.encode.encoders import MIME, encode
 from pyiip.errors import BadRequest, HTTPError, TooLarge
 from pyiip.model import ImageRequest, RenderOptions
+from pyiip.process import deep
 from pyiip.process.bind import Bound, Plan
 from pyiip.process.display import apply_display, needs_processing
 from pyiip.read.image import OpenImage
@@ -65,7 +66,7 @@ def _resize(pixels: np.ndarray, width: int, height: int, nearest: bool) -> np.nd
 
 
 # Output formats with an alpha channel: arbitrary rotations get a transparent background there.
-_ALPHA_FORMATS = ("png", "webp", "tif", "gif")
+_ALPHA_FORMATS = ("png", "webp", "tif", "gif", "avif")
 
 
 def _orient(pixels: np.ndarray, mirror: bool, rotation: float, transparent: bool = False) -> np.ndarray:
@@ -80,14 +81,14 @@ def _orient(pixels: np.ndarray, mirror: bool, rotation: float, transparent: bool
     if turns == int(turns):
         k = int(turns) % 4
         return np.rot90(pixels, k=-k) if k else pixels
-    bands = pixels.shape[2]
+    bands, top = pixels.shape[2], np.iinfo(pixels.dtype).max  # uint8, or uint16 for 16-bit output
     if transparent and bands in (1, 3):
-        opaque = np.full((*pixels.shape[:2], 1), 255, dtype=pixels.dtype)
+        opaque = np.full((*pixels.shape[:2], 1), top, dtype=pixels.dtype)
         pixels, bands = np.concatenate([pixels, opaque], axis=2), bands + 1
-    background = [0] * bands if transparent and bands in (2, 4) else [255] * bands
+    background = [0] * bands if transparent and bands in (2, 4) else [top] * bands
     image = pyvips.Image.new_from_array(np.ascontiguousarray(pixels))
     rotated = image.rotate(rotation, background=background)
-    return rotated.numpy().reshape(rotated.height, rotated.width, bands).astype(np.uint8)
+    return rotated.numpy().reshape(rotated.height, rotated.width, bands).astype(pixels.dtype)
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def _color(pixels: np.ndarray, color: str) -> np.ndarray:
 
 
 # The largest side each encoder can write (MAX_CVT=-1 or a scroll image can ask for more).
-_MAX_SIDE = {"jpg": 65500, "webp": 16383, "gif": 65535, "png": (1 << 31) - 1, "tif": (1 << 31) - 1}
+_MAX_SIDE = {"jpg": 65500, "webp": 16383, "gif": 65535, "png": (1 << 31) - 1, "tif": (1 << 31) - 1, "avif": 65536}
 
 
 def rotated_size(width: int, height: int, rotation: float) -> tuple[int, int]:
@@ -127,7 +128,7 @@ def rotated_size(width: int, height: int, rotation: float) -> tuple[int, int]:
 # How libvips, libjpeg, libpng, libwebp and imagecodecs word a failed allocation.
 _OUT_OF_MEMORY = ("out of memory", "out_of_memory", "cannot allocate", "memory allocation failed")
 # Encoder working memory per output pixel (measured on RGB; GIF quantises through libvips).
-_ENCODE_BYTES = {"jpg": 4, "png": 9, "webp": 20, "tif": 6, "gif": 32}
+_ENCODE_BYTES = {"jpg": 4, "png": 9, "webp": 20, "tif": 6, "gif": 32, "avif": 12}
 
 
 def read_overhead(source: object, level: int, w: int, h: int) -> int:
@@ -158,7 +159,7 @@ def memory_estimate(info: ImageInfo, chosen: Plan, request: ImageRequest, overhe
         rows = len(display.twist) if display.twist else 0
         planes = min(3, channels) + (2 if rows > 3 or channels > 3 else 0)
         stages.append(resized + out_px * (16 + 8 * planes))
-    post = min(channels, 4)  # the processed uint8 pixels
+    post = min(channels, 4) * request.depth // 8  # the processed uint8 (or uint16) pixels
     if request.color in ("gray", "bitonal") and (channels >= 3 or display.colormap):
         post += 28  # integer luma in uint32 temporaries
     turned = 1
@@ -182,7 +183,10 @@ class Renderer:
     def quality(self, request: ImageRequest) -> int:
         if request.quality is not None:
             return request.quality
-        return {"jpg": self.options.jpeg_quality, "webp": self.options.webp_quality}.get(request.format, 100)
+        options = self.options
+        return {"jpg": options.jpeg_quality, "webp": options.webp_quality, "avif": options.avif_quality}.get(
+            request.format, 100
+        )
 
     def passthrough(self, image: OpenImage, request: ImageRequest) -> bytes | None:
         """The stored JPEG tile, when the request is exactly that tile unchanged."""
@@ -221,6 +225,8 @@ class Renderer:
         out_w, out_h = request.size
         if out_w <= 0 or out_h <= 0:
             raise BadRequest("output size must be positive")
+        if request.depth != 8:
+            deep.check(image.info, request)
         side = _MAX_SIDE.get(request.format)
         if side is not None and max(rotated_size(out_w, out_h, request.rotation)) > side:
             raise BadRequest(f"{request.format.upper()} images are at most {side} pixels a side")
@@ -251,7 +257,9 @@ class Renderer:
             pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
             out_w, out_h = request.size
             pixels = _resize(pixels, out_w, out_h, nearest=self.options.interpolation == 0)
-            if needs_processing(pixels.dtype, request.display):
+            if request.depth == 16:
+                pixels = deep.samples(pixels, image.minmax, request.display)
+            elif needs_processing(pixels.dtype, request.display):
                 pixels = apply_display(pixels, image.minmax, request.display)
             pixels = _color(pixels, request.color)
             pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)

@@ -100,7 +100,10 @@ def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
     return [
         ("Access-Control-Allow-Origin", settings.cors),
         ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-        ("Access-Control-Allow-Headers", "Accept, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match"),
+        (
+            "Access-Control-Allow-Headers",
+            "Accept, Authorization, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match",
+        ),
         ("Access-Control-Expose-Headers", "ETag"),
         ("Access-Control-Max-Age", "86400"),
     ]

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from pyiip.cache.etags import content_etag
 from pyiip.errors import BadRequest, NotFound
-from pyiip.http import Request, Response
+from pyiip.http import Request, Response, media_ranges
 from pyiip.model import ImageRequest
-from pyiip.parse.iiif import Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
+from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
 from pyiip.parse.iiif import parse as parse_path
 from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
@@ -70,11 +70,22 @@ def canonical_params(
 
 
 def negotiated_version(request: Request, default: int) -> int:
-    """iipsrv's rule: an Accept header naming a version's context.json picks that version."""
-    for found in _ACCEPT_VERSION.findall(request.header("accept")):
-        if int(found) in VERSIONS:
-            return int(found)
-    return default
+    """iipsrv's rule, with q-values: the Accept range naming a version's context.json with the highest q.
+
+    A range with ``q=0`` refuses that version; ties go to ``default`` (IIIF_VERSION), then to header order.
+    """
+    accept = request.header("accept")
+    if "context.json" not in accept:
+        return default  # the usual case: no parse
+    best, best_q = default, 0.0
+    for _kind, params, q in media_ranges(accept):
+        found = _ACCEPT_VERSION.search(params.get("profile", ""))
+        if found is None or int(found.group(1)) not in VERSIONS:
+            continue
+        version = int(found.group(1))
+        if q > best_q or (q == best_q and version == default):
+            best, best_q = version, q
+    return best
 
 
 def public_origin(request: Request, base_url: str, path: str) -> str:
@@ -151,15 +162,17 @@ def build_request(
     limits = Limits.from_settings(settings)
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
+    deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)
     model = ImageRequest(
         region=grid_region(info, *rect, *size),
         size=size,
         rotation=params.rotation,
         mirror=params.mirror,
-        color=params.quality,
+        color="default" if deep else params.quality,
         format=params.format,
         quality=quality,
         display=display,
+        depth=16 if deep else 8,
     )
     return model, canonical_params(params, rect, size, (info.width, info.height), limits, version)
 

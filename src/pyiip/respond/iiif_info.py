@@ -8,13 +8,15 @@ and features are exactly those served.
 
 from __future__ import annotations
 
-from pyiip.config import Settings
+from pyiip import http
+from pyiip.config import Settings, extra_info, preferred_formats
 from pyiip.encode.encoders import MIME
-from pyiip.parse.iiif import FORMATS
+from pyiip.parse.iiif import DEEP_QUALITY, FORMATS
 from pyiip.process.bind import Limits, scale_factors
 from pyiip.read.source import ImageInfo
 
 PROTOCOL = "http://iiif.io/api/image"
+LD_JSON = "application/ld+json"
 
 
 def context(version: int) -> str:
@@ -43,8 +45,11 @@ def _tiles(info: ImageInfo) -> list[dict[str, object]]:
 
 
 def _qualities(info: ImageInfo) -> list[str]:
-    """``color`` only for images that have colour (or can be given it by a colormap)."""
-    return ["color", "gray", "bitonal"] if info.channels >= 3 or info.is_float or info.bits > 8 else ["gray", "bitonal"]
+    """``color`` only for images that have colour (or can be given it by a colormap); ``bits16`` for
+    images with more than 8 bits per sample."""
+    if info.is_float or info.bits > 8:
+        return ["color", "gray", "bitonal", DEEP_QUALITY]
+    return ["color", "gray", "bitonal"] if info.channels >= 3 else ["gray", "bitonal"]
 
 
 def _features(settings: Settings) -> list[str]:
@@ -87,9 +92,14 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     rights, _attribution = _rights(info, settings)
     if rights:
         doc["rights"] = rights  # v3 has no free-text attribution: that belongs in a Manifest
-    doc["extraFormats"] = [f for f in FORMATS if f not in ("jpg", "png")]
+    # png is level 2 already, but OpenSeadragon picks formats from this list alone (iipsrv#292).
+    doc["extraFormats"] = [f for f in FORMATS if f != "jpg"]
+    preferred = preferred_formats(settings)
+    if preferred:
+        doc["preferredFormats"] = preferred
     doc["extraQualities"] = _qualities(info)
     doc["extraFeatures"] = _features(settings)
+    doc.update(extra_info(settings))
     return doc
 
 
@@ -143,17 +153,19 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
         doc["license"] = rights
     if attribution:
         doc["attribution"] = attribution
+    doc.update(extra_info(settings))  # as iipsrv: the same keys in both versions
     return doc
 
 
 def content_type(version: int, accept: str) -> str:
-    """JSON-LD when asked for (and by default in 3.0, as its section 5.1 says); else plain JSON (2.1 section 5.1)."""
-    accept = accept.lower()
-    ld = f'application/ld+json;profile="{context(version)}"'
-    if "application/ld+json" in accept:
-        return ld
-    if version >= 3 and "application/json" not in accept:
-        return ld
+    """JSON-LD or plain JSON by the Accept header's q-values (``application/ld+json;q=0`` refuses JSON-LD).
+
+    Ties go to the version's default: JSON-LD in 3.0 (its section 5.1), plain
+    JSON in 2.1, which sends JSON-LD to a client that prefers it (its 5.1).
+    """
+    offers = (LD_JSON, "application/json") if version >= 3 else ("application/json", LD_JSON)
+    if http.negotiate(accept, offers) == LD_JSON:
+        return f'{LD_JSON};profile="{context(version)}"'
     return "application/json"
 
 

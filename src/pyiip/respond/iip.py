@@ -37,7 +37,7 @@ from pyiip.service import Service
 
 NETFPX = "application/vnd.netfpx"
 IIP_SERVER_VERSION = "3.65"
-OPT_COMMANDS = "CVT CNT QLT JTL JTLS PTL TIL WID HEI RGN ROT MINMAX SHD CMP INV CTW GAM PFL COL"
+OPT_COMMANDS = "CVT CNT QLT BIT JTL JTLS PTL TIL WID HEI RGN ROT MINMAX SHD CMP INV CTW GAM PFL COL"
 OPT_OBJECTS = "Horizontal-views Vertical-views Tile-size Bits-per-channel Min-Max-sample-values Resolutions"
 # Memory per profile value on its way to JSON (a Python float, its text, the joined reply).
 _PFL_BYTES_PER_VALUE = 128
@@ -104,6 +104,7 @@ class Session:
             format=fmt,
             quality=view.quality,
             display=view.display(self.opened.info.channels),
+            depth=view.bits,
         )
 
 
