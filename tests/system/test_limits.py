@@ -48,6 +48,7 @@ _MEASURE = textwrap.dedent(
     ask("/iiif/3/rgb.tif/full/64,/33/default.png")
     ask("/iiif/3/rgb.tif/full/64,/0/default.gif")
     ask("/iiif/3/rgb.tif/full/64,/0/default.webp")
+    ask("/iiif/3/rgb.tif/full/64,/0/default.avif")
     ask("/x?FIF=cube.tif&CMP=jet&WID=64&CVT=jpeg")
     results = []
     for url in urls:
@@ -95,6 +96,9 @@ HEAVY = [
     "/iiif/3/rgb.tif/full/max/33/default.png",
     "/iiif/3/rgb.tif/full/max/0/default.webp",
     "/iiif/3/rgb.tif/full/1500,/0/bitonal.gif",
+    "/iiif/3/rgb.tif/full/max/0/default.avif",
+    "/iiif/3/cube.tif/full/max/45/bits16.png",
+    "/x?FIF=cube.tif&WID=1600&BIT=16&CVT=tiff",
     "/x?FIF=cube.tif&WID=1600&CVT=jpeg",
     "/x?FIF=cube.tif&WID=1600&MINMAX=1:90,200&GAM=0.5&CMP=jet&CVT=png",
     "/x?FIF=cube.tif&WID=1600&CTW=1,0,0;0,1,0;0,0,1;1,1,1&CVT=jpeg",

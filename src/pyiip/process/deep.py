@@ -45,6 +45,8 @@ def samples(pixels: np.ndarray, minmax: np.ndarray, display: Display) -> np.ndar
     lohi = np.array(effective_minmax(minmax, pixels.dtype, channels, display), dtype=np.float64)
     low, span = lohi[:, 0], lohi[:, 1] - lohi[:, 0]
     scale = np.where(np.abs(span) > _DEGENERATE, _TOP / np.where(span == 0, 1, span), _TOP / _DEGENERATE)
-    values = (pixels.astype(np.float64) - low) * scale
+    values = pixels.astype(np.float64)  # one working copy, changed in place: a float cube's CVT is large
+    values -= low
+    values *= scale
     np.clip(np.nan_to_num(values, copy=False, nan=0.0), 0.0, _TOP, out=values)
-    return np.rint(values).astype(np.uint16)
+    return np.rint(values, out=values).astype(np.uint16)

@@ -128,7 +128,7 @@ def rotated_size(width: int, height: int, rotation: float) -> tuple[int, int]:
 # How libvips, libjpeg, libpng, libwebp and imagecodecs word a failed allocation.
 _OUT_OF_MEMORY = ("out of memory", "out_of_memory", "cannot allocate", "memory allocation failed")
 # Encoder working memory per output pixel (measured on RGB; GIF quantises through libvips).
-_ENCODE_BYTES = {"jpg": 4, "png": 9, "webp": 20, "tif": 6, "gif": 32, "avif": 12}
+_ENCODE_BYTES = {"jpg": 4, "png": 9, "webp": 20, "tif": 6, "gif": 32, "avif": 16}
 
 
 def read_overhead(source: object, level: int, w: int, h: int) -> int:
