@@ -98,7 +98,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="a JPEG, PNG, TIFF, WebP... image")
     p.add_argument("output", help="the pyramidal TIFF to write")
     p.add_argument("--tile", default="256", help="tile edge, 16 to 4096, a multiple of 16 (default: 256)")
-    p.add_argument("--compression", help=f"{', '.join(COMPRESSIONS)} (default: jpeg for 8-bit images, "
-                   "deflate for deeper ones, whose bits JPEG and WebP would lose)")  # fmt: skip
+    p.add_argument("--compression", help=f"{', '.join(COMPRESSIONS)} (default: jpeg for 8-bit images, deflate "
+                   "for deeper or transparent ones, whose bits or alpha JPEG would lose)")  # fmt: skip
     p.add_argument("--quality", default=str(DEFAULT_QUALITY),
                    help=f"JPEG and WebP quality, 1 to 100 (default: {DEFAULT_QUALITY})")  # fmt: skip

@@ -1,8 +1,9 @@
 """``pyiip pyramid``: any image libvips reads to a tiled pyramidal BigTIFF, its bit depth kept.
 
 8-bit images get JPEG tiles by default (what IIIF clients fetch, sent without re-encoding);
-deeper ones (16-bit, float) get deflate, which is lossless: JPEG and WebP hold 8-bit samples
-only, so asking for them on deeper data is refused instead of silently dropping the low bits.
+deeper ones (16-bit, float) and those with an alpha channel get deflate, which is lossless and
+keeps everything: JPEG and WebP hold 8-bit samples only, and JPEG no alpha, so asking for them
+on such data is refused instead of silently dropping the low bits or the transparency.
 Every problem is one line naming the file and the reason, never libvips' raw error dump.
 """
 
@@ -60,12 +61,17 @@ def make_pyramid(
         image = pyvips.Image.new_from_file(str(source), access="sequential", fail_on="truncated")
     except pyvips.Error as exc:
         raise PyramidError(f"cannot read {source}: {reason(exc)}") from None
-    deep = image.format != "uchar"
-    chosen = compression or ("deflate" if deep else "jpeg")
+    deep, alpha = image.format != "uchar", image.hasalpha()
+    chosen = compression or ("deflate" if deep or alpha else "jpeg")
     if deep and chosen in LOSSY:
         raise OptionError(
             f"--compression {chosen} stores 8-bit samples and {source} has {_DEPTHS.get(image.format, image.format)}"
             " samples: use deflate or lzw (lossless; deflate is the default for such images)"
+        )
+    if alpha and chosen == "jpeg":
+        raise OptionError(
+            f"--compression jpeg has no alpha channel and {source} has one: use webp, or deflate or lzw (lossless;"
+            " deflate is the default for such images)"
         )
     extra = {"Q": quality} if chosen in LOSSY else {}
     try:

@@ -72,6 +72,21 @@ def test_8_bit_defaults_to_jpeg(sources, tmp_path) -> None:
         assert tif.pages[0].dtype == np.uint8 and tif.pages[0].compression == tifffile.COMPRESSION.JPEG
 
 
+def test_alpha_is_kept_and_lossless_by_default(sources, tmp_path) -> None:
+    rgba = np.random.default_rng(3).integers(0, 255, (300, 400, 4), dtype=np.uint8)
+    source = tmp_path / "rgba.png"
+    pyvips.Image.new_from_array(rgba).copy(interpretation="srgb").pngsave(str(source))
+    assert make_pyramid(source, tmp_path / "out.tif") == "deflate"
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        np.testing.assert_array_equal(tif.pages[0].asarray(), rgba)
+    with pytest.raises(OptionError, match=r"--compression jpeg has no alpha channel and .*rgba\.png has one: use webp"):
+        make_pyramid(source, tmp_path / "jpeg.tif", compression="jpeg")
+    make_pyramid(source, tmp_path / "webp.tif", compression="webp")
+    with tifffile.TiffFile(tmp_path / "webp.tif") as tif:
+        assert tif.pages[0].shape == (300, 400, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif", "rgba.png", "webp.tif"]
+
+
 @pytest.mark.parametrize("compression", ["webp", "jpeg"])
 def test_quality_changes_the_size(sources, tmp_path, compression) -> None:
     sizes = []
