@@ -51,6 +51,8 @@ def mistakes(inputs: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:
          f"pyiip pyramid: {tmp} is a directory: name the output file, e.g. {tmp}/rgb8.tif"),
         (["pyramid", str(tmp / "none.jpg"), out], f"pyiip pyramid: {tmp}/none.jpg: no such file"),
         (["pyramid", rgb8, str(tmp / "no" / "o.tif")], f"pyiip pyramid: {tmp}/no: output directory does not exist"),
+        (["pyramid", sky, out],
+         f"pyiip pyramid: {sky}: FITS images become a pyramidal cube with pyiip convert, not pyramid"),
         (["convert", sky, str(tmp / "out.jpg")],
          f"pyiip convert: {tmp}/out.jpg: the output is a pyramidal TIFF, its name must end in .tif or .tiff"),
         (["convert", sky, out, "--tile", "0"], f"pyiip convert: {tile}, not 0"),
@@ -83,6 +85,15 @@ def test_unreadable_input_is_exit_1_and_one_line(tmp_path, capfd) -> None:
     assert status == 1 and out == "" and err.startswith(f"pyiip pyramid: cannot read {bad}: "), err
     assert err.count("\n") == 1 and "b'" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["bad.png"]
+
+
+def test_demo_data_that_cannot_be_written_is_exit_1_and_one_line(tmp_path, capfd) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    status, out, err = run(capfd, "demo-data", str(tmp_path / "file" / "demo"), "--size", "64")
+    assert (status, out) == (
+        1,
+        "",
+    ) and err == f"pyiip demo-data: cannot write {tmp_path}/file/demo/fits: Not a directory\n"
 
 
 def test_help_shows_every_default(capfd) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAGIC_BYTES = 12  # read from an extension-less file to recognise it
+# FITS, which ``pyiip convert`` turns into a served cube: the index names such files while no reader
+# registers them, and ``pyiip pyramid`` (libvips) sends them to convert.
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,7 @@ from pyiip.resolve.local import Resolver
 from pyiip.respond import static_files
 from pyiip.service import Service
 
-# Files the index names with what to do instead, while no reader serves them (a reader that does
-# registers their suffixes in read/formats.py, and then they are listed as images).
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz")
-SHOWN_UNSERVED = 5  # their names shown; the rest are counted
+SHOWN_UNSERVED = 5  # FITS files no reader serves: their names shown on the page, the rest counted
 IIP_ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
@@ -97,7 +94,7 @@ class Listing:
         self.suffix = resolver.suffix
         self.suffixes = suffixes
         self.magic = magic
-        self.unserved_suffixes = tuple(s for s in FITS_SUFFIXES if not s.endswith(suffixes))
+        self.unserved_suffixes = tuple(s for s in formats.FITS_SUFFIXES if not s.endswith(suffixes))
         self._directories: dict[str, _Directory] = {}
 
     def identifiers(self) -> list[str]:

@@ -28,13 +28,20 @@ def _failed(command: str, message: object, status: int) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from pyiip.tools.convert import ConvertError
     from pyiip.tools.demo import write_demo_data
 
     try:
         size = options.integer("--size", args.size, DEMO_SIZE_MIN, DEMO_SIZE_MAX)
     except OptionError as exc:
         return _failed("demo-data", exc, 2)
-    for path in write_demo_data(Path(args.directory), size=size, progress=wanted(args.quiet)):
+    try:
+        paths = write_demo_data(Path(args.directory), size=size, progress=wanted(args.quiet))
+    except ConvertError as exc:
+        return _failed("demo-data", exc, 1)
+    except OSError as exc:
+        return _failed("demo-data", f"cannot write {exc.filename or args.directory}: {exc.strerror or exc}", 1)
+    for path in paths:
         print(path)
     return 0
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyiip.read.formats import FITS_SUFFIXES
 from pyiip.tools import atomic, options
 from pyiip.tools.options import OptionError
 from pyiip.tools.progress import vips_bar
@@ -56,6 +57,8 @@ def make_pyramid(
     if compression is not None:
         compression = options.choice("--compression", compression, COMPRESSIONS)
     _check_paths(source, target)
+    if source.name.lower().endswith(FITS_SUFFIXES):
+        raise OptionError(f"{source}: FITS images become a pyramidal cube with pyiip convert, not pyramid")
     try:
         # fail_on: a truncated or corrupt input fails, instead of a pyramid with grey where data was missing.
         image = pyvips.Image.new_from_file(str(source), access="sequential", fail_on="truncated")
