@@ -29,22 +29,28 @@ install: $(STAMP)
 system-packages:
 	scripts/system-packages.sh test
 
-# The demo directory: the astro cube (a converted FITS cube), an RGB pyramid and
-# the IIIF validator's test image, made once.
-$(DATA)/demo/cube.tif: | $(STAMP)
-	$(BIN)/pyiip demo-data $(DATA)/demo
+# The demo: demo/cube.tif (the astronomy cube, opened first), demo/rgb.tif, demo/fits/cutout.fits
+# (a small FITS cube, the example for `pyiip convert`), and the IIIF validator's test image as a
+# pyramid under iiif-validator/ (its identifier there is iiif-validator/<id>). About 0.6 GB.
+DEMO_SIZE ?= 6144
+# CORS=* : make run is a development server, opened by IIIF clients on other origins.
+CORS ?= *
 
-$(DATA)/$(VALIDATOR_ID): | $(STAMP)
-	@if [ -f $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png ]; then \
-	  cp $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png $(DATA)/$(VALIDATOR_ID).png && \
-	  $(BIN)/pyiip pyramid $(DATA)/$(VALIDATOR_ID).png $@; \
+$(DATA)/demo/fits/cutout.fits: | $(STAMP)
+	@rm -f $(DATA)/demo/fits/g.fits $(DATA)/demo/fits/r.fits $(DATA)/demo/fits/i.fits  # older demos' 800 MB
+	$(BIN)/pyiip demo-data $(DATA)/demo --size $(DEMO_SIZE)
+
+$(DATA)/iiif-validator/$(VALIDATOR_ID): | $(STAMP)
+	@rm -f $(DATA)/$(VALIDATOR_ID) $(DATA)/$(VALIDATOR_ID).png  # where older demos put it
+	@if [ -f $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png ]; then mkdir -p $(@D) && \
+	  $(BIN)/pyiip pyramid $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png $@; \
 	else echo "note: $(SHARED)/data/iiif-validator not found, validator image not served"; fi
 
-demo: $(DATA)/demo/cube.tif $(DATA)/$(VALIDATOR_ID)
+demo: $(DATA)/demo/fits/cutout.fits $(DATA)/iiif-validator/$(VALIDATOR_ID)
 
 run: $(STAMP)
 	@if [ "$(DATA)" = data ]; then $(MAKE) --no-print-directory demo; fi
-	$(BIN)/pyiip serve --root $(DATA) --port $(PORT)
+	CORS='$(CORS)' $(BIN)/pyiip serve --root $(DATA) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts fuzz
@@ -84,7 +90,7 @@ fuzz: $(STAMP) $(FUZZ_STAMP)
 # Soak: lighttpd + 2 pyiip.fcgi under a mixed wrk load on loopback (README, "Reliability and security").
 SOAK_SECONDS ?= 600
 
-soak: $(STAMP) $(DATA)/demo/cube.tif
+soak: $(STAMP) $(DATA)/demo/fits/cutout.fits
 	scripts/system-packages.sh bench
 	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS) --data $(DATA)
 

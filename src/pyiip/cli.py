@@ -1,4 +1,4 @@
-"""The ``pyiip`` command: serve, fcgi, demo-data, convert, render."""
+"""The ``pyiip`` command: serve, fcgi, render, warm; demo-data, convert and pyramid come from tools.commands."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from pyiip.tools.commands import add_parsers
 
 
 def _root(directory: str | None) -> None:
@@ -26,59 +28,6 @@ def _fcgi(args: argparse.Namespace) -> int:
 
     _root(args.root)
     return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from pyiip.tools.demo import write_demo_data
-
-    paths = write_demo_data(Path(args.directory), size=args.size, progress=not args.quiet)
-    for path in paths:
-        print(path)
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from pyiip.tools.convert import ConvertError, convert
-
-    try:
-        convert(
-            [Path(p) for p in args.inputs],
-            Path(args.output),
-            tile=args.tile,
-            compression=args.compression,
-            progress=not args.quiet,
-        )
-    except ConvertError as exc:
-        print(f"pyiip convert: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _pyramid(args: argparse.Namespace) -> int:
-    """Any image libvips reads to a tiled pyramidal TIFF, written atomically."""
-    import pyvips
-
-    target = Path(args.output)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        image = pyvips.Image.new_from_file(args.input, access="sequential")
-        options = {"Q": args.quality} if args.compression == "jpeg" else {}
-        image.tiffsave(
-            str(partial),
-            tile=True,
-            pyramid=True,
-            tile_width=args.tile,
-            tile_height=args.tile,
-            compression=args.compression,
-            bigtiff=True,
-            **options,
-        )
-    except pyvips.Error as exc:
-        partial.unlink(missing_ok=True)
-        print(f"pyiip pyramid: cannot convert {args.input}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    partial.replace(target)
-    return 0
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -140,27 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
     p.set_defaults(run=_fcgi)
 
-    p = commands.add_parser("demo-data", help="write the demo astronomy cube and RGB pyramid")
-    p.add_argument("directory")
-    p.add_argument("--size", type=int, default=8192)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=_demo)
-
-    p = commands.add_parser("convert", help="FITS image(s) to a tiled pyramidal BigTIFF cube")
-    p.add_argument("inputs", nargs="+", metavar="IN.fits")
-    p.add_argument("output", metavar="OUT.tif")
-    p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--compression", default="deflate", choices=("none", "deflate", "lzw", "zstd"))
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=_convert)
-
-    p = commands.add_parser("pyramid", help="any image libvips reads to a tiled pyramidal TIFF")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--compression", default="jpeg", choices=("jpeg", "deflate", "lzw", "none", "webp", "zstd"))
-    p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality")
-    p.set_defaults(run=_pyramid)
+    add_parsers(commands)  # demo-data, convert, pyramid
 
     p = commands.add_parser("render", help="answer one request offline (debugging, profiling)")
     p.add_argument("request", help="an IIP query (FIF=...&JTL=...) or a path such as /iiif/3/id/full/max/0/default.jpg")

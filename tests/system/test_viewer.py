@@ -153,8 +153,8 @@ def _blob_centre(mask: np.ndarray, near: tuple[float, float], radius: float) -> 
 def test_coordinates_follow_pixels_and_wcs(browser, base, demo_root):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    hdu = fits.open(demo_root / "demo" / "fits" / "g.fits")[0]
-    data, wcs = hdu.data.astype(float), WCS(hdu.header)
+    hdu = fits.open(demo_root / "demo" / "fits" / "cutout.fits")[0]  # at size 1024, the whole field
+    data, wcs = hdu.data[0].astype(float), WCS(hdu.header, naxis=2)  # g, the cube's channel 1
     # The brightest object inside the central part of the field, by its FITS (1-based) centroid.
     n = data.shape[0]
     inner = data[n // 5 : -n // 5, n // 5 : -n // 5]

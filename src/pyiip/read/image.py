@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyiip.errors import SourceError
+from pyiip.read import formats
 from pyiip.read.byte_source import ByteSource
 from pyiip.read.resolved import Resolved
 from pyiip.read.source import ImageInfo, ImageSource
@@ -15,6 +16,7 @@ from pyiip.read.tiff import TiffSource, TileStore, UnsupportedCodec
 from pyiip.read.vips import VipsSource, with_reduced_levels
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+formats.register(formats.FileType("TIFF", (".tif", ".tiff", ".ptif", ".btf", ".tf8"), _TIFF_MAGIC))
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ import pyvips
 import tifffile
 
 from pyiip.errors import SourceError, TooLarge
+from pyiip.read import formats
 from pyiip.read.source import ImageInfo, ImageSource, LevelInfo
 
 TILE = 256
@@ -60,6 +61,16 @@ MAX_PAGES = 256
 # out of every count here (100 operations by default): the open sources hold what they use, nothing else.
 pyvips.cache_set_max(0)
 
+
+# The flat types listed as served, each when this libvips build has its loader (a TIFF is served by any build).
+_LOADED = (
+    (formats.FileType("JPEG", (".jpg", ".jpeg"), (b"\xff\xd8\xff",)), "jpegload"),
+    (formats.FileType("PNG", (".png",), (b"\x89PNG\r\n\x1a\n",)), "pngload"),
+    (formats.FileType("WebP", (".webp",)), "webpload"),  # RIFF, its first bytes, starts WAV and AVI too
+)
+for _kind, _loader in _LOADED:
+    if pyvips.type_find("VipsOperation", _loader):
+        formats.register(_kind)
 
 _METADATA = {"image-description": "description", "exif-ifd0-Copyright": "copyright", "exif-ifd0-Artist": "artist"}
 

@@ -124,9 +124,9 @@ def open_image(service: Service, identifier: str) -> tuple[OpenImage, str]:
         return service.image(name), display
 
 
-def _link(version: int, base: str, canonical: str | None) -> tuple[str, str]:
+def _link(version: int, base: str, canonical: str | None, service: Service) -> tuple[str, str]:
     """One Link header with both relations (the 1.0.5 validator reads only the first Link header)."""
-    links = f'<{profile_uri(version)}>;rel="profile"'
+    links = f'<{profile_uri(version, service.settings)}>;rel="profile"'
     if canonical:
         links += f', <{base}/{canonical}>;rel="canonical"'
     return ("Link", links)
@@ -145,7 +145,7 @@ def _info(service: Service, request: Request, info: Info, version: int, base: st
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
     # encoder (indented output) cost ~200 µs of a ~250 µs reply; the file identity keeps it fresh.
     body, etag = service.cache.made(("info", image.resolved.identity, version, uri), make)
-    headers = [_link(version, base, None)]
+    headers = [_link(version, base, None, service)]
     if negotiated:
         headers.append(("Vary", "Accept"))
     mime = content_type(version, request.header("accept"))
@@ -184,7 +184,7 @@ def _image(
     query = "&".join(part for part in (display, query) if part)  # the URL's own query string wins
     model, canonical = build_request(image, parsed.params, version, service, request, query)
     rendered = service.render(image, model)
-    headers = [_link(version, base, canonical)]
+    headers = [_link(version, base, canonical, service)]
     if negotiated:
         headers.append(("Vary", "Accept"))
     return Response(200, rendered.body, rendered.mime, headers=headers, origin=image.resolved, etag=rendered.etag)

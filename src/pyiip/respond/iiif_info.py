@@ -23,8 +23,8 @@ def context(version: int) -> str:
     return f"http://iiif.io/api/image/{version}/context.json"
 
 
-def profile_uri(version: int) -> str:
-    return f"http://iiif.io/api/image/{version}/level2.json"
+def profile_uri(version: int, settings: Settings) -> str:
+    return f"http://iiif.io/api/image/{version}/{level(settings)}.json"
 
 
 def _sizes(info: ImageInfo, limits: Limits) -> list[dict[str, int]]:
@@ -52,11 +52,25 @@ def _qualities(info: ImageInfo) -> list[str]:
     return ["color", "gray", "bitonal"] if info.channels >= 3 else ["gray", "bitonal"]
 
 
-def _features(settings: Settings) -> list[str]:
+# What compliance level 2 requires beyond level 0 (Image API 3.0 and 2.1, "Compliance"), CORS among them.
+LEVEL2_FEATURES = ("baseUriRedirect", "cors", "jsonldMediaType", "regionByPct", "regionByPx", "regionSquare",
+                   "rotationBy90s", "sizeByConfinedWh", "sizeByH", "sizeByPct", "sizeByW", "sizeByWh")  # fmt: skip
+
+
+def level(settings: Settings) -> str:
+    """The compliance level claimed. Level 2 requires CORS: without Access-Control-Allow-Origin
+    (CORS unset) it is level 0, whatever else is served."""
+    return "level2" if settings.cors else "level0"
+
+
+def extra_features(settings: Settings) -> list[str]:
+    """The 3.0 ``extraFeatures``: beyond level 2, or at level 0 the rest of level 2 too, never ``cors``."""
     features = ["canonicalLinkHeader", "mirroring", "profileLinkHeader", "rotationArbitrary"]
     if settings.allow_upscaling:
         features.append("sizeUpscaling")
-    return features
+    if settings.cors:
+        return features
+    return sorted(features + [f for f in LEVEL2_FEATURES if f != "cors"])
 
 
 def _rights(info: ImageInfo, settings: Settings) -> tuple[str | None, str | None]:
@@ -76,7 +90,7 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
         "id": identifier_uri,
         "type": "ImageService3",
         "protocol": PROTOCOL,
-        "profile": "level2",
+        "profile": level(settings),
         "width": info.width,
         "height": info.height,
     }
@@ -98,7 +112,7 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     if preferred:
         doc["preferredFormats"] = preferred
     doc["extraQualities"] = _qualities(info)
-    doc["extraFeatures"] = _features(settings)
+    doc["extraFeatures"] = extra_features(settings)
     doc.update(extra_info(settings))
     return doc
 
@@ -108,7 +122,6 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     supports = [
         "baseUriRedirect",
         "canonicalLinkHeader",
-        "cors",
         "jsonldMediaType",
         "mirroring",
         "profileLinkHeader",
@@ -126,6 +139,8 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     ]
     if settings.allow_upscaling:
         supports.append("sizeAboveFull")
+    if settings.cors:
+        supports.append("cors")
     service: dict[str, object] = {
         "formats": list(FORMATS),
         "qualities": ["default", *_qualities(info)],
@@ -147,7 +162,7 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     if sizes:
         doc["sizes"] = sizes
     doc["tiles"] = _tiles(info)
-    doc["profile"] = [profile_uri(2), service]
+    doc["profile"] = [profile_uri(2, settings), service]
     rights, attribution = _rights(info, settings)
     if rights:
         doc["license"] = rights

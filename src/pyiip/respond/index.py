@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 from pyiip import __version__
 from pyiip.http import Request, Response
+from pyiip.read import formats
 from pyiip.resolve.local import Resolver
 from pyiip.respond import static_files
 from pyiip.service import Service
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".ptif", ".btf", ".jpg", ".jpeg", ".png", ".jp2", ".webp")
+SHOWN_UNSERVED = 5  # FITS files no reader serves: their names shown on the page, the rest counted
 IIP_ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
@@ -26,11 +27,10 @@ MAX_PAGE = 10**7  # beyond any page: the last one is shown
 # change within the same tick would keep the mtime the listing was read with.
 SETTLED_NS = 2_000_000_000
 LISTINGS = 8  # (root, prefix, suffix) listings kept: one per settings in practice
-_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _starts_like_an_image(path: str) -> bool:
+def _starts_like(path: str, magic: tuple[bytes, ...]) -> bool:
     """An extension-less file that is an image by its first bytes (IIIF ids are often bare names).
 
     Opened without blocking and without following a link, then checked to be
@@ -42,7 +42,7 @@ def _starts_like_an_image(path: str) -> bool:
     except OSError:
         return False
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 6).startswith(_MAGIC)
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, formats.MAGIC_BYTES).startswith(magic)
     except OSError:
         return False
     finally:
@@ -51,15 +51,29 @@ def _starts_like_an_image(path: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Directory:
-    """What one directory holds, as of its mtime: the identifiers of its images, and sub-directories to descend."""
+    """What one directory holds, as of its mtime: the identifiers of its images and of its FITS files, and
+    sub-directories to descend."""
 
     mtime_ns: int
     identifiers: tuple[str, ...]
+    unserved: tuple[str, ...]
     subdirs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A listing's result: the servable images, and the FITS files pyiip does not serve (yet)."""
+
+    images: list[str]
+    unserved: list[str]
 
 
 class Listing:
     """The identifiers of the image files under the image root, for the index page.
+
+    An image is a file with a served suffix (``suffixes``), or without a suffix and
+    starting with a served type's first bytes (``magic``): what read/formats.py holds.
+    FITS files that are not served are collected apart, for the page to say what to do.
 
     Each directory is read with ``lstat`` semantics (``os.scandir`` entries,
     links not followed): regular files only; a symbolic link is resolved and
@@ -73,17 +87,23 @@ class Listing:
     the last SETTLED_NS is read every time until it settles.
     """
 
-    def __init__(self, resolver: Resolver, suffixes: tuple[str, ...]) -> None:
+    def __init__(self, resolver: Resolver, suffixes: tuple[str, ...], magic: tuple[bytes, ...] = ()) -> None:
         prefix = resolver.prefix or resolver.root + os.sep
         self.base = os.path.abspath(prefix) + (os.sep if prefix.endswith(os.sep) else "")
         self.inside = resolver._inside  # the resolver's own containment rule
         self.suffix = resolver.suffix
         self.suffixes = suffixes
+        self.magic = magic
+        self.unserved_suffixes = tuple(s for s in formats.FITS_SUFFIXES if not s.endswith(suffixes))
         self._directories: dict[str, _Directory] = {}
 
     def identifiers(self) -> list[str]:
         """Every listed identifier: sorted directories, sorted files, as ``os.walk`` would give them."""
-        found: list[str] = []
+        return self.scan().images
+
+    def scan(self) -> Found:
+        """The images and the unserved FITS files, both in ``identifiers``' order."""
+        found = Found([], [])
         seen: dict[str, _Directory] = {}
         pending = [os.path.dirname(self.base)]
         while pending:
@@ -92,7 +112,8 @@ class Listing:
             if directory is None:
                 continue
             seen[path] = directory
-            found += directory.identifiers
+            found.images.extend(directory.identifiers)
+            found.unserved.extend(directory.unserved)
             pending += (os.path.join(path, name) for name in reversed(directory.subdirs))
         self._directories = seen  # directories gone since are forgotten
         return found
@@ -112,35 +133,43 @@ class Listing:
 
     def _read(self, path: str, mtime_ns: int) -> _Directory:
         files: list[str] = []
+        unserved: list[str] = []
         subdirs: list[str] = []
         with os.scandir(path) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         subdirs.append(entry.name)
-                elif entry.path.startswith(self.base) and self._is_image(entry):
+                    continue
+                target = self._target(entry) if entry.path.startswith(self.base) else None
+                if target is None:
+                    continue
+                if self._is_image(entry.name, target):
                     files.append(entry.name)
-        identifiers = (self._identifier(os.path.join(path, name)) for name in sorted(files))
-        return _Directory(mtime_ns, tuple(i for i in identifiers if i is not None), tuple(sorted(subdirs)))
+                elif entry.name.lower().endswith(self.unserved_suffixes):
+                    unserved.append(entry.name)
 
-    def _is_image(self, entry: os.DirEntry[str]) -> bool:
-        """A regular file (or a link to one inside the root) with an image suffix or image bytes."""
-        target = entry.path
-        if entry.is_symlink():
-            target = os.path.realpath(target)
-            if not self.inside(target):
-                return False
-            try:
-                if not stat.S_ISREG(os.stat(target).st_mode):
-                    return False
-            except OSError:
-                return False
-        elif not entry.is_file(follow_symlinks=False):
-            return False  # FIFOs, sockets, devices
-        name = entry.name
+        def identifiers(names: list[str]) -> tuple[str, ...]:
+            found = (self._identifier(os.path.join(path, name)) for name in sorted(names))
+            return tuple(i for i in found if i is not None)
+
+        return _Directory(mtime_ns, identifiers(files), identifiers(unserved), tuple(sorted(subdirs)))
+
+    def _target(self, entry: os.DirEntry[str]) -> str | None:
+        """The path of a regular file, or of the regular file inside the root a link names; else None."""
+        if not entry.is_symlink():
+            return entry.path if entry.is_file(follow_symlinks=False) else None  # not FIFOs, sockets, devices
+        target = os.path.realpath(entry.path)
+        try:
+            return target if self.inside(target) and stat.S_ISREG(os.stat(target).st_mode) else None
+        except OSError:
+            return None
+
+    def _is_image(self, name: str, target: str) -> bool:
+        """A served suffix, or no suffix and a served type's first bytes."""
         if name.lower().endswith(self.suffixes):
             return True
-        return "." not in name and _starts_like_an_image(target)
+        return "." not in name and bool(self.magic) and _starts_like(target, self.magic)
 
     def _identifier(self, full: str) -> str | None:
         """What, put between prefix and suffix, names the file; None when the suffix does not fit."""
@@ -160,15 +189,20 @@ def listing(resolver: Resolver) -> Listing:
     if found is None:
         if len(_LISTINGS) >= LISTINGS:
             _LISTINGS.clear()
-        found = _LISTINGS[key] = Listing(resolver, IMAGE_SUFFIXES)
+        found = _LISTINGS[key] = Listing(resolver, formats.suffixes(), formats.magic())
     return found
 
 
-def images(service: Service) -> list[str]:
-    """Identifiers of the servable images; none for images in object storage (not listed)."""
+def images(service: Service) -> Found:
+    """The servable images and unserved FITS files; none in object storage (not listed)."""
     if service.resolver.remote is not None:
-        return []
-    return listing(service.resolver).identifiers()
+        return Found([], [])
+    return listing(service.resolver).scan()
+
+
+def _readable(identifier: str) -> str:
+    """A name as text, odd bytes (kept by the filesystem, here as surrogates) shown as ``\\xNN``."""
+    return identifier.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _row(identifier: str) -> str:
@@ -180,7 +214,7 @@ def _row(identifier: str) -> str:
     percent-encoded, which both protocols decode back to the file's name.
     """
     raw = identifier.encode("utf-8", "surrogateescape")
-    shown = escape(raw.decode("utf-8", "backslashreplace"))
+    shown = escape(_readable(identifier))
     fif = quote(raw, safe="/")
     iiif = quote(raw, safe="")
     text = raw.decode("utf-8", "replace") == identifier  # valid UTF-8: no surrogate stood for a byte
@@ -191,6 +225,19 @@ def _row(identifier: str) -> str:
         f'&amp;OBJ=Resolution-number">IIP</a>'
         f' <a href="/iiif/3/{iiif}/info.json">IIIF 3</a>'
         f' <a href="/iiif/2/{iiif}/info.json">IIIF 2</a></li>'
+    )
+
+
+def _unserved(names: list[str]) -> str:
+    """The FITS files under the root, which are not served: what to do with them."""
+    if not names:
+        return ""
+    shown = ", ".join(f"<code>{escape(_readable(name))}</code>" for name in names[:SHOWN_UNSERVED])
+    more = f" and {len(names) - SHOWN_UNSERVED} more" if len(names) > SHOWN_UNSERVED else ""
+    return (
+        f'<p class="note" id="unserved">FITS is not served directly: convert with <code>pyiip convert '
+        f"IN.fits OUT.tif</code> (one cube from a cube or from one file per channel) into the image root. "
+        f"Not listed: {shown}{more}.</p>"
     )
 
 
@@ -216,12 +263,14 @@ def _pager(path: str, number: int, pages: int) -> str:
 
 def page(service: Service, request: Request) -> Response:
     """The viewer: the servable images linked by their identifiers (PAGE_SIZE a page), and a deep-zoom view of one."""
-    found = images(service)
+    listed = images(service)
+    found = listed.images
     pages = max(1, -(-len(found) // PAGE_SIZE))
     number = min(page_number(request.query), pages)
     shown = found[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     rows = "\n".join(_row(identifier) for identifier in shown) or "<li>No images under the image root.</li>"
     pager = _pager(request.path, number, pages)
+    unserved = _unserved(listed.unserved)
     missing = "" if static_files.available(LEAFLET_JS) else MISSING_LEAFLET
     static = static_files.url
     html = f"""<!doctype html>
@@ -240,7 +289,7 @@ def page(service: Service, request: Request) -> Response:
 {rows}
 </ul>{pager}
 <p class="note">IIP at <code>{IIP_ENDPOINT}?FIF=&lt;identifier&gt;</code>,
-IIIF at <code>/iiif/3/&lt;identifier&gt;/info.json</code> and <code>/iiif/2/...</code>.</p></section>
+IIIF at <code>/iiif/3/&lt;identifier&gt;/info.json</code> and <code>/iiif/2/...</code>.</p>{unserved}</section>
 <section id="info"></section>
 <section id="controls"></section>
 <section id="header"></section>

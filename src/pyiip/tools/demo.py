@@ -1,4 +1,4 @@
-"""Demo data: a synthetic g/r/i sky as FITS plus its VisiOmatic cube, and an RGB JPEG pyramid.
+"""Demo data: a synthetic g/r/i sky as a VisiOmatic cube (made from FITS), an RGB JPEG pyramid, a FITS example.
 
 Real survey images are large downloads with licences to track; a synthetic field with a real
 WCS exercises the same paths (float cube with cuts and FITS header for VisiOmatic, YCbCr JPEG
@@ -8,17 +8,18 @@ rendered as small stamps, galaxies as stamps of a Sersic profile, the RGB image 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pyiip.tools.atomic import replacing
 from pyiip.tools.convert import convert
+from pyiip.tools.progress import vips_bar
 
 if TYPE_CHECKING:  # imported lazily by the functions that use them
     import pyvips
@@ -33,6 +34,7 @@ _BANDS = ("g", "r", "i")
 _FWHM = {"g": 3.9, "r": 3.5, "i": 3.2}  # seeing in pixels: bluer is blurrier
 _SKY, _NOISE, _SATURATION = 100.0, 5.0, 65000.0
 _MOFFAT_BETA = 2.5
+CUTOUT = 1024  # pixels a side of the FITS example kept beside the cube
 
 
 @dataclass(slots=True)
@@ -169,9 +171,8 @@ def _header(size: int, band: str) -> fits.Header:
     return header
 
 
-def _write_fits(path: Path, size: int, band: str, sky: _Sky, seed: int) -> None:
-    from astropy.io import fits
-
+def _band(size: int, band: str, sky: _Sky, seed: int) -> np.ndarray:
+    """One band's image: sky level and noise, galaxies, then stars, clipped at saturation."""
     rng = np.random.default_rng(seed)
     image = rng.standard_normal((size, size), dtype=np.float32)
     image *= np.float32(_NOISE)
@@ -179,13 +180,26 @@ def _write_fits(path: Path, size: int, band: str, sky: _Sky, seed: int) -> None:
     _galaxies(image, sky, band)
     _stars(image, sky, band)
     np.minimum(image, np.float32(_SATURATION), out=image)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        fits.PrimaryHDU(image, _header(size, band)).writeto(partial, overwrite=True)
-        os.replace(partial, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    return image
+
+
+def _write_fits(path: Path, data: np.ndarray, header: fits.Header) -> None:
+    from astropy.io import fits
+
+    with replacing(path) as partial:
+        fits.PrimaryHDU(data, header).writeto(partial)
+
+
+def _cutout_header(size: int, cut: int) -> fits.Header:
+    """The centre cut x cut of the field as a 3-D cube: planes labelled CHAN0001... as convert reads them."""
+    header = _header(size, _BANDS[0])
+    del header["FILTER"]
+    offset = (size - cut) // 2
+    header["CRPIX1"] -= offset
+    header["CRPIX2"] -= offset
+    for index, band in enumerate(_BANDS, 1):
+        header[f"CHAN{index:04d}"] = (band, "filter of this plane")
+    return header
 
 
 def rgb_image(size: int, noise: float = 0.0) -> pyvips.Image:
@@ -214,39 +228,18 @@ def rgb_image(size: int, noise: float = 0.0) -> pyvips.Image:
 
 def _write_rgb(path: Path, size: int, progress: bool) -> None:
     image = rgb_image(size)
-    partial = path.with_name(f".{path.name}.partial")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=100, desc=path.name, unit="%", file=sys.stderr)
-        image.set_progress(True)
-        image.signal_connect("eval", lambda _image, p: bar.update(max(0, p.percent - bar.n)))
-    try:
-        image.tiffsave(
-            str(partial),
-            tile=True,
-            pyramid=True,
-            compression="jpeg",
-            Q=85,
-            tile_width=256,
-            tile_height=256,
-            bigtiff=True,
-        )
-        os.replace(partial, path)
-    finally:
-        if bar is not None:
-            bar.update(100 - bar.n)
-            bar.close()
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    with replacing(path) as partial, vips_bar(image, path.name, progress):
+        image.tiffsave(str(partial), tile=True, pyramid=True, compression="jpeg", Q=85,
+                       tile_width=256, tile_height=256, bigtiff=True)  # fmt: skip
 
 
-def write_demo_data(directory: Path, *, size: int = 8192, progress: bool = True) -> list[Path]:
-    """Write fits/{g,r,i}.fits, cube.tif (their VisiOmatic cube) and rgb.tif; return the paths.
+def write_demo_data(directory: Path, *, size: int = 6144, progress: bool = True) -> list[Path]:
+    """Write cube.tif (a g/r/i VisiOmatic cube), rgb.tif and fits/cutout.fits; return the paths.
 
-    The FITS files are kept in ``fits/`` as convert's inputs for trying other options. The
-    output is deterministic for a given size.
+    The full-size FITS bands are convert's inputs only, written to a hidden temporary directory
+    and removed (three 6144^2 float32 files are 450 MB the server cannot show). What is kept
+    of them is fits/cutout.fits, the field's centre (CUTOUT pixels a side) as one FITS cube:
+    the example for ``pyiip convert``. The output is deterministic for a given size.
     """
     if size < 64:
         raise ValueError(f"demo size must be at least 64, not {size}")
@@ -255,16 +248,24 @@ def write_demo_data(directory: Path, *, size: int = 8192, progress: bool = True)
     fits_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20240501)
     sky = _catalogue(size, rng)
-    bands = [fits_dir / f"{band}.fits" for band in _BANDS]
-    iterator = zip(_BANDS, bands, strict=True)
-    if progress:
-        from tqdm import tqdm
+    cut = min(size, CUTOUT)
+    offset = (size - cut) // 2
+    planes = []
+    cube, rgb, cutout = directory / "cube.tif", directory / "rgb.tif", fits_dir / "cutout.fits"
+    with tempfile.TemporaryDirectory(prefix=".demo-", dir=directory) as temporary:
+        bands = [Path(temporary) / f"{band}.fits" for band in _BANDS]
+        iterator = zip(_BANDS, bands, strict=True)
+        if progress:
+            from tqdm import tqdm
 
-        iterator = tqdm(list(iterator), desc="demo FITS", unit="band", file=sys.stderr)
-    for seed, (band, path) in enumerate(iterator):
-        _write_fits(path, size, band, sky, seed)
-    cube, rgb = directory / "cube.tif", directory / "rgb.tif"
-    # Uncompressed: noise-dominated floats shrink little, and raw tiles cost no decoding to serve.
-    convert(bands, cube, compression="none", progress=progress)
+            iterator = tqdm(list(iterator), desc="demo FITS", unit="band", file=sys.stderr)
+        for seed, (band, path) in enumerate(iterator):
+            image = _band(size, band, sky, seed)
+            planes.append(image[offset : offset + cut, offset : offset + cut].copy())
+            _write_fits(path, image, _header(size, band))
+            del image
+        # Uncompressed: noise-dominated floats shrink little, and raw tiles cost no decoding to serve.
+        convert(bands, cube, compression="none", progress=progress)
+    _write_fits(cutout, np.stack(planes), _cutout_header(size, cut))
     _write_rgb(rgb, size, progress)
-    return [cube, rgb, *bands]
+    return [cube, rgb, cutout]

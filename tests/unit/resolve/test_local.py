@@ -6,6 +6,7 @@ import pytest
 
 from pyiip.config import load
 from pyiip.errors import BadRequest, Forbidden, NotFound
+from pyiip.read import formats
 from pyiip.resolve.local import Resolver
 from pyiip.respond.index import Listing
 
@@ -106,4 +107,5 @@ def test_index_lists_extensionless_images_by_their_bytes(tmp_path, images):
     (tmp_path / "README").write_text("not an image\n")
     (tmp_path / "notes.txt").write_bytes(b"II*\x00 looks like a TIFF but has an extension")
     resolver = Resolver(load({"FILESYSTEM_PREFIX": f"{tmp_path}/"}))
-    assert Listing(resolver, (".tif",)).identifiers() == ["67352ccc-d1b0-11e1-89ae-279075081939"]
+    assert Listing(resolver, (".tif",), formats.magic()).identifiers() == ["67352ccc-d1b0-11e1-89ae-279075081939"]
+    assert Listing(resolver, (".tif",)).identifiers() == []  # no first bytes given: suffixes only

@@ -11,42 +11,51 @@ import tifffile
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from pyiip.tools import demo as demo_module
 from pyiip.tools.demo import write_demo_data
 
 SIZE = 1024
+CUT = 512  # the FITS example's edge here (CUTOUT), so its offset in the field is tested
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     directory = tmp_path_factory.mktemp("demo")
-    return directory, write_demo_data(directory, size=SIZE, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo_module, "CUTOUT", CUT)
+        return directory, write_demo_data(directory, size=SIZE, progress=False)
 
 
 def test_paths(demo):
     directory, paths = demo
     names = [p.relative_to(directory).as_posix() for p in paths]
-    assert names == ["cube.tif", "rgb.tif", "fits/g.fits", "fits/r.fits", "fits/i.fits"]
-    assert all(p.is_file() for p in paths)
-    assert not [p for p in directory.rglob(".*")]  # no temporaries left
+    assert names == ["cube.tif", "rgb.tif", "fits/cutout.fits"]
+    assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")) == [
+        "cube.tif", "fits", "fits/cutout.fits", "rgb.tif"
+    ]  # fmt: skip  # the full-size FITS bands and every temporary are gone
 
 
-def test_fits_images_look_like_sky(demo):
+def test_fits_example_is_the_centre_of_the_cube(demo):
     directory, _ = demo
-    peaks = []
-    for band in "gri":
-        with fits.open(directory / "fits" / f"{band}.fits") as hdul:
-            header, data = hdul[0].header, hdul[0].data
-            assert data.shape == (SIZE, SIZE) and data.dtype.kind == "f" and data.dtype.itemsize == 4
-            assert header["FILTER"] == band and header["OBJECT"]
-            assert (header["CTYPE1"], header["CTYPE2"]) == ("RA---TAN", "DEC--TAN")
-            assert all(k in header for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2"))
-            median, mad = np.median(data), np.median(np.abs(data - np.median(data)))
-            assert 99 < median < 103 and 3 < 1.4826 * mad < 7  # sky 100 ADU, sigma 5
-            assert data.max() > 1000  # stars and galaxies
-            peaks.append(float(np.sort(data.ravel())[-1000]))
-            ra, dec = WCS(header).wcs_pix2world([[SIZE / 2 + 0.5, SIZE / 2 + 0.5]], 1)[0]
-            assert ra == pytest.approx(150.1191, abs=1e-6) and dec == pytest.approx(2.2058, abs=1e-6)
-    assert len(set(peaks)) == 3  # the bands differ
+    with fits.open(directory / "fits" / "cutout.fits") as hdul:
+        header, data = hdul[0].header, hdul[0].data
+    assert data.shape == (3, CUT, CUT) and data.dtype.kind == "f" and data.dtype.itemsize == 4
+    assert [header[f"CHAN{i:04d}"] for i in (1, 2, 3)] == ["g", "r", "i"] and "FILTER" not in header
+    assert (header["CTYPE1"], header["CTYPE2"]) == ("RA---TAN", "DEC--TAN")
+    offset = (SIZE - CUT) // 2
+    with tifffile.TiffFile(directory / "cube.tif") as tif:
+        cube = tif.pages[0].asarray()[::-1]  # back to FITS row order
+        full = fits.Header.fromstring(tif.pages[0].description)
+    for plane in range(3):
+        np.testing.assert_array_equal(data[plane], cube[offset : offset + CUT, offset : offset + CUT, plane])
+        median, mad = np.median(data[plane]), np.median(np.abs(data[plane] - np.median(data[plane])))
+        assert 99 < median < 103 and 3 < 1.4826 * mad < 7  # sky 100 ADU, sigma 5
+    assert len({float(np.sort(data[p].ravel())[-100]) for p in range(3)}) == 3  # the bands differ
+    here = WCS(header, naxis=2).wcs_pix2world([[1, 1], [CUT, CUT]], 1)
+    there = WCS(full).wcs_pix2world([[1 + offset, 1 + offset], [CUT + offset, CUT + offset]], 1)
+    np.testing.assert_allclose(here, there, atol=1e-9)
+    ra, dec = WCS(full).wcs_pix2world([[SIZE / 2 + 0.5, SIZE / 2 + 0.5]], 1)[0]
+    assert ra == pytest.approx(150.1191, abs=1e-6) and dec == pytest.approx(2.2058, abs=1e-6)
 
 
 def test_cube_structure(demo):
@@ -62,9 +71,7 @@ def test_cube_structure(demo):
         pixels = first.asarray()
     assert "CHAN0001= 'g" in description and "CHAN0003= 'i" in description
     assert "CD1_1   =" in description and "NAXIS1  =                 1024" in description
-    # The cube is the FITS images, flipped vertically.
-    g = fits.getdata(directory / "fits" / "g.fits")
-    np.testing.assert_array_equal(pixels[:, :, 0], g[::-1])
+    assert pixels.max() > 1000  # stars and galaxies
 
 
 def test_rgb_pyramid(demo):
