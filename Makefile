@@ -31,7 +31,7 @@ system-packages:
 
 # The demo: demo/cube.tif (the astronomy cube, opened first), demo/rgb.tif, demo/fits/cutout.fits
 # (a small FITS cube, the example for `pyiip convert`), and the IIIF validator's test image as a
-# pyramid under iiif-validator/ (its identifier there is iiif-validator/<id>). About 0.6 GB.
+# pyramid under its identifier (listed after demo/: the index lists folders first). About 0.6 GB.
 DEMO_SIZE ?= 6144
 # CORS=* : make run is a development server, opened by IIIF clients on other origins.
 CORS ?= *
@@ -40,13 +40,13 @@ $(DATA)/demo/fits/cutout.fits: | $(STAMP)
 	@rm -f $(DATA)/demo/fits/g.fits $(DATA)/demo/fits/r.fits $(DATA)/demo/fits/i.fits  # older demos' 800 MB
 	$(BIN)/pyiip demo-data $(DATA)/demo --size $(DEMO_SIZE)
 
-$(DATA)/iiif-validator/$(VALIDATOR_ID): | $(STAMP)
-	@rm -f $(DATA)/$(VALIDATOR_ID) $(DATA)/$(VALIDATOR_ID).png  # where older demos put it
-	@if [ -f $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png ]; then mkdir -p $(@D) && \
+$(DATA)/$(VALIDATOR_ID): | $(STAMP)
+	@rm -f $(DATA)/$(VALIDATOR_ID).png  # older demos served a copy of the PNG too
+	@if [ -f $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png ]; then \
 	  $(BIN)/pyiip pyramid $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png $@; \
 	else echo "note: $(SHARED)/data/iiif-validator not found, validator image not served"; fi
 
-demo: $(DATA)/demo/fits/cutout.fits $(DATA)/iiif-validator/$(VALIDATOR_ID)
+demo: $(DATA)/demo/fits/cutout.fits $(DATA)/$(VALIDATOR_ID)
 
 run: $(STAMP)
 	@if [ "$(DATA)" = data ]; then $(MAKE) --no-print-directory demo; fi

@@ -98,23 +98,29 @@ class Listing:
         self._directories: dict[str, _Directory] = {}
 
     def identifiers(self) -> list[str]:
-        """Every listed identifier: sorted directories, sorted files, as ``os.walk`` would give them."""
+        """Every listed identifier, folders first as file managers list them: a directory's
+        subdirectories (sorted, each with its whole tree), then its files (sorted). So `make run`'s
+        viewer opens on demo/cube.tif, ahead of the validator's image at the root."""
         return self.scan().images
 
     def scan(self) -> Found:
-        """The images and the unserved FITS files, both in ``identifiers``' order."""
+        """The images and the unserved FITS files, both in ``identifiers``' order (a stack, not
+        recursion: a deep tree of directories cannot exhaust Python's stack)."""
         found = Found([], [])
         seen: dict[str, _Directory] = {}
-        pending = [os.path.dirname(self.base)]
+        pending: list[tuple[str, _Directory | None]] = [(os.path.dirname(self.base), None)]
         while pending:
-            path = pending.pop()
+            path, listed = pending.pop()
+            if listed is not None:  # its subdirectories are done: now its own files
+                found.images.extend(listed.identifiers)
+                found.unserved.extend(listed.unserved)
+                continue
             directory = self._directory(path)
             if directory is None:
                 continue
             seen[path] = directory
-            found.images.extend(directory.identifiers)
-            found.unserved.extend(directory.unserved)
-            pending += (os.path.join(path, name) for name in reversed(directory.subdirs))
+            pending.append((path, directory))
+            pending += ((os.path.join(path, name), None) for name in reversed(directory.subdirs))
         self._directories = seen  # directories gone since are forgotten
         return found
 
