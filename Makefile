@@ -9,7 +9,7 @@ VALIDATOR_ID := 67352ccc-d1b0-11e1-89ae-279075081939
 STAMP  := $(VENV)/.installed-stamp
 VENDOR := src/pyiip/static/vendor/leaflet/leaflet.js
 
-.PHONY: run test install system-packages demo lint bench soak fuzz clean viewer
+.PHONY: run test install system-packages demo lint bench soak fuzz clean viewer wheel
 
 # The viewer's Leaflet: npm ci of viewer/package-lock.json, copied into the package's static files.
 $(VENDOR): viewer/package.json viewer/package-lock.json scripts/build-viewer.sh
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml $(VENDOR)
 	touch $@
 
 install: $(STAMP)
+
+# dist/: the sdist, and the wheel built from it (setup.py's hook puts the viewer's Leaflet in both).
+wheel: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 system-packages:
 	scripts/system-packages.sh test
@@ -95,4 +99,4 @@ soak: $(STAMP) $(DATA)/demo/fits/cutout.fits
 	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS) --data $(DATA)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor

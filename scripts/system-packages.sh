@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages pyiip's tests, demo and benchmarks use, only those missing.
 # Usage: scripts/system-packages.sh [run|test|bench]
+# Another apt-get or upgrade holding the dpkg lock is waited for, LOCK_TIMEOUT seconds at most (300),
+# saying which process holds it (scripts/wait_for_dpkg_lock.py). A daemon that its package's install
+# started (lighttpd, nginx, apache2, memcached) is stopped again, and named; running ones are left alone.
 set -euo pipefail
 what=${1:-test}
 packages=()
@@ -17,10 +20,25 @@ if [ "$what" = bench ]; then
 fi
 [ ${#packages[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+LOCK_TIMEOUT=${LOCK_TIMEOUT:-300}   # seconds to wait for another apt-get or upgrade to finish
+services=(lighttpd nginx apache2 memcached)
+running() { command -v service >/dev/null 2>&1 && $SUDO service "$1" status >/dev/null 2>&1; }
+before=" "; for s in "${services[@]}"; do running "$s" && before+="$s "; done
 echo "installing Debian packages: ${packages[*]}" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-# Packaged daemons must not hold the ports or sockets the tests use.
-for service in lighttpd nginx apache2 memcached; do
-  if command -v service >/dev/null 2>&1; then $SUDO service "$service" stop >/dev/null 2>&1 || true; fi
+apt_get() {  # wait for the dpkg/apt locks (bounded, saying who holds them), then let apt wait out any race too
+  $SUDO python3 "$(dirname "$0")/wait_for_dpkg_lock.py" --timeout "$LOCK_TIMEOUT"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout="$LOCK_TIMEOUT" "$@"
+}
+apt_get update -qq
+apt_get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# Debian starts a daemon when its package is installed: those just started would hold port 80 and
+# 11211 while the tests run their own copies on free ports. Services that ran before stay as they were.
+stopped=()
+for s in "${services[@]}"; do
+  if [[ $before != *" $s "* ]] && running "$s"; then
+    $SUDO service "$s" stop >/dev/null 2>&1 && stopped+=("$s")
+  fi
 done
+if [ ${#stopped[@]} -gt 0 ]; then
+  echo "stopped ${stopped[*]}: started by the install just now; the tests run their own on free ports" >&2
+fi

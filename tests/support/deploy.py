@@ -7,6 +7,7 @@ paths and ports replaced, so a broken recipe fails here.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,12 +54,34 @@ IIIF_REQUESTS = [
 HAVE_IIIF = importlib.util.find_spec("pyiip.respond.iiif") is not None
 # The IIIF entries are checked once the IIIF module exists (it is written alongside).
 REQUESTS = IIP_REQUESTS + (IIIF_REQUESTS if HAVE_IIIF else [])
+# Every other endpoint of the HTTP mode, which each shipped configuration routes to pyiip.
+ENDPOINT_REQUESTS = [
+    "/",
+    "/?page=1",
+    "/index.html",
+    "/viewer.html?image=rgb.tif",
+    "/fcgi-bin/iipsrv.fcgi",  # iipsrv's banner
+    "/static/viewer.js",
+    "/static/vendor/leaflet/leaflet.js",
+    "/static/vendor/leaflet/images/layers.png",
+    "/static/missing.js",
+    "/deepzoom/rgb.tif.dzi",
+    "/deepzoom/rgb.tif_files/8/0_0.jpg",
+    "/deepzoom/rgb_deflate.tif_files/10/1_1.png",
+    "/zoomify/rgb.tif/ImageProperties.xml",
+    "/zoomify/rgb.tif/TileGroup0/0-0-0.jpg",
+]
+# Answers that hold per-process values (pid, counts, uptime): the status and type must match, and a
+# reply other than 200 (/livez and /readyz before pyiip has them) must be pyiip's own, byte for byte.
+PROBES = ["/health", "/livez", "/readyz", "/metrics"]
 COMPARED_HEADERS = ("Content-Type", "Last-Modified", "Cache-Control", "ETag", "Access-Control-Allow-Origin")
 
 
 def settings_env(root: Path, log: Path) -> dict[str, str]:
-    """iipsrv variables every server of a comparison gets (BASE_URL: IIIF ids must not depend on ports)."""
+    """iipsrv variables every server of a comparison gets (BASE_URL: IIIF ids must not depend on ports),
+    and PYTHONPATH: the processes a web server starts run this tree's code, as the reference does."""
     return {
+        "PYTHONPATH": str(REPO / "src"),
         "FILESYSTEM_PREFIX": f"{root}/",
         "JPEG_QUALITY": "90",
         "BASE_URL": BASE_URL,
@@ -67,15 +91,40 @@ def settings_env(root: Path, log: Path) -> dict[str, str]:
     }
 
 
-def same_bytes(base: str, reference: str) -> None:
+def same_bytes(
+    base: str, reference: str, requests: list[str] = REQUESTS, headers: dict[str, str] | None = None
+) -> None:
     """Every request of the set answers the same status, body and headers through both servers."""
-    for path in REQUESTS:
-        status, headers, body = get(f"{base}{path}")
-        ref_status, ref_headers, ref_body = get(f"{reference}{path}")
+    for path in requests:
+        status, got, body = get(f"{base}{path}", headers)
+        ref_status, ref_headers, ref_body = get(f"{reference}{path}", headers)
         assert status == ref_status, (path, status, body[:200])
         assert body == ref_body, path
         for name in COMPARED_HEADERS:
-            assert headers[name] == ref_headers[name], (path, name, headers[name], ref_headers[name])
+            assert got[name] == ref_headers[name], (path, name, got[name], ref_headers[name])
+
+
+def every_endpoint(base: str, reference: str) -> None:
+    """The pages, static files, Deep Zoom, Zoomify and the probes answer through the web server as in the
+    HTTP mode (static files gzipped too): the configuration routes every endpoint to pyiip."""
+    same_bytes(base, reference, ENDPOINT_REQUESTS)
+    same_bytes(base, reference, ["/static/viewer.js"], {"Accept-Encoding": "gzip"})
+    for path in PROBES:
+        status, headers, body = get(f"{base}{path}")
+        ref_status, ref_headers, ref_body = get(f"{reference}{path}")
+        assert (status, headers["Content-Type"]) == (ref_status, ref_headers["Content-Type"]), (path, body[:200])
+        assert status == 200 or body == ref_body, (path, status, body[:200])
+
+
+def status_from(base: str, path: str, source: str) -> int:
+    """The status of a GET sent from another loopback address (``127.0.0.2``): a client that is not local."""
+    parts = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30, source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 # --- processes ------------------------------------------------------------------------------------

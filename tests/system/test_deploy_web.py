@@ -3,8 +3,11 @@
 lighttpd spawning 2 processes (conf/lighttpd), nginx with 2 processes
 under spawn-fcgi (conf/nginx + deploy/pyiip-spawn-fcgi, and iipsrv's plain
 ``spawn-fcgi -F 2``), Apache with mod_fcgid (conf/apache2). For each: the
-request set answers the same bytes as the built-in HTTP mode, and a
-process killed during a load is replaced while the load completes.
+request set answers the same bytes as the built-in HTTP mode, every other
+endpoint of the HTTP mode (pages, static files, Deep Zoom, Zoomify, probes)
+reaches pyiip, and a process killed during a load is replaced while the
+load completes. conf/openlitespeed is not run: OpenLiteSpeed is not packaged
+for Debian.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.support.deploy import (
     apache_script,
     apache_user,
     descendants,
+    every_endpoint,
     lighttpd_conf,
     load_and_kill,
     nginx_command,
@@ -34,6 +38,7 @@ from tests.support.deploy import (
     process,
     same_bytes,
     settings_env,
+    status_from,
     wait_for,
     warm_up,
     world_readable_copy,
@@ -86,6 +91,13 @@ def test_lighttpd_health_and_metrics(lighttpd):
     status, headers, body = get(f"{base}/metrics")  # 127.0.0.1 is allowed
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert b"pyiip_requests_total{pid=" in body
+
+
+def test_lighttpd_routes_every_endpoint(lighttpd, reference):
+    base, _, _ = lighttpd
+    every_endpoint(base, reference)
+    assert status_from(base, "/metrics", "127.0.0.2") == 403  # not a local client
+    assert status_from(base, "/health", "127.0.0.2") == 200
 
 
 def test_lighttpd_respawns_a_killed_process_under_load(lighttpd):
@@ -161,6 +173,13 @@ def test_nginx_spawn_fcgi_same_bytes_as_http_mode(nginx, reference):
         assert oct(status.st_mode & 0o777) == "0o660" and status.st_gid == grp.getgrnam("www-data").gr_gid
     same_bytes(base, reference)
     assert get(f"{base}/health")[0] == 200
+
+
+def test_nginx_routes_every_endpoint(nginx, reference):
+    base, _, _, _ = nginx
+    every_endpoint(base, reference)
+    assert status_from(base, "/metrics", "127.0.0.2") == 403  # not a local client
+    assert status_from(base, "/health", "127.0.0.2") == 200
 
 
 def test_nginx_spawn_fcgi_replaces_a_killed_process_under_load(nginx):
@@ -263,6 +282,12 @@ def test_apache_fcgid_same_bytes_as_http_mode(apache, apache_reference):
     same_bytes(base, apache_reference)
     assert get(f"{base}/health")[0] == 200
     assert "kind=iip_tile status=200" in (logs / "pyiip.log").read_text()
+
+
+def test_apache_routes_every_endpoint(apache, apache_reference):
+    """(``Require local`` admits all of 127.0.0.0/8: the metrics' denial is not checked from 127.0.0.2.)"""
+    base, _, _, _ = apache
+    every_endpoint(base, apache_reference)
 
 
 def test_apache_fcgid_restarts_a_killed_process_under_load(apache):

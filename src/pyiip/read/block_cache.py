@@ -17,7 +17,8 @@ process between scans.
 
 Nothing here can fail a request: a full disk evicts (logged once a minute), an
 unusable directory turns the cache into a no-op (logged once), a truncated
-file is a miss.
+file is a miss. A directory another user could write to is refused at
+start-up (ConfigError): blocks planted there would be served as image bytes.
 """
 
 from __future__ import annotations
@@ -27,13 +28,58 @@ import errno
 import fcntl
 import logging
 import os
+import stat
+import tempfile
 import time
+
+from pyiip.config import ConfigError, Settings
 
 LOGGER = logging.getLogger("pyiip")
 
 TOUCH_INTERVAL = 60.0  # seconds: an mtime fresher than this is not touched again on a hit
 STALE_TEMP = 3600.0  # seconds: temp files older than this are debris of a crashed writer
 LOW_WATER = 0.9  # eviction brings the total down to this fraction of the budget
+
+
+def check_directory(directory: str) -> None:
+    """Create the directory (mode 0700) when absent; refuse one that another user could write to.
+
+    The directory must be owned by this process's user and writable by no
+    group or other user: anyone who can write there can plant a block, which
+    would then be served as image bytes. A symbolic link must be this user's
+    too (in a sticky /tmp its owner could point it elsewhere later), and so
+    must its target. OSError when it cannot be made (a read-only
+    filesystem...): BlockCache then turns the cache off, as for any unusable
+    directory.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    found = os.stat(directory)
+    where = f"BLOCK_CACHE_DIR {directory}"
+    for owner in {os.lstat(directory).st_uid, found.st_uid}:
+        if owner != os.geteuid():
+            raise ConfigError(
+                f"{where} belongs to uid {owner}, not to this process's user (uid {os.geteuid()}): another "
+                "user could plant blocks there; remove it or set BLOCK_CACHE_DIR to a directory of this user"
+            )
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{where} is writable by its group or others (mode {stat.S_IMODE(found.st_mode):04o}): "
+            f"another user could plant blocks there; chmod 700 {directory}"
+        )
+
+
+def directory_of(settings: Settings) -> str:
+    """BLOCK_CACHE_DIR, else this user's own directory under $TMPDIR."""
+    return settings.block_cache_dir or os.path.join(tempfile.gettempdir(), f"pyiip-blocks-{os.getuid()}")
+
+
+def check_settings(settings: Settings) -> None:
+    """The start-up check, before any worker starts: ConfigError when the settings' block cache (remote images,
+    BLOCK_CACHE_SIZE > 0) has a directory another user could write to. A directory that cannot be made is no
+    start-up error: the cache turns itself off, logged."""
+    if (settings.remote_url_template or settings.s3_bucket) and settings.block_cache_size > 0:
+        with contextlib.suppress(OSError):
+            check_directory(directory_of(settings))
 
 
 class BlockCache:
@@ -52,7 +98,7 @@ class BlockCache:
         self.evictions = 0
         if self.max_bytes:
             try:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                check_directory(self.directory)
             except OSError as exc:
                 self._disable(exc)
 

@@ -42,9 +42,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
 import re
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -56,7 +54,7 @@ from typing import Protocol
 from pyiip import __version__
 from pyiip.config import Settings
 from pyiip.errors import HTTPError, NotFound, SourceError, Unavailable
-from pyiip.read.block_cache import BlockCache
+from pyiip.read.block_cache import BlockCache, directory_of
 from pyiip.read.range_client import Connections, ObjectAddress, UpstreamReply
 from pyiip.read.resolved import Resolved
 
@@ -185,8 +183,7 @@ class RemoteStore:
         self.ttl = settings.remote_metadata_ttl
         self.timeout = settings.remote_timeout
         self.connections = Connections()
-        directory = settings.block_cache_dir or os.path.join(tempfile.gettempdir(), f"pyiip-blocks-{os.getuid()}")
-        self.blocks = BlockCache(directory, int(settings.block_cache_size * 1024 * 1024))
+        self.blocks = BlockCache(directory_of(settings), int(settings.block_cache_size * 1024 * 1024))
         self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._memory_bytes = 0
         self._versions: OrderedDict[str, tuple[Version, float]] = OrderedDict()

@@ -20,7 +20,12 @@ SHOWN_UNSERVED = 5  # FITS files no reader serves: their names shown on the page
 IIP_ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
-MISSING_LEAFLET = '<p class="error">The viewer\'s Leaflet is not built: run <code>make install</code>.</p>'
+MISSING_LEAFLET = (
+    '<p class="error">The viewer\'s Leaflet is missing from this installation. From a git checkout: run'
+    " <code>make install</code> (or <code>make viewer</code>). Installed with pip: install npm, then reinstall"
+    " pyiip from its source (<code>pip install --force-reinstall --no-deps .</code>) or from a wheel made by"
+    " <code>make wheel</code>: the build puts Leaflet in, and stops when npm is missing.</p>"
+)
 PAGE_SIZE = 1000  # images linked per page: the page stays small whatever the image root holds
 MAX_PAGE = 10**7  # beyond any page: the last one is shown
 # A directory changed this recently is read again: on coarse timestamps (1 s, 2 s on FAT) a later
