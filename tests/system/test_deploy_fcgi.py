@@ -212,7 +212,7 @@ def test_socket_activation(images, tmp_path, activator):
         # It passes no environment but the names given: the unit's Environment=/EnvironmentFile= lines.
         names = [arg for name in ("FILESYSTEM_PREFIX", "VERBOSITY", "LOGFILE") for arg in ("-E", name)]
         command = ["systemd-socket-activate", "-l", sock, *names, FCGI, "--workers", "2"]
-    env = {**os.environ, "FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": "1", "LOGFILE": "-"}
+    env = {**os.environ, "FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": "2", "LOGFILE": "-"}  # start at INFO
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: os.path.exists(sock), timeout=10)
