@@ -12,8 +12,10 @@ single-threaded workers (2 by default: one per core here), on the same images:
 For each: req/s and server CPU per request at c=1/8/64 (wrk, bench/urls.lua, kept-alive
 connections) on cached JPEG tiles and on IIIF info.json; the CPU an idle server uses; and the
 latency of a client's tile requests while 100 idle connections and one slowloris client (a header
-byte every 0.5 s) are held open. The candidates alternate within one run, so the drift of a shared
-machine hits each; read the ratios, not the absolute figures.
+byte every 0.5 s) are held open. All run at once (idle, but for the one measured); each measure is
+taken ``--rounds`` times, the servers' order alternating (A B C D, then D C B A), and added up,
+so the drift of a shared machine hits each; read the ratios, and the CPU per request (a server's
+own processes, from /proc), which the machine's other load moves less than req/s.
 
 gunicorn and granian live in their own venv (they are not pyiip dependencies)::
 
@@ -133,24 +135,34 @@ def running(name: str, workers: int, others: Path, root: Path) -> Iterator[tuple
 
 
 def load(process: subprocess.Popen, port: int, urls: Path, conc: int, seconds: float) -> dict:
-    """wrk at ``conc`` connections: req/s, errors, p99 ms, server CPU ms per request."""
+    """wrk at ``conc`` connections: requests, errors, p99 ms, server CPU seconds."""
     before = tree_cpu(process.pid)
     result, _ = run_wrk(wrk_command(f"http://127.0.0.1:{port}", urls, conc, seconds), timeout=seconds + 60)
-    cpu = tree_cpu(process.pid) - before
-    requests = result["requests"]
     return {
-        "rps": requests / seconds,
+        "requests": result["requests"],
+        "seconds": seconds,
         "errors": total_errors(result),
-        "p99_ms": result["latency"]["p99"],
-        "cpu_ms": 1000 * cpu / requests if requests else float("nan"),
+        "p99_ms": result["latency_ms"]["p99"],
+        "cpu": tree_cpu(process.pid) - before,
     }
 
 
-def idle_cpu(process: subprocess.Popen, seconds: float) -> float:
-    """Percent of a core the whole server uses while nobody asks anything."""
-    before = tree_cpu(process.pid)
+def summed(runs: list[dict]) -> dict:
+    """Rounds added up: req/s over all of them, CPU ms per request, errors, the worst p99."""
+    requests = sum(r["requests"] for r in runs)
+    return {
+        "rps": requests / sum(r["seconds"] for r in runs),
+        "cpu_ms": 1000 * sum(r["cpu"] for r in runs) / requests if requests else float("nan"),
+        "errors": sum(r["errors"] for r in runs),
+        "p99_ms": max(r["p99_ms"] for r in runs),
+    }
+
+
+def idle_cpu(processes: dict[str, subprocess.Popen], seconds: float) -> dict[str, float]:
+    """Percent of a core each whole server uses while nobody asks anything (all idle at once)."""
+    before = {name: tree_cpu(process.pid) for name, process in processes.items()}
     time.sleep(seconds)
-    return 100 * (tree_cpu(process.pid) - before) / seconds
+    return {name: 100 * (tree_cpu(process.pid) - before[name]) / seconds for name, process in processes.items()}
 
 
 def drip(sockets: list[socket.socket], stop: threading.Event) -> None:
@@ -211,6 +223,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--conc", default="1,8,64")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each measure, the servers' order alternating")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of the idle CPU measure")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -221,32 +234,38 @@ def main() -> None:
         "info": [f"/iiif/3/{name}/info.json" for p in pyramids.values() for name in p.aliases(ALIASES)],
     }
     tile = lists["tile"][0]
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="http-modes-") as scratch:
+    names = args.servers.split(",")
+    concs = list(map(int, args.conc.split(",")))
+    runs: dict[tuple[str, str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="http-modes-") as scratch, contextlib.ExitStack() as stack:
         files = {}
         for kind, urls in lists.items():
             files[kind] = Path(scratch) / f"{kind}.txt"
             files[kind].write_text("\n".join(urls) + "\n")
-        for name in args.servers.split(","):
-            with running(name, args.workers, args.others, args.data) as (process, port):
-                print(f"{name}: warming up", file=sys.stderr, flush=True)
-                for kind in lists:
-                    load(process, port, files[kind], 8, 2.0)  # every worker has the images open, replies cached
-                figures: dict = {"idle_cpu_percent": idle_cpu(process, args.idle)}
-                for kind in lists:
-                    for conc in map(int, args.conc.split(",")):
-                        figures[f"{kind}_c{conc}"] = load(process, port, files[kind], conc, args.seconds)
-                        print(f"{name} {kind} c={conc}: {figures[f'{kind}_c{conc}']}", file=sys.stderr, flush=True)
-                figures["held_open"] = held_open(port, tile)
-                print(f"{name} held open: {figures['held_open']}", file=sys.stderr, flush=True)
-                results[name] = figures
-    print(table(results, args))
+        servers = {name: stack.enter_context(running(name, args.workers, args.others, args.data)) for name in names}
+        for process, port in servers.values():
+            for kind in lists:
+                load(process, port, files[kind], 8, 2.0)  # every worker has the images open, replies cached
+        idle = idle_cpu({name: process for name, (process, _) in servers.items()}, args.idle)
+        for round_ in range(args.rounds):
+            for kind in lists:
+                for conc in concs:
+                    for name in names if round_ % 2 == 0 else names[::-1]:  # A B ..., then ... B A
+                        run = load(*servers[name], files[kind], conc, args.seconds)
+                        runs.setdefault((name, kind, conc), []).append(run)
+                        print(f"round {round_} {name} {kind} c={conc}: {run}", file=sys.stderr, flush=True)
+        results: dict[str, dict] = {}
+        for name, (_, port) in servers.items():
+            figures: dict = {"idle_cpu_percent": idle[name], "held_open": held_open(port, tile)}
+            figures |= {f"{kind}_c{conc}": summed(runs[(name, kind, conc)]) for kind in lists for conc in concs}
+            print(f"{name} held open: {figures['held_open']}", file=sys.stderr, flush=True)
+            results[name] = figures
+    print(table(results, concs))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
 
 
-def table(results: dict[str, dict], args: argparse.Namespace) -> str:
-    concs = list(map(int, args.conc.split(",")))
+def table(results: dict[str, dict], concs: list[int]) -> str:
     head = ["server"] + [f"{kind} c={c} req/s (CPU ms/req)" for kind in ("tile", "info") for c in concs]
     head += ["idle CPU %", "100 idle + slowloris: 2nd client"]
     rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
