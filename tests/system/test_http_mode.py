@@ -96,8 +96,14 @@ def in_flight(worker: int, before: int) -> bool:
     return cpu_ticks(worker) > before + 5  # 50 ms into the slow request
 
 
-def test_ctrl_c_lets_the_http_request_in_flight_finish(images):
-    """A terminal's Ctrl-C sends SIGINT to the supervisor and its workers at once."""
+SIGNALLERS = {
+    "SIGTERM": lambda pid: os.kill(pid, signal.SIGTERM),  # to the supervisor, which passes it on
+    "Ctrl-C": lambda pid: os.killpg(pid, signal.SIGINT),  # a terminal's: to the supervisor and its workers at once
+}
+
+
+@pytest.mark.parametrize("how", SIGNALLERS)
+def test_the_http_request_in_flight_finishes(images, how):
     port = free_port()
     command = [str(VENV_BIN / "pyiip"), "serve", "--port", str(port), "--workers", "1", "--root", str(images.root)]
     process = subprocess.Popen(
@@ -112,7 +118,7 @@ def test_ctrl_c_lets_the_http_request_in_flight_finish(images):
         before = cpu_ticks(worker)
         client.start()
         assert wait_for(lambda: in_flight(worker, before), step=0.01)
-        os.killpg(process.pid, signal.SIGINT)
+        SIGNALLERS[how](process.pid)
         client.join(120)
         status, headers, body = result["reply"]
         assert status == 200 and int(headers["Content-Length"]) == len(body) > 100_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import math
 import os
 import re
 import sys
@@ -61,14 +62,19 @@ def version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
-def port(text: str) -> int:
+def _number(text: str, lowest: int, highest: float, what: str, base: int = 10) -> int:
+    """``text`` as a whole number from ``lowest`` to ``highest``, else the error saying it is not ``what``."""
     try:
-        number = int(text)
+        number = int(text, base)
     except ValueError:
-        number = -1
-    if not 1 <= number <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"not a port number (1-{MAX_PORT}): {text!r}")
+        number = lowest - 1
+    if not lowest <= number <= highest:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
     return number
+
+
+def port(text: str) -> int:
+    return _number(text, 1, MAX_PORT, f"a port number (1-{MAX_PORT})")
 
 
 def host(text: str) -> str:
@@ -83,34 +89,16 @@ def host(text: str) -> str:
 
 
 def workers(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"not a number of processes (0 for one per core, or more): {text!r}")
-    return number
+    return _number(text, 0, math.inf, "a number of processes (0 for one per core, or more)")
 
 
 def positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
-    return number
+    return _number(text, 1, math.inf, "a positive whole number")
 
 
 def mode(text: str) -> int:
     """An octal permission mode such as 660."""
-    try:
-        number = int(text, 8)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= MAX_MODE:
-        raise argparse.ArgumentTypeError(f"not an octal permission mode such as 660: {text!r}")
-    return number
+    return _number(text, 0, MAX_MODE, "an octal permission mode such as 660", base=8)
 
 
 def directory(text: str) -> str:
