@@ -192,3 +192,28 @@ def test_a_stale_socket_is_replaced_and_a_live_one_kept(images, tmp_path):
     finally:
         stop(process)
     assert not os.path.exists(sock)
+
+
+@pytest.mark.parametrize("verbosity", ["1", "2"])
+def test_fcgi_start_and_stop_are_logged_at_info(images, tmp_path, verbosity):
+    """VERBOSITY 1 (warnings and errors) leaves them out; 2 has where it listens, the start and the stop."""
+    sock = str(tmp_path / "pyiip.sock")
+    environ = {**os.environ, "FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": verbosity, "LOGFILE": "-"}
+    process = subprocess.Popen([FCGI, "--bind", sock, "--workers", "2"], env=environ, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: os.path.exists(sock) and _answers(sock), timeout=30)
+        process.send_signal(signal.SIGTERM)
+        assert stopped(process) == 0
+    finally:
+        stop(process, signal.SIGKILL)
+    assert process.stderr is not None
+    lines = process.stderr.read().splitlines()
+    assert lines[0] == f"pyiip FastCGI listening on {sock} with 2 process(es)"  # printed, whatever VERBOSITY says
+    logged = [line.split(" ", 2)[2] for line in lines[1:]]
+    assert not [line for line in logged if not line.startswith("INFO ")], logged
+    if verbosity == "1":
+        assert logged == []
+    else:
+        assert f"INFO pyiip FastCGI listening on {sock} with 2 process(es)" in logged
+        assert sum(line.startswith("INFO pyiip FastCGI process") and "started" in line for line in logged) == 2
+        assert sum(line.endswith("stopping") for line in logged) == 2 and logged[-1].endswith("stopped")
