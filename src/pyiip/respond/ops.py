@@ -141,7 +141,7 @@ def _check_store(service: Service) -> dict[str, Any]:
 
     def probe() -> dict[str, Any]:
         problem = remote.readable()
-        return {"ok": not problem, "error": problem} if problem else {"ok": True}
+        return {"ok": False, "error": problem} if problem else {"ok": True}
 
     return _recently(f"remote {id(remote)}", probe)
 
