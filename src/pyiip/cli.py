@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from pyiip.server import options
 from pyiip.tools.commands import add_parsers
 
 
@@ -20,14 +21,20 @@ def _serve(args: argparse.Namespace) -> int:
     from pyiip.server import serve
 
     _root(args.root)
-    return serve.run(args.host, args.port, args.workers)
+    try:
+        return serve.run(args.host, args.port, args.workers)
+    except options.StartError as exc:
+        return exc.report("pyiip serve")
 
 
 def _fcgi(args: argparse.Namespace) -> int:
     from pyiip.server import fcgi
 
     _root(args.root)
-    return fcgi.run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers)
+    try:
+        return fcgi.run(args.bind, args.backlog, args.mode, args.workers)
+    except options.StartError as exc:
+        return exc.report("pyiip fcgi")
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -68,25 +75,21 @@ def _warm(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pyiip", description="IIP and IIIF image server for very large images")
+def parser() -> argparse.ArgumentParser:
+    """The ``pyiip`` command line: one subcommand each."""
+    parser = options.Parser(
+        prog="pyiip", description="IIP and IIIF image server for very large images (settings: iipsrv's variables)"
+    )
+    options.version(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("serve", help="built-in HTTP server (first use, development)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    p = commands.add_parser("serve", help="HTTP server: one single-threaded process per core")
+    options.serve_arguments(p)
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("fcgi", help="FastCGI responder (fd 0, --bind, or systemd socket)")
-    p.add_argument("--bind", help="HOST:PORT or /path/to/socket")
-    p.add_argument("--backlog", type=int, default=2048)
-    p.add_argument("--mode", help="octal permissions of a unix socket, e.g. 660")
-    p.add_argument(
-        "--workers", type=int, default=1, help="processes on the socket, restarted if they die; 0: one per core"
-    )
-    p.add_argument("--root", help="image directory (sets FILESYSTEM_PREFIX)")
+    options.fcgi_arguments(p)
+    options.root(p)
     p.set_defaults(run=_fcgi)
 
     add_parsers(commands)  # demo-data, convert, pyramid
@@ -104,5 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_warm)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     sys.exit(args.run(args))

@@ -19,7 +19,7 @@ import simplejpeg
 
 from pyiip.server import fcgi_client
 from tests.support.deploy import DEPLOY, REPO, alive, descendants, wait_for
-from tests.support.servers import VENV_BIN, free_port, get, wait_for_port
+from tests.support.servers import VENV_BIN, free_port, wait_for_port
 
 FCGI = str(VENV_BIN / "pyiip.fcgi")
 SLOW_CVT = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=4000&CVT=jpeg"  # about a second of work
@@ -120,29 +120,6 @@ def test_sigterm_closes_a_kept_alive_connection(images, tmp_path):
     assert stopped(process, timeout=5) == 0  # ...and exits once the front end closes its side
 
 
-def test_http_mode_sigterm_completes_the_request_in_flight(images):
-    port = free_port()
-    command = [str(VENV_BIN / "pyiip"), "serve", "--port", str(port), "--workers", "1", "--root", str(images.root)]
-    process = subprocess.Popen(command, env={**os.environ, "VERBOSITY": "0"}, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=process)
-        assert wait_for(lambda: len(descendants(process.pid, b"pyiip")) == 1)
-        (worker,) = descendants(process.pid, b"pyiip")
-        result: dict = {}
-        client = threading.Thread(target=lambda: result.update(reply=get(f"http://127.0.0.1:{port}{SLOW_CVT}")))
-        before = in_cpu_work(worker)
-        client.start()
-        assert wait_for(lambda: in_cpu_work(worker) > before + 0.05, step=0.01)
-        process.send_signal(signal.SIGTERM)
-        client.join(120)
-        status, headers, body = result["reply"]
-        assert status == 200 and int(headers["Content-Length"]) == len(body)
-        assert stopped(process) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
 # --- the --workers supervisor ---------------------------------------------------------------------
 
 
@@ -212,7 +189,7 @@ def test_socket_activation(images, tmp_path, activator):
         # It passes no environment but the names given: the unit's Environment=/EnvironmentFile= lines.
         names = [arg for name in ("FILESYSTEM_PREFIX", "VERBOSITY", "LOGFILE") for arg in ("-E", name)]
         command = ["systemd-socket-activate", "-l", sock, *names, FCGI, "--workers", "2"]
-    env = {**os.environ, "FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": "1", "LOGFILE": "-"}
+    env = {**os.environ, "FILESYSTEM_PREFIX": f"{images.root}/", "VERBOSITY": "2", "LOGFILE": "-"}  # start at INFO
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: os.path.exists(sock), timeout=10)

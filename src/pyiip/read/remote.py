@@ -66,6 +66,8 @@ MAX_RUN_BLOCKS = 64  # blocks fetched by one GET at most
 MEMORY_BYTES = 8 * 1024 * 1024  # blocks kept in memory per process
 MAX_VERSIONS = 10000  # object versions remembered per process
 STALE_GRACE = 5.0  # seconds an expired version is still used while the origin fails
+READY_OBJECT = ".readyz"  # what /readyz asks the store for (+ FILESYSTEM_SUFFIX): need not exist
+READY_TIMEOUT = 2.0
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)\s*$")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$")
 
@@ -456,6 +458,30 @@ class RemoteStore:
         self.forget(target.name)
         LOGGER.warning("%s changed while being read (%s): request failed, version dropped", target.name, why)
         return UpstreamChanged("image changed while being read: retry", (("Retry-After", "1"),))
+
+    def readable(self) -> str:
+        """The empty string when the store answers a one-byte GET of READY_OBJECT readably, else why not.
+
+        For readiness (/readyz): the object need not exist (404 is an answer), but a
+        store that cannot be reached, fails (5xx, 429) or refuses access (401, 403; an
+        S3 bucket answers 403 for a missing key without s3:ListBucket) is not readable.
+        One try, READY_TIMEOUT at most, not REMOTE_TIMEOUT with retries: a probe must not
+        hold the worker.
+        """
+        target = self.location.locate(READY_OBJECT)
+        headers = {"Range": "bytes=0-0", "User-Agent": f"pyiip/{__version__}", "Accept-Encoding": "identity"}
+        deadline = time.monotonic() + min(self.timeout, READY_TIMEOUT)
+        try:
+            reply = self.connections.get(target, self.location.headers(target, headers), deadline, lambda _: 0)
+        except TimeoutError:
+            return f"object store: no answer within {min(self.timeout, READY_TIMEOUT):g} s"
+        except (OSError, http.client.HTTPException) as exc:
+            return f"object store unreachable ({type(exc).__name__})"
+        if reply.status in (200, 206, 404, 416):
+            return ""
+        if reply.status in (401, 403):
+            return f"object store refused access (status {reply.status})"
+        return f"object store failing (status {reply.status})"
 
     def stats(self) -> dict[str, int]:
         return {

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pyiip import __version__
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
+LIVE_PATH = "/livez"
+READY_PATH = "/readyz"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TEXT_TYPE = "text/plain; charset=utf-8"
 # Latency buckets (seconds): tiles take milliseconds, a large CVT seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -95,32 +98,52 @@ def finished(request: Request, kind: str, status: int, size: int, started: float
 # --- health ---------------------------------------------------------------------------------------
 
 
-ROOT_CHECK_INTERVAL = 2.0  # seconds a check of the image root answers /health before it is made again
+ROOT_CHECK_INTERVAL = 2.0  # seconds a check (image root, object store) stands before it is made again
 LOCAL_CLIENTS = ("", "127.0.0.1", "::1", "::ffff:127.0.0.1")  # the shipped web servers' rule for /metrics
-_root_checks: dict[str, tuple[float, dict[str, Any]]] = {}  # image root -> (when checked, outcome)
+_checks: dict[str, tuple[float, dict[str, Any]]] = {}  # image root or store -> (when checked, outcome)
+
+
+def _recently(key: str, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``check()``'s outcome, made again only when the last is ROOT_CHECK_INTERVAL seconds old.
+
+    A client looping on /health or /readyz costs a dict lookup, not a directory read or a
+    request to the object store each time.
+    """
+    now = time.monotonic()
+    known = _checks.get(key)
+    if known is not None and now - known[0] < ROOT_CHECK_INTERVAL:
+        return known[1]
+    outcome = check()
+    if len(_checks) >= 8:
+        _checks.clear()
+    _checks[key] = (now, outcome)
+    return outcome
 
 
 def _check_root(service: Service) -> dict[str, Any]:
     """The image root must be a directory this process can list; the reply never names it.
 
-    Checked at most every ROOT_CHECK_INTERVAL seconds: a client looping on
-    /health costs a dict lookup, not a directory read each time. Images in
-    object storage are not probed here: a probe per health check would be a
-    request to the store each time, and a failing store shows in the
-    requests themselves (503) and in pyiip_remote_* metrics.
+    Images in object storage are not probed here: a probe per health check would be a
+    request to the store each time, and a failing store shows in the requests themselves
+    (503) and in pyiip_remote_* metrics. /readyz probes it (``_check_store``).
     """
     if service.resolver.remote is not None:
         return {"ok": True, "source": "object storage, not probed"}
     root = service.resolver.root
-    now = time.monotonic()
-    known = _root_checks.get(root)
-    if known is not None and now - known[0] < ROOT_CHECK_INTERVAL:
-        return known[1]
-    outcome = _list_root(root)
-    if len(_root_checks) >= 8:
-        _root_checks.clear()
-    _root_checks[root] = (now, outcome)
-    return outcome
+    return _recently(root, lambda: _list_root(root))
+
+
+def _check_store(service: Service) -> dict[str, Any]:
+    """Where the images are read from answers: the image root lists, or the object store answers a read."""
+    remote = service.resolver.remote
+    if remote is None:
+        return _check_root(service)
+
+    def probe() -> dict[str, Any]:
+        problem = remote.readable()
+        return {"ok": False, "error": problem} if problem else {"ok": True}
+
+    return _recently(f"remote {id(remote)}", probe)
 
 
 def _list_root(root: str) -> dict[str, Any]:
@@ -202,6 +225,25 @@ def health(service: Service, request: Request) -> Response:
         "application/json",
         cacheable=False,
     )
+
+
+def live(service: Service, request: Request) -> Response:
+    """/livez: 200 as long as the process's loop answers; nothing is checked (a restart would not mend it)."""
+    return Response(200, b"ok\n", TEXT_TYPE, cacheable=False)
+
+
+def ready(service: Service, request: Request) -> Response:
+    """/readyz: 200 when images can be read (the image root lists, or the object store answers), else 503.
+
+    For a load balancer or Kubernetes readinessProbe: an instance that cannot read its images
+    is taken out of rotation, not restarted. Memcached does not count (images are served without
+    it). Only local clients are told why.
+    """
+    check = _check_store(service)
+    if check["ok"]:
+        return Response(200, b"ready\n", TEXT_TYPE, cacheable=False)
+    why = f": {check['error']}" if is_local(request) else ""
+    return Response(503, f"not ready{why}\n".encode(), TEXT_TYPE, cacheable=False)
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -349,9 +391,10 @@ def metrics(service: Service, request: Request) -> Response:
     return Response(200, ("\n".join(lines) + "\n").encode(), PROMETHEUS_TYPE, cacheable=False)
 
 
-PATHS = {HEALTH_PATH: health, METRICS_PATH: metrics}
+PATHS = {HEALTH_PATH: health, METRICS_PATH: metrics, LIVE_PATH: live, READY_PATH: ready}
 
 
 def answer(service: Service, request: Request) -> Response:
-    """``/health`` (also ``?HEALTH`` on the IIP endpoint, which every deployment maps) or ``/metrics``."""
+    """``/health`` (also ``?HEALTH`` on the IIP endpoint, which every deployment maps), ``/metrics``,
+    ``/livez`` or ``/readyz``."""
     return PATHS.get(request.path, health)(service, request)

@@ -9,7 +9,6 @@ reloads the settings and empties the caches without dropping the socket.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -20,31 +19,13 @@ import sys
 from pyiip import config, log
 from pyiip.read import block_cache
 from pyiip.respond.app import Application
-from pyiip.server import limits
+from pyiip.server import limits, listen
 from pyiip.server.fastcgi import Responder
+from pyiip.server.options import Parser, StartError, cores, fcgi_arguments, split_bind, version
 from pyiip.server.reload import serve_with_reloads
 from pyiip.server.workers import supervise
 
 LISTEN_FD_START = 3
-
-
-def _listening_socket(bind: str, backlog: int, mode: int | None) -> socket.socket:
-    """A unix socket for a path, else TCP for HOST:PORT (or :PORT)."""
-    if "/" in bind:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(bind)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(bind)
-        if mode is not None:
-            os.chmod(bind, mode)
-    else:
-        host, _, port = bind.rpartition(":")
-        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
-    sock.listen(backlog)
-    return sock
 
 
 def _fd0_is_socket() -> bool:
@@ -55,7 +36,10 @@ def _fd0_is_socket() -> bool:
 
 
 def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, workers: int = 1) -> int:
-    """Serve FastCGI until SIGTERM/SIGINT, in ``workers`` supervised processes when more than one (0: per core)."""
+    """Serve FastCGI until SIGTERM/SIGINT, in ``workers`` supervised processes when more than one (0: per core).
+
+    A ``--bind`` unix socket is removed on the way out (after the workers), if it is still ours.
+    """
     try:
         settings = config.load()
         block_cache.check_settings(settings)  # before the workers: one clear error, not one per worker
@@ -63,15 +47,22 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
         print(f"pyiip: {exc}", file=sys.stderr)
         return 2
     logger = log.setup(settings)
+    workers = workers or cores()
     if os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid()):
         os.dup2(LISTEN_FD_START, 0)
         os.close(LISTEN_FD_START)
         for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
             os.environ.pop(name, None)  # meant for this process only, not for workers or children
     elif bind:
-        sock = _listening_socket(bind, backlog, mode)
+        address = split_bind(bind)
+        if isinstance(address, str):
+            sock = listen.unix(address, backlog, mode)
+        else:
+            sock = listen.tcp(*address, backlog, "--bind")
         os.dup2(sock.fileno(), 0)
         sock.close()
+        print(f"pyiip FastCGI listening on {bind} with {workers} process(es)", file=sys.stderr, flush=True)
+        logger.info("pyiip FastCGI listening on %s with %d process(es)", bind, workers)
     elif not _fd0_is_socket():
         print(
             "pyiip: no FastCGI socket on standard input; start me from a web server, "
@@ -79,11 +70,10 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
             file=sys.stderr,
         )
         return 2
-    if workers <= 0:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if workers > 1:
-        return supervise(workers, lambda: _serve(settings, logger), logger)
-    return _serve(settings, logger)
+    with listen.unix_socket_removed(bind if bind and "/" in bind else None):
+        if workers > 1:
+            return supervise(workers, lambda: _serve(settings, logger), logger)
+        return _serve(settings, logger)
 
 
 def _serve(settings: config.Settings, logger: logging.Logger) -> int:
@@ -93,23 +83,21 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     limits.apply(settings)
     app = Application(settings)
-    logger.warning("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
+    logger.info("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
     responder = Responder(app.handle, socket.socket(fileno=0), settings.client_timeout)
     serve_with_reloads(app, responder, logger)
-    logger.warning("pyiip FastCGI process %d stopping", os.getpid())
+    logger.info("pyiip FastCGI process %d stopping", os.getpid())
     return 0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """The ``pyiip.fcgi`` executable a web server points bin-path at (iipsrv's options)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="pyiip.fcgi", description="pyiip FastCGI responder")
-    parser.add_argument("--bind", help="HOST:PORT or /path/to/socket (default: socket on fd 0)")
-    parser.add_argument("--backlog", type=int, default=2048)
-    parser.add_argument("--mode", help="octal permissions of a --bind unix socket, e.g. 660")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="processes on the socket, restarted if they die; 0: one per core"
-    )
-    args = parser.parse_args()
-    sys.exit(run(args.bind, args.backlog, int(args.mode, 8) if args.mode else None, args.workers))
+    parser = Parser(prog="pyiip.fcgi", description="pyiip FastCGI responder (settings: iipsrv's environment variables)")
+    version(parser)
+    fcgi_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        status = run(args.bind, args.backlog, args.mode, args.workers)
+    except StartError as exc:
+        status = exc.report(parser.prog)
+    sys.exit(status)

@@ -12,28 +12,19 @@ HUP makes every worker empty its caches and reload its settings, connections kep
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 
 from pyiip import config, log
 from pyiip.read import block_cache
 from pyiip.respond.app import Application
-from pyiip.server import limits
+from pyiip.server import limits, listen
 from pyiip.server.http_server import Server
+from pyiip.server.options import cores
 from pyiip.server.reload import serve_with_reloads
 from pyiip.server.workers import supervise
 
 BACKLOG = 1024
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    return sock
 
 
 def _worker(listening: socket.socket, settings: config.Settings, logger: logging.Logger) -> int:
@@ -47,7 +38,7 @@ def _worker(listening: socket.socket, settings: config.Settings, logger: logging
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
-    """Serve HTTP on host:port with ``workers`` processes (default: one per core)."""
+    """Serve HTTP on host:port with ``workers`` processes (0: one per core); a wrong host or port is a StartError."""
     try:
         settings = config.load()
         block_cache.check_settings(settings)  # before the workers: one clear error, not one per worker
@@ -55,9 +46,10 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
         print(f"pyiip: {exc}", file=sys.stderr)
         return 2
     logger = log.setup(settings)
-    workers = workers or os.cpu_count() or 1
-    listening = _listening_socket(host, port)
-    print(f"pyiip serving http://{host}:{port}/ with {workers} worker(s)", file=sys.stderr, flush=True)
+    workers = workers or cores()
+    listening = listen.tcp(host, port, BACKLOG, "--port")
+    where = f"[{host}]" if ":" in host else host
+    print(f"pyiip serving http://{where}:{port}/ with {workers} worker(s)", file=sys.stderr, flush=True)
     try:
         return supervise(workers, lambda: _worker(listening, settings, logger), logger, "HTTP")
     finally:

@@ -80,7 +80,7 @@ def supervise(count: int, serve: Callable[[], int], logger: logging.Logger, kind
         signal.signal(sig, forward)
     for _ in range(count):
         spawn()
-    logger.warning("pyiip supervisor %d started %d %s workers: %s", parent, count, kind, " ".join(map(str, children)))
+    logger.info("pyiip supervisor %d started %d %s workers: %s", parent, count, kind, " ".join(map(str, children)))
     while children:
         try:
             pid, status = os.wait()
@@ -99,5 +99,5 @@ def supervise(count: int, serve: Callable[[], int], logger: logging.Logger, kind
             time.sleep(delay)  # a TERM meanwhile sets stopping: checked below
         if not stopping:
             spawn()
-    logger.warning("pyiip supervisor %d stopped", parent)
+    logger.info("pyiip supervisor %d stopped", parent)
     return 0
