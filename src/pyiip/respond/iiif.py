@@ -28,6 +28,7 @@ from pyiip.parse.iiif import Base, Image, Info, Params, RegionSpec, SizeSpec, pa
 from pyiip.parse.iiif import parse as parse_path
 from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
+from pyiip.process.budget import image_limits
 from pyiip.read.image import OpenImage
 from pyiip.respond.display_query import DISPLAY_KEYS, display_from_query
 from pyiip.respond.iiif_info import content_type, info_v2, info_v3, profile_uri
@@ -125,10 +126,11 @@ def _info(service: Service, request: Request, info: Info, version: int, base: st
     image, display = open_image(service, info.identifier)
     display_from_query(display, image)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or base  # iipsrv: a proxy may name the id itself
+    limits = image_limits(image, service.settings)
 
     def make() -> tuple[bytes, str]:
         build = info_v3 if version >= 3 else info_v2
-        text = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
+        text = json.dumps(build(uri, image.info, service.settings, limits), indent=2).encode()
         return text, content_etag(text)  # its ETag is kept with it: no digest per reply
 
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
@@ -148,7 +150,7 @@ def build_request(
     info = image.info
     settings = service.settings
     rect = region_rect(params.region, info.width, info.height)
-    limits = Limits.from_settings(settings)
+    limits = image_limits(image, settings)
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     model = ImageRequest(
