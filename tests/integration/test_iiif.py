@@ -206,7 +206,7 @@ def test_no_upscaling_without_caret_in_v3(ask) -> None:
         ("^pct:200", (1800, 2200)),
         ("^!2000,500", (500, 611)),
         ("^!2200,3000", (1800, 2200)),
-        ("^max", (4091, 5000)),  # scaled to maxWidth (section 4.2): not the full size
+        ("^max", (2717, 3320)),  # scaled to maxArea (section 4.2): what 1024 MB renders at worst
     ],
 )
 def test_upscaling_with_caret(ask, size: str, shape: tuple[int, int]) -> None:

@@ -91,6 +91,22 @@ def test_cvt_beyond_the_memory_budget_is_served_at_the_largest_size_that_fits(de
     assert jpeg_size(ask(app, url.format(width // 2))) == (width // 2, round(height / 2))
 
 
+@pytest.mark.parametrize(
+    ("url", "env"),
+    [
+        ("/x?FIF=deep.tif&WID=652455&CVT=jpeg", {"MAX_CVT": "-1", "MAX_REQUEST_MEMORY": "64"}),
+        ("/x?FIF=deep.tif&WID=652455&HEI=652455&CVT=png", {"MAX_CVT": "-1", "MAX_REQUEST_MEMORY": "64"}),
+        ("/x?FIF=cube.tif&WID=4000&CVT=jpeg", {"MAX_CVT": "-1", "MAX_REQUEST_MEMORY": "64"}),
+        ("/x?FIF=rgb.tif&WID=5000&ROT=33&CVT=png", {"MAX_REQUEST_MEMORY": "64"}),
+    ],
+)
+def test_cvt_over_the_budget_of_extreme_images_is_served_smaller(extreme, make_app, url, env):
+    reply = ask(make_app(extreme, **env), url)
+    assert reply.status == 200 and reply.content_type.startswith("image/"), (reply.status, reply.body[:200])
+    found = re.search(r"_(\d+)x(\d+)\.\w+\"", dict(reply.headers)["Content-Disposition"])
+    assert found and 0 < int(found.group(1)) < 4000
+
+
 @pytest.fixture(scope="module")
 def extreme(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return extreme_images(tmp_path_factory.mktemp("extreme"))
@@ -106,9 +122,9 @@ def test_cvt_of_an_image_nothing_of_which_fits_says_why(extreme, make_app):
 
 @pytest.mark.parametrize("version", [3, 2])
 @pytest.mark.parametrize(("image", "env"), [
-    ("demo/cube.tif", {"MAX_CVT": "20000", "MAX_REQUEST_MEMORY": "256"}),
+    ("demo/cube.tif", {"MAX_CVT": "20000", "MAX_REQUEST_MEMORY": "160"}),
     ("demo/cube.tif", {"MAX_CVT": "-1", "MAX_REQUEST_MEMORY": "96"}),
-    ("demo/rgb.tif", {"MAX_CVT": "20000", "MAX_REQUEST_MEMORY": "128"}),
+    ("demo/rgb.tif", {"MAX_CVT": "20000", "MAX_REQUEST_MEMORY": "80"}),
 ])  # fmt: skip
 def test_iiif_serves_every_size_inside_the_advertised_limits(demo, make_app, image, env, version):
     app = make_app(demo, **env)

@@ -47,4 +47,4 @@ def test_native_pixels_snapshot_is_a_jpeg_within_max_cvt(lighttpd, width):
     assert status == 200 and headers["Content-Type"] == "image/jpeg", (status, body[:200])
     height, wide = simplejpeg.decode_jpeg_header(body)[:2]
     assert wide == height and 2500 < wide <= 5000
-    assert f"_{wide}x{height}.jpeg" in headers["Content-Disposition"]
+    assert f"_{wide}x{height}.jpg" in headers["Content-Disposition"]

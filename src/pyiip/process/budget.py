@@ -16,14 +16,14 @@ import itertools
 from pyiip.config import Settings
 from pyiip.errors import TooLarge
 from pyiip.model import Display, ImageRequest, Region
+from pyiip.process import render
 from pyiip.process.bind import Limits, Plan, plan
-from pyiip.process.render import memory_estimate, read_overhead
 from pyiip.read.image import OpenImage
 from pyiip.read.source import ImageInfo
 
-# Output areas by (file identity, budget): a search over the model, done once per image and process.
-_AREAS: dict[tuple[object, int], int] = {}
-_AREAS_KEPT = 4096
+# Limits by (file identity, budget, MAX_CVT): a search over the model, done once per image and process.
+_LIMITS: dict[tuple[object, int, int], Limits] = {}
+_LIMITS_KEPT = 4096
 
 
 def fit_budget(image: OpenImage, request: ImageRequest, budget: int) -> ImageRequest | None:
@@ -36,8 +36,8 @@ def fit_budget(image: OpenImage, request: ImageRequest, budget: int) -> ImageReq
 
     def fits(size: tuple[int, int]) -> bool:
         chosen = plan(info, request.region, size)
-        overhead = read_overhead(image.source, chosen.level, chosen.w, chosen.h)
-        return memory_estimate(info, chosen, dataclasses.replace(request, size=size), overhead) <= budget
+        overhead = render.read_overhead(image.source, chosen.level, chosen.w, chosen.h)
+        return render.memory_estimate(info, chosen, dataclasses.replace(request, size=size), overhead) <= budget
 
     width, height = request.size
     if fits(request.size):
@@ -65,15 +65,15 @@ def image_limits(image: OpenImage, settings: Settings) -> Limits:
     An image no output of which fits (a tile larger than the budget) is refused whole, its info.json too.
     """
     budget = settings.max_request_memory * 1024 * 1024
-    key = (image.resolved.identity, budget)
-    area = _AREAS.get(key)
-    if area is None:
-        if len(_AREAS) >= _AREAS_KEPT:
-            _AREAS.clear()
-        area = _AREAS[key] = output_area(image, budget)
-    if not area:
+    key = (image.resolved.identity, budget, settings.max_cvt)
+    limits = _LIMITS.get(key)
+    if limits is None:
+        if len(_LIMITS) >= _LIMITS_KEPT:
+            _LIMITS.clear()
+        limits = _LIMITS[key] = Limits.from_settings(settings, output_area(image, budget))
+    if not limits.area:
         raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
-    return Limits.from_settings(settings, area)
+    return limits
 
 
 def output_area(image: OpenImage, budget: int) -> int:
@@ -92,7 +92,7 @@ def output_area(image: OpenImage, budget: int) -> int:
         read = _read_area(info, area)
         chosen = Plan(0, 0, 0, read, 1)
         request = dataclasses.replace(worst, size=(area, 1))
-        return memory_estimate(info, chosen, request, read_overhead(image.source, 0, read, 1)) <= budget
+        return render.memory_estimate(info, chosen, request, render.read_overhead(image.source, 0, read, 1)) <= budget
 
     low, high = 0, 1
     while fits(high):  # the area grows at most until each output pixel has one byte
