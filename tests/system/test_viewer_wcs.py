@@ -200,6 +200,9 @@ def test_a_cube_converted_from_astropy_fits_shows_its_coordinates(tmp_path: Path
     data = np.random.default_rng(5).normal(100, 5, (240, 320)).astype(np.float32)
     fits.PrimaryHDU(data, header).writeto(tmp_path / "sip.fits")
     convert([tmp_path / "sip.fits"], tmp_path / "sip.tif", compression="none", progress=False)
+    car = fits.Header({"CTYPE1": "RA---CAR", "CTYPE2": "DEC--CAR", "CDELT1": -2e-4, "CDELT2": 2e-4})
+    fits.PrimaryHDU(data, car).writeto(tmp_path / "car.fits")
+    convert([tmp_path / "car.fits"], tmp_path / "car.tif", compression="none", progress=False)
     reason = missing()
     if reason:
         pytest.fail(reason)
@@ -221,7 +224,15 @@ def test_a_cube_converted_from_astropy_fits_shows_its_coordinates(tmp_path: Path
             points,
         )
         info = driver.find_element("id", "info").get_attribute("textContent")
+        driver.get(f"http://127.0.0.1:{port}/viewer.html?image=car.tif")
+        wait_for(lambda: driver.execute_script("return !!(window.pyiipViewer && pyiipViewer.readout)"), 30, "CAR")
+        readout = driver.find_element("id", "coords")
+        unnamed = driver.execute_script("return 'ra' in document.getElementById('coords').dataset")
+        car_text, car_info = readout.text, driver.find_element("id", "info").get_attribute("textContent")
     assert "TAN-SIP" in info
+    # A projection the viewer cannot do is named, with no numbers.
+    assert "no sky coordinates: CAR projection not supported" in car_text and not unnamed
+    assert "CAR projection: not supported by this viewer" in car_info
     shown = np.array(shown)
     np.testing.assert_allclose(shown[:, :2], points)
     expected = WCS(header).all_pix2world(np.array(points), 1)
