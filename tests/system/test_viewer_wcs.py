@@ -172,6 +172,7 @@ UNSUPPORTED = [
     ({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN"}, "mixed projections RA---TAN-SIP, DEC--TAN"),
     ({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "PV2_1": 0.1}, "SIN with PV parameters"),
     ({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CPDIS1": "LOOKUP"}, "lookup-table distortion"),
+    ({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 1e9, "B_ORDER": 2}, "SIP beyond order 9"),
 ]
 
 

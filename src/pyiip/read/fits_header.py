@@ -44,7 +44,7 @@ def without_implied_poles(text: str) -> str:
 
 
 def _key_value(card: str) -> tuple[str, str | float | None]:
-    """A card's keyword and value: a string unquoted, a number, or None for anything else."""
+    """A card's keyword and value: a string unquoted, a finite number, or None for anything else."""
     key = card[:8].strip()
     if card[8:10] != "= ":
         return "", None
@@ -55,9 +55,10 @@ def _key_value(card: str) -> tuple[str, str | float | None]:
             end = raw.find("'", end + 2)
         return key, raw[1:end].replace("''", "'").rstrip() if end > 0 else None
     try:
-        return key, float(raw.split("/")[0].strip().replace("D", "E"))
+        number = float(raw.split("/")[0].strip().replace("D", "E"))
     except ValueError:
         return key, None
+    return key, number if math.isfinite(number) else None
 
 
 def _axes(values: dict[str, str | float | None]) -> tuple[int, int, str] | None:

@@ -88,6 +88,8 @@
     return "";
   }
 
+  var SIP_ORDER = 9; /* real headers stop at 5 or so; a larger one is refused, not looped over */
+
   /* SIP polynomial {p_q: coefficient} of prefix "A" or "B" up to its order. */
   function sipTerms(keys, prefix) {
     var order = num(keys, prefix + "_ORDER", 0);
@@ -148,6 +150,9 @@
     if (ctype2.substr(5, 3) !== code || ctype2.substr(8) !== extra) return "mixed projections " + ctype1 + ", " + ctype2;
     if (!ZENITHAL[code] && code !== "TPV") return code + " projection";
     if (extra && extra !== "-SIP") return code + extra + " distortion";
+    if (extra === "-SIP" && !(num(keys, "A_ORDER", 0) <= SIP_ORDER && num(keys, "B_ORDER", 0) <= SIP_ORDER)) {
+      return "SIP beyond order " + SIP_ORDER;
+    }
     if (has(keys, /^(CPDIS|CQDIS|D2IMDIS)[12]$/)) return code + " with lookup-table distortion (CPDIS/CQDIS/D2IM)";
     var pv = has(keys, /^PV[12]_\d+$/);
     if (pv && extra === "-SIP") return code + "-SIP with PV cards";

@@ -99,3 +99,18 @@ def test_headers_it_does_not_understand_are_kept():
     unknown = astropy_header("TAN", 2.2)
     unknown["CTYPE1"], unknown["CTYPE2"] = "RA---XYZ", "DEC--XYZ"
     assert without_implied_poles(cards(unknown)) == cards(unknown)
+
+
+@pytest.mark.parametrize(
+    "cards_text",
+    [
+        "CTYPE1  = 'RA---TAN'CTYPE2  = 'DEC--TAN'LATPOLE =                 1e999",
+        "CTYPE1  = 'RA---CAR'".ljust(80) + "CTYPE2  = 'DEC--CAR'".ljust(80) + "CRVAL2  = 1e999".ljust(80)
+        + "LATPOLE = 10".ljust(80) + "LONPOLE = 'abc".ljust(80),
+        "CTYPE1  = 'RA---COE'".ljust(80) + "CTYPE2  = 'DEC--COE'".ljust(80) + "PV2_1   = 90".ljust(80)
+        + "CRVAL2  = 90".ljust(80) + "LATPOLE = 95".ljust(80) + "LONPOLE = T".ljust(80),
+        "LATPOLE = ''".ljust(80) + "LONPOLE = NaN" + "\n" * 3,
+    ],
+)  # fmt: skip
+def test_hostile_headers_come_back_without_an_error(cards_text):
+    assert isinstance(without_implied_poles(cards_text), str)
