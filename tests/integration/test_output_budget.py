@@ -116,7 +116,9 @@ def test_cvt_of_an_image_nothing_of_which_fits_says_why(extreme, make_app):
     # bigtile.tif: one 8192 x 8192 tile is more than 64 MB: no output size can be made of it.
     reply = ask(make_app(extreme, MAX_REQUEST_MEMORY="64"), "/fcgi-bin/iipsrv.fcgi?FIF=bigtile.tif&WID=100&CVT=jpeg")
     assert reply.status == 413 and b"CVT" in reply.body and b"MAX_REQUEST_MEMORY" in reply.body
-    reply = ask(make_app(extreme, MAX_REQUEST_MEMORY="64"), "/iiif/3/bigtile.tif/info.json")
+    app = make_app(extreme, MAX_REQUEST_MEMORY="64")
+    assert json.loads(ask(app, "/iiif/3/bigtile.tif/info.json").body)["maxArea"] == 1  # the least there is
+    reply = ask(app, "/iiif/3/bigtile.tif/0,0,1,1/1,1/0/default.jpg")
     assert reply.status == 413 and b"MAX_REQUEST_MEMORY" in reply.body
 
 

@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 
 from pyiip.config import Settings
-from pyiip.errors import TooLarge
 from pyiip.model import Display, ImageRequest, Region
 from pyiip.process import render
 from pyiip.process.bind import Limits, Plan, plan
@@ -62,7 +61,8 @@ def _with_longest(width: int, height: int, side: int) -> tuple[int, int]:
 def image_limits(image: OpenImage, settings: Settings) -> Limits:
     """The output limits of ``image``: MAX_CVT, and the largest area its renders fit MAX_REQUEST_MEMORY in.
 
-    An image no output of which fits (a tile larger than the budget) is refused whole, its info.json too.
+    An area of 0 says that no output of the image fits (a tile larger than the budget, a flat file
+    decoded whole): its info.json advertises 1, the least there is, and each request is a 413.
     """
     budget = settings.max_request_memory * 1024 * 1024
     key = (image.resolved.identity, budget, settings.max_cvt)
@@ -71,8 +71,6 @@ def image_limits(image: OpenImage, settings: Settings) -> Limits:
         if len(_LIMITS) >= _LIMITS_KEPT:
             _LIMITS.clear()
         limits = _LIMITS[key] = Limits.from_settings(settings, output_area(image, budget))
-    if not limits.area:
-        raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
     return limits
 
 

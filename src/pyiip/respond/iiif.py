@@ -21,7 +21,7 @@ import re
 from urllib.parse import urlsplit
 
 from pyiip.cache.etags import content_etag
-from pyiip.errors import BadRequest, NotFound
+from pyiip.errors import BadRequest, NotFound, TooLarge
 from pyiip.http import Request, Response
 from pyiip.model import ImageRequest
 from pyiip.parse.iiif import Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
@@ -151,6 +151,8 @@ def build_request(
     settings = service.settings
     rect = region_rect(params.region, info.width, info.height)
     limits = image_limits(image, settings)
+    if not limits.area:
+        raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     model = ImageRequest(

@@ -79,7 +79,7 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings, limits: Li
         doc["maxWidth"] = limits.width
         doc["maxHeight"] = limits.height
     if limits.area is not None:
-        doc["maxArea"] = limits.area
+        doc["maxArea"] = max(1, limits.area)  # 0: nothing fits; 1 is the least IIIF can say
     sizes = _sizes(info, limits)
     if sizes:
         doc["sizes"] = sizes
@@ -124,7 +124,7 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings, limits: Li
         service["maxWidth"] = limits.width
         service["maxHeight"] = limits.height
     if limits.area is not None:
-        service["maxArea"] = limits.area
+        service["maxArea"] = max(1, limits.area)
     doc: dict[str, object] = {
         "@context": context(2),
         "@id": identifier_uri,
