@@ -150,3 +150,14 @@ def test_iiif_serves_every_size_inside_the_advertised_limits(demo, make_app, ima
     # The worst case of the memory model at the limit: arbitrary rotation, grey, GIF.
     rotated = ask(app, f"{base}/{sizes[0]}/33/gray.gif")
     assert rotated.status == 200 and rotated.content_type == "image/gif", rotated.body[:200]
+
+
+def test_the_issues_iiif_case_max_cvt_20000_with_the_default_budget(demo, make_app):
+    """Before: info.json promised 20000 a side and 400 million pixels; ^max and ^12000, were 413."""
+    app = make_app(demo, MAX_CVT="20000")
+    doc = json.loads(ask(app, "/iiif/3/demo/cube.tif/info.json").body)
+    assert doc["maxWidth"] == 20000 and doc["maxArea"] < 12000**2
+    over = ask(app, "/iiif/3/demo/cube.tif/full/^12000,/0/default.jpg")
+    assert over.status == 400 and b"exceeds the server limits" in over.body
+    width, height = jpeg_size(ask(app, "/iiif/3/demo/cube.tif/full/^max/0/default.jpg"))
+    assert width == height and width * height <= doc["maxArea"] < (width + 1) ** 2
