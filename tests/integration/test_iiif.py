@@ -52,7 +52,8 @@ def test_info_v3(ask) -> None:
     assert doc["id"] == "http://testhost/iiif/3/rgb.tif"
     assert (doc["type"], doc["protocol"], doc["profile"]) == ("ImageService3", "http://iiif.io/api/image", "level0")
     assert (doc["width"], doc["height"]) == (1100, 900)
-    assert (doc["maxWidth"], doc["maxHeight"], doc["maxArea"]) == (5000, 5000, 25_000_000)
+    # maxArea: what 1024 MB renders at worst (process.budget), less than MAX_CVT's 5000^2.
+    assert (doc["maxWidth"], doc["maxHeight"]) == (5000, 5000) and 5_000_000 < doc["maxArea"] < 25_000_000
     assert doc["sizes"] == [{"width": 137, "height": 112}, {"width": 275, "height": 225}, {"width": 550, "height": 450}]
     assert doc["tiles"] == [{"width": 256, "height": 256, "scaleFactors": [1, 2, 4, 8]}]
     assert doc["extraFormats"] == ["png", "webp", "tif", "gif", "avif"]
@@ -205,7 +206,7 @@ def test_no_upscaling_without_caret_in_v3(ask) -> None:
         ("^pct:200", (1800, 2200)),
         ("^!2000,500", (500, 611)),
         ("^!2200,3000", (1800, 2200)),
-        ("^max", (4091, 5000)),  # scaled to maxWidth (section 4.2): not the full size
+        ("^max", (2717, 3320)),  # scaled to maxArea (section 4.2): what 1024 MB renders at worst
     ],
 )
 def test_upscaling_with_caret(ask, size: str, shape: tuple[int, int]) -> None:

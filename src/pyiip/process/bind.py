@@ -156,26 +156,23 @@ def plan(info: ImageInfo, region: Region, size: tuple[int, int]) -> Plan:
     return Plan(chosen, x0, y0, x1 - x0, y1 - y0)
 
 
-# Bytes of request memory one output pixel may need (read + resize + encode, see Renderer.check_limits).
-_BYTES_PER_PIXEL = 108
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Server-imposed output limits: maxWidth/maxHeight from MAX_CVT, maxArea from it or the memory budget."""
+    """Server-imposed output limits: maxWidth/maxHeight from MAX_CVT, maxArea from it and the memory budget."""
 
     width: int | None
     height: int | None
     area: int | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: Settings, area: int) -> Limits:
+        """MAX_CVT's sides, and ``area``: the largest output the image renders within MAX_REQUEST_MEMORY
+        (``process.budget``), so that nothing inside the limits is refused for memory."""
         side = settings.max_output_side
-        budget = settings.max_request_memory * 1024 * 1024 // _BYTES_PER_PIXEL
         if side is None:
             # Upscaling needs a declared limit (IIIF 3 section 5.7): the memory budget is the real one.
-            return cls(None, None, budget)
-        return cls(side, side, side * side)
+            return cls(None, None, area)
+        return cls(side, side, min(side * side, area))
 
     def allows(self, width: int, height: int) -> bool:
         return (

@@ -21,13 +21,14 @@ import re
 from urllib.parse import urlsplit
 
 from pyiip.cache.etags import content_etag
-from pyiip.errors import BadRequest, NotFound
+from pyiip.errors import BadRequest, NotFound, TooLarge
 from pyiip.http import Request, Response, media_ranges
 from pyiip.model import ImageRequest
 from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
 from pyiip.parse.iiif import parse as parse_path
 from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
+from pyiip.process.budget import image_limits
 from pyiip.read.image import OpenImage
 from pyiip.respond.display_query import DISPLAY_KEYS, display_from_query
 from pyiip.respond.iiif_info import content_type, info_v2, info_v3, profile_uri
@@ -136,10 +137,11 @@ def _info(service: Service, request: Request, info: Info, version: int, base: st
     image, display = open_image(service, info.identifier)
     display_from_query(display, image)  # a bad value is a 400 here already
     uri = request.header("x-iiif-id") or base  # iipsrv: a proxy may name the id itself
+    limits = image_limits(image, service.settings)
 
     def make() -> tuple[bytes, str]:
         build = info_v3 if version >= 3 else info_v2
-        text = json.dumps(build(uri, image.info, service.settings), indent=2).encode()
+        text = json.dumps(build(uri, image.info, service.settings, limits), indent=2).encode()
         return text, content_etag(text)  # its ETag is kept with it: no digest per reply
 
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
@@ -159,7 +161,9 @@ def build_request(
     info = image.info
     settings = service.settings
     rect = region_rect(params.region, info.width, info.height)
-    limits = Limits.from_settings(settings)
+    limits = image_limits(image, settings)
+    if not limits.area:
+        raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)

@@ -1,7 +1,8 @@
 """IIIF Image API image information documents (info.json), versions 2.1 and 3.0.
 
 Everything advertised is what the request parser and renderer really do:
-the size limits are the ones image requests are checked against, tiles
+the size limits are the ones image requests are checked against (MAX_CVT,
+and the largest area the image renders in within MAX_REQUEST_MEMORY), tiles
 and sizes are the stored pyramid levels, and the extra formats, qualities
 and features are exactly those served.
 """
@@ -83,8 +84,7 @@ def _rights(info: ImageInfo, settings: Settings) -> tuple[str | None, str | None
     return None, text
 
 
-def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[str, object]:
-    limits = Limits.from_settings(settings)
+def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings, limits: Limits) -> dict[str, object]:
     doc: dict[str, object] = {
         "@context": context(3),
         "id": identifier_uri,
@@ -98,7 +98,7 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
         doc["maxWidth"] = limits.width
         doc["maxHeight"] = limits.height
     if limits.area is not None:
-        doc["maxArea"] = limits.area
+        doc["maxArea"] = max(1, limits.area)  # 0: nothing fits; 1 is the least IIIF can say
     sizes = _sizes(info, limits)
     if sizes:
         doc["sizes"] = sizes
@@ -117,8 +117,7 @@ def info_v3(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
     return doc
 
 
-def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[str, object]:
-    limits = Limits.from_settings(settings)
+def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings, limits: Limits) -> dict[str, object]:
     supports = [
         "baseUriRedirect",
         "canonicalLinkHeader",
@@ -150,7 +149,7 @@ def info_v2(identifier_uri: str, info: ImageInfo, settings: Settings) -> dict[st
         service["maxWidth"] = limits.width
         service["maxHeight"] = limits.height
     if limits.area is not None:
-        service["maxArea"] = limits.area
+        service["maxArea"] = max(1, limits.area)
     doc: dict[str, object] = {
         "@context": context(2),
         "@id": identifier_uri,

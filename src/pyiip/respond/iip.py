@@ -32,6 +32,8 @@ from pyiip.model import ImageRequest, Region
 from pyiip.parse import iip as grammar
 from pyiip.parse.iip import CVT, FIF, JTL, OBJ, PFL, PTL, TIL, WTL, Handoff, Unknown
 from pyiip.process.bind import fitted_region, resolution_level, tile_region
+from pyiip.process.budget import fit_budget
+from pyiip.read.fits_header import without_implied_poles
 from pyiip.read.image import OpenImage
 from pyiip.service import Service
 
@@ -155,6 +157,8 @@ def _metadata(name: str) -> Callable[[Session, OpenImage], str | None]:
 
     def line(s: Session, image: OpenImage) -> str | None:
         value = image.info.metadata.get(_METADATA.get(name, ""), "")
+        if name == "subject":
+            value = without_implied_poles(value)  # the FITS header, as VisiOmatic v2 can read it
         if name == "copyright" and not value:
             value = s.service.settings.copyright  # COPYRIGHT: the default rights, as upstream
         if not value:
@@ -286,12 +290,20 @@ def _til(s: Session, c: TIL) -> Response:
 
 
 def _cvt(s: Session, c: CVT) -> Response:
+    """The region at WID/HEI, capped by MAX_CVT as iipsrv, then shrunk until it fits MAX_REQUEST_MEMORY.
+
+    VisiOmatic's snapshot asks for up to 40960 px and saves whatever comes back: the largest image that
+    can be made is worth more to it than an error it cannot show.
+    """
     image = s.opened
     view = s.view
     rgn = view.region
     region, size = fitted_region(image.info, (rgn.x, rgn.y, rgn.w, rgn.h), view.width, view.height, s.service.settings)
-    rendered = s.service.render(image, s.request_model(region, size, c.format))
-    out_w, out_h = size if s.view.rotation in (0.0, 180.0) else size[::-1]
+    request = fit_budget(image, s.request_model(region, size, c.format), s.service.renderer.budget)
+    if request is None:
+        raise TooLarge("CVT: no output size of this region fits in MAX_REQUEST_MEMORY")
+    rendered = s.service.render(image, request)
+    out_w, out_h = request.size if s.view.rotation in (0.0, 180.0) else request.size[::-1]
     stem = os.path.splitext(os.path.basename(s.identifier))[0] or "image"
     stem = "".join(ch for ch in stem if ch.isalnum() or ch in "-_.") or "image"
     disposition = f'inline;filename="{stem}_{out_w}x{out_h}.{c.format}"'

@@ -206,6 +206,7 @@
       } else {
         delete node.dataset.ra;
         delete node.dataset.dec;
+        if (image.wcsProblem) lines.push("no sky coordinates: " + image.wcsProblem + " not supported");
       }
       lines.push("x " + x.toFixed(1) + "  y " + y.toFixed(1));
       node.textContent = lines.join("\n");
@@ -223,6 +224,7 @@
       ["samples", image.state ? image.state.minmax.length + " channel(s), " + meta.bits + " bits" : meta.bits + " bits"],
     ];
     if (image.wcs) items.push(["WCS", image.wcs.projection + ", " + image.wcs.pixelScale.toFixed(3) + "″/pixel"]);
+    if (image.wcsProblem) items.push(["WCS", image.wcsProblem + ": not supported by this viewer, no sky coordinates"]);
     var node = section("info");
     node.appendChild(el("h2", { text: image.identifier }));
     var list = el("dl");
@@ -414,6 +416,7 @@
         header: header,
         pyramid: new IIP.Pyramid(meta),
         wcs: WCS.fromHeader(header.keys),
+        wcsProblem: WCS.unsupported(header.keys),
         naxis2: typeof header.keys.NAXIS2 === "number" ? header.keys.NAXIS2 : meta.height,
         state: astro ? initialState(meta, names) : null,
         protocol: !astro && tiles === "iiif" ? "iiif" : "iip",

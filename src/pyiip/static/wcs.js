@@ -1,8 +1,13 @@
-/* pyiip viewer: FITS celestial WCS (zenithal projections) from a FITS header.
+/* pyiip viewer: FITS celestial WCS from a FITS header, pixel -> sky.
  *
- * Pixel -> world for CD-matrix (or CDELT/PC/CROTA2) headers with the zenithal
- * projections TAN, SIN, ARC, ZEA and STG (Calabretta & Greisen 2002, A&A 395,
- * 1077). Coordinates are FITS 1-based pixels; angles are degrees.
+ * The linear part from CDi_j, or PCi_j with CDELTi, or CDELTi with CROTA2; the
+ * zenithal projections TAN, SIN, ARC, ZEA and STG (Calabretta & Greisen 2002,
+ * A&A 395, 1077); the distortions survey images carry: SIP (Shupe et al. 2005,
+ * A_p_q and B_p_q on pixel offsets: HST, Spitzer, ZTF) and TPV (SCAMP's
+ * polynomial PVi_0..39 on intermediate coordinates: CFHT, DES; also TAN with
+ * PV cards, which wcslib reads as TPV). A celestial WCS outside these is named
+ * by ``unsupported`` rather than shown with wrong numbers. Coordinates are FITS
+ * 1-based pixels; angles are degrees.
  */
 (function (root) {
   "use strict";
@@ -54,15 +59,20 @@
     return typeof keys[name] === "number" ? keys[name] : fallback;
   }
 
+  function has(keys, pattern) {
+    return Object.keys(keys).some(function (k) { return pattern.test(k); });
+  }
+
   /* The linear part: CDi_j if present, otherwise CDELTi x PCi_j, otherwise CDELTi with CROTA2. */
   function linearMatrix(keys) {
-    if (["CD1_1", "CD1_2", "CD2_1", "CD2_2"].some(function (k) { return k in keys; })) {
+    if (has(keys, /^CD[12]_[12]$/)) {
       return [[num(keys, "CD1_1", 0), num(keys, "CD1_2", 0)], [num(keys, "CD2_1", 0), num(keys, "CD2_2", 0)]];
     }
-    var c1 = num(keys, "CDELT1", NaN);
-    var c2 = num(keys, "CDELT2", NaN);
+    var pc = has(keys, /^PC[12]_[12]$/);
+    var c1 = num(keys, "CDELT1", pc ? 1 : NaN);
+    var c2 = num(keys, "CDELT2", pc ? 1 : NaN);
     if (!isFinite(c1) || !isFinite(c2)) return null;
-    if ("PC1_1" in keys || "PC2_2" in keys || "PC1_2" in keys || "PC2_1" in keys) {
+    if (pc) {
       return [[c1 * num(keys, "PC1_1", 1), c1 * num(keys, "PC1_2", 0)],
               [c2 * num(keys, "PC2_1", 0), c2 * num(keys, "PC2_2", 1)]];
     }
@@ -70,21 +80,107 @@
     return [[c1 * Math.cos(rho), -c2 * Math.sin(rho)], [c1 * Math.sin(rho), c2 * Math.cos(rho)]];
   }
 
-  /* A WCS from a parsed header, or null when the header has no usable celestial zenithal WCS. */
+  /* "lon", "lat" or "" for a CTYPE (RA/DEC, xLON/xLAT, yzLN/yzLT). */
+  function axisKind(ctype) {
+    var head = ctype.substr(0, 4);
+    if (head === "RA--" || head.substr(1) === "LON" || head.substr(2) === "LN") return "lon";
+    if (head === "DEC-" || head.substr(1) === "LAT" || head.substr(2) === "LT") return "lat";
+    return "";
+  }
+
+  var SIP_ORDER = 9; /* real headers stop at 5 or so; a larger one is refused, not looped over */
+
+  /* SIP polynomial {p_q: coefficient} of prefix "A" or "B" up to its order. */
+  function sipTerms(keys, prefix) {
+    var order = num(keys, prefix + "_ORDER", 0);
+    var terms = [];
+    for (var p = 0; p <= order; p++) {
+      for (var q = 0; p + q <= order; q++) {
+        var c = num(keys, prefix + "_" + p + "_" + q, 0);
+        if (c) terms.push([p, q, c]);
+      }
+    }
+    return terms;
+  }
+
+  function sipValue(terms, u, v) {
+    var sum = 0;
+    for (var i = 0; i < terms.length; i++) sum += terms[i][2] * Math.pow(u, terms[i][0]) * Math.pow(v, terms[i][1]);
+    return sum;
+  }
+
+  /* TPV's 40 monomials of (x, y) and r = sqrt(x^2 + y^2): 1, x, y, r, x^2, xy, y^2, x^3, x^2y, xy^2, y^3, r^3,
+   * then each degree d = 4..7 as x^d ... y^d, with r^5 and r^7 after degrees 5 and 7. */
+  var TPV_POWERS = (function () {
+    var list = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]];
+    for (var d = 2; d <= 7; d++) {
+      for (var k = d; k >= 0; k--) list.push([k, d - k, 0]);
+      if (d % 2) list.push([0, 0, d]);
+    }
+    return list;
+  })();
+
+  function tpvTerms(keys, axis) {
+    var terms = [];
+    for (var m = 0; m < TPV_POWERS.length; m++) {
+      var c = num(keys, "PV" + axis + "_" + m, 0);
+      if (c) terms.push([TPV_POWERS[m], c]);
+    }
+    return terms;
+  }
+
+  function tpvValue(terms, x, y, r) {
+    var sum = 0;
+    for (var i = 0; i < terms.length; i++) {
+      var p = terms[i][0];
+      sum += terms[i][1] * Math.pow(x, p[0]) * Math.pow(y, p[1]) * Math.pow(r, p[2]);
+    }
+    return sum;
+  }
+
+  /* Why the header's celestial WCS cannot be shown here, or "" when it can (or there is none). */
+  function unsupported(keys) {
+    var ctype1 = String(keys.CTYPE1 || "");
+    var ctype2 = String(keys.CTYPE2 || "");
+    var kinds = [axisKind(ctype1), axisKind(ctype2)];
+    if (!kinds[0] && !kinds[1]) return "";
+    if (kinds[0] !== "lon" || kinds[1] !== "lat") return "celestial axes " + ctype1 + ", " + ctype2;
+    var code = ctype1.substr(5, 3);
+    var extra = ctype1.substr(8);
+    if (ctype2.substr(5, 3) !== code || ctype2.substr(8) !== extra) return "mixed projections " + ctype1 + ", " + ctype2;
+    if (!ZENITHAL[code] && code !== "TPV") return code + " projection";
+    if (extra && extra !== "-SIP") return code + extra + " distortion";
+    if (extra === "-SIP" && !(num(keys, "A_ORDER", 0) <= SIP_ORDER && num(keys, "B_ORDER", 0) <= SIP_ORDER)) {
+      return "SIP beyond order " + SIP_ORDER;
+    }
+    if (has(keys, /^(CPDIS|CQDIS|D2IMDIS)[12]$/)) return code + " with lookup-table distortion (CPDIS/CQDIS/D2IM)";
+    var pv = has(keys, /^PV[12]_\d+$/);
+    if (pv && extra === "-SIP") return code + "-SIP with PV cards";
+    if (pv && code !== "TAN" && code !== "TPV") return code + " with PV parameters";
+    if (!linearMatrix(keys)) return "no CD, PC or CDELT scale";
+    return "";
+  }
+
+  /* A WCS from a parsed header (unsupported(keys) must be ""), or null when it has no celestial WCS. */
   function WCS(keys) {
     var ctype1 = String(keys.CTYPE1 || "");
     var ctype2 = String(keys.CTYPE2 || "");
     var code = ctype1.substr(5, 3);
-    if (!ZENITHAL[code] || ctype2.substr(5, 3) !== code) return null;
-    var cd = linearMatrix(keys);
-    if (!cd) return null;
-    this.projection = code;
+    this.projection = code + ctype1.substr(8);
+    this.zenithal = ZENITHAL[code === "TPV" ? "TAN" : code];
     this.lonType = ctype1.substr(0, 4).replace(/-+$/, "");
     this.latType = ctype2.substr(0, 4).replace(/-+$/, "");
     this.crpix = [num(keys, "CRPIX1", 0), num(keys, "CRPIX2", 0)];
     this.crval = [num(keys, "CRVAL1", 0), num(keys, "CRVAL2", 0)];
-    this.cd = cd;
+    this.cd = linearMatrix(keys);
     this.lonpole = num(keys, "LONPOLE", this.crval[1] >= 90 ? 0 : 180);
+    if (ctype1.substr(8) === "-SIP") {
+      this.sip = [sipTerms(keys, "A"), sipTerms(keys, "B")];
+    } else if (has(keys, /^PV[12]_\d+$/)) {
+      this.tpv = [tpvTerms(keys, 1), tpvTerms(keys, 2)];
+      if (code === "TAN") this.projection = "TAN (TPV)";
+    }
+    var cd = this.cd;
     var det = cd[0][0] * cd[1][1] - cd[0][1] * cd[1][0];
     this.pixelScale = Math.sqrt(Math.abs(det)) * 3600; /* arcsec per pixel */
     this.equatorial = this.lonType === "RA";
@@ -94,12 +190,23 @@
   WCS.prototype.pixelToWorld = function (x, y) {
     var dx = x - this.crpix[0];
     var dy = y - this.crpix[1];
+    if (this.sip) {
+      var u = dx;
+      dx += sipValue(this.sip[0], u, dy);
+      dy += sipValue(this.sip[1], u, dy);
+    }
     var cd = this.cd;
     var ix = cd[0][0] * dx + cd[0][1] * dy;
     var iy = cd[1][0] * dx + cd[1][1] * dy;
+    if (this.tpv) {
+      var rr = Math.sqrt(ix * ix + iy * iy);
+      var xi = tpvValue(this.tpv[0], ix, iy, rr);
+      iy = tpvValue(this.tpv[1], iy, ix, rr); /* the second axis swaps x and y */
+      ix = xi;
+    }
     var r = Math.sqrt(ix * ix + iy * iy);
     var phi = r === 0 ? 0 : Math.atan2(ix, -iy);
-    var theta = ZENITHAL[this.projection](r) * D2R;
+    var theta = this.zenithal(r) * D2R;
     if (!isFinite(theta)) return null;
     var dp = this.crval[1] * D2R;
     var dphi = phi - this.lonpole * D2R;
@@ -127,8 +234,11 @@
 
   root.PyiipWCS = {
     parseHeader: parseHeader,
-    fromHeader: function (keys) { var w = new WCS(keys); return w.projection ? w : null; },
+    unsupported: unsupported,
+    fromHeader: function (keys) {
+      return axisKind(String(keys.CTYPE1 || "")) && !unsupported(keys) ? new WCS(keys) : null;
+    },
     hms: function (ra) { return sexagesimal(ra, true, 2); },
     dms: function (dec) { return sexagesimal(dec, false, 1); },
   };
-})(window);
+})(typeof window !== "undefined" ? window : globalThis);

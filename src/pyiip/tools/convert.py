@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pyiip.read.fits_header import without_implied_poles
+
 if TYPE_CHECKING:  # imported lazily by the functions that use it
     from astropy.io import fits
 
@@ -296,7 +298,7 @@ def _cards(header: fits.Header) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         text = "".join(card.image for card in header.cards)
-    return text.encode("ascii", "replace").decode("ascii")
+    return without_implied_poles(text.encode("ascii", "replace").decode("ascii"))  # VisiOmatic v2 fails on LATPOLE
 
 
 # --- Display cuts ---------------------------------------------------------------------------

@@ -134,10 +134,10 @@ def test_iiif_output_size_under_the_limits_and_upscaling_rules():
         output_size(SizeSpec("w", width=2200, upscale=True), 1100, 900, NONE, 3, allow_upscaling=False)
 
 
-def test_limits_follow_max_cvt_else_the_memory_budget():
-    assert Limits.from_settings(config.load({"MAX_CVT": "800"})) == Limits(800, 800, 640000)
-    unlimited = Limits.from_settings(config.load({"MAX_CVT": "-1", "MAX_REQUEST_MEMORY": "108"}))
-    assert unlimited == Limits(None, None, 1024 * 1024)
+def test_limits_follow_max_cvt_and_the_memory_budget():
+    assert Limits.from_settings(config.load({"MAX_CVT": "800"}), 10**7) == Limits(800, 800, 640000)
+    assert Limits.from_settings(config.load({"MAX_CVT": "800"}), 500000) == Limits(800, 800, 500000)
+    assert Limits.from_settings(config.load({"MAX_CVT": "-1"}), 1234) == Limits(None, None, 1234)
 
 
 def test_tile_grids_map_onto_the_stored_levels_they_coincide_with():
