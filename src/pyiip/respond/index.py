@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 from pyiip import __version__
 from pyiip.http import Request, Response
+from pyiip.resolve.fits_cache import FITS_SUFFIXES
 from pyiip.resolve.local import Resolver
 from pyiip.respond import static_files
 from pyiip.service import Service
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".ptif", ".btf", ".jpg", ".jpeg", ".png", ".jp2", ".webp")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".ptif", ".btf", ".jpg", ".jpeg", ".png", ".jp2", ".webp", *FITS_SUFFIXES)
 IIP_ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
