@@ -35,6 +35,7 @@ import time
 
 from pyiip.config import ConfigError, Settings
 from pyiip.errors import HTTPError, NotFound, SourceError, TooLarge, Unavailable
+from pyiip.log import LOGGER
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz")
 FORMAT = 1  # the builder's output format: bumping it names every cube anew
@@ -162,5 +163,7 @@ class FitsCache:
             except OSError as exc:
                 raise Unavailable(f"the FITS builder cannot start ({exc.strerror})") from None
             threading.Thread(target=child.wait, name="pyiip-fits-reaper", daemon=True).start()
+            # Once per file version, like start-up: logged at VERBOSITY 1.
+            LOGGER.warning("%s: building its cube, process %d", fits_path, child.pid)
         finally:
             os.close(lock)
