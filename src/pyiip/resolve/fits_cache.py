@@ -62,7 +62,7 @@ def private_directory(path: str) -> str:
     every client would be served it.
     """
     path = os.path.abspath(path)
-    with contextlib.suppress(FileExistsError):
+    with contextlib.suppress(OSError):  # exists already, or cannot be made: the lstat says which
         os.makedirs(path, mode=0o700)
     try:
         st = os.lstat(path)
@@ -82,7 +82,16 @@ class FitsCache:
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.fits_cache_size > 0
-        self.directory = private_directory(cache_directory(settings)) if self.enabled else ""
+        self.directory = ""
+        if self.enabled:
+            try:
+                self.directory = private_directory(cache_directory(settings))
+            except ConfigError as error:
+                if settings.fits_cache_dir or os.path.lexists(cache_directory(settings)):
+                    raise  # a directory asked for, or one of someone else's: never used, never ignored
+                # The default cannot be made (a read-only $TMPDIR): images other than FITS must not suffer.
+                LOGGER.warning("%s; FITS files are not served (set FITS_CACHE_DIR)", error)
+                self.enabled = False
         self.max_bytes = int(settings.fits_cache_size * 1024 * 1024)
         self.timeout = settings.fits_build_timeout
         self.wait = settings.fits_build_wait
@@ -95,7 +104,7 @@ class FitsCache:
     def cube(self, fits_path: str, st: os.stat_result) -> tuple[str, os.stat_result]:
         """The built cube of this FITS file and its stat: built now, or waited for, or a 503."""
         if not self.enabled:
-            raise NotFound("FITS files are not served here (FITS_CACHE_SIZE is 0)")
+            raise NotFound("FITS files are not served here (no FITS_CACHE_SIZE or FITS_CACHE_DIR)")
         base = os.path.join(self.directory, self.key(st))
         found = self._ready(base)
         if found is not None:

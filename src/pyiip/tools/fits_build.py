@@ -167,7 +167,8 @@ def main(argv: list[str]) -> int:
     """Build under the limits: address space, and a FITS_BUILD_TIMEOUT alarm that fails the build."""
     fits_path, base, timeout, max_request_mb, cache_bytes = argv
     limit = (int(max_request_mb) + ADDRESS_SPACE_EXTRA) << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)  # the server's MAX_PROCESS_MEMORY is a soft limit
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(max(1, math.ceil(float(timeout))))
     build(Path(fits_path), base, int(max_request_mb), int(cache_bytes))

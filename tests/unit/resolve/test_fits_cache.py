@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,3 +114,15 @@ def test_settings_are_read() -> None:
                      "FITS_BUILD_WAIT": "0"})  # fmt: skip
     assert (settings.fits_cache_dir, settings.fits_cache_size) == ("/x", 12.5)
     assert (settings.fits_build_timeout, settings.fits_build_wait) == (30.0, 0.0)
+
+
+def test_a_default_directory_that_cannot_be_made_turns_fits_off(tmp_path: Path, monkeypatch, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker))  # $TMPDIR is a file: nothing can be made under it
+    fits_cache = FitsCache(load({}))
+    assert not fits_cache.enabled and "FITS files are not served" in caplog.text
+    with pytest.raises(NotFound, match="FITS_CACHE_DIR"):
+        fits_cache.cube(str(tmp_path / "a.fits"), os.stat(tmp_path))
+    with pytest.raises(ConfigError, match="FITS_CACHE_DIR"):
+        cache(blocker / "asked")  # a directory asked for by name stops the server instead
