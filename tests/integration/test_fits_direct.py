@@ -24,6 +24,7 @@ from pyiip.resolve.fits_cache import FitsCache
 from pyiip.respond.app import Application
 from pyiip.tools.convert import convert
 from pyiip.tools.fits_build import COMPRESSION
+from tests.support.hostile import malformed_fits
 
 W, H = 300, 200
 
@@ -182,3 +183,17 @@ def test_two_processes_asking_at_once_build_once(root: Path, tmp_path: Path) -> 
     assert len([c for c in cubes if c.suffix == ".tif"]) == 1
     assert not [c for c in cubes if c.name.startswith(".")]
     assert re.fullmatch(r"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-v\d\.(tif|lock)", sorted(c.name for c in cubes)[0])
+
+
+def test_every_malformed_fits_gets_a_clear_error(tmp_path: Path) -> None:
+    paths = malformed_fits(tmp_path / "root")
+    started = application(tmp_path / "root", tmp_path / "cubes", FITS_BUILD_WAIT="0")
+    for name in paths:  # every build at once: the second pass waits for them
+        assert iip(started, f"FIF={name}.fits&JTL=0,0").status in (404, 413, 503)
+    app = application(tmp_path / "root", tmp_path / "cubes")
+    for name in paths:
+        reply = iip(app, f"FIF={name}.fits&JTL=0,0")
+        assert reply.status in (404, 413), (name, reply.body)
+        assert reply.body.startswith(f"{name}.fits: ".encode()) and str(tmp_path).encode() not in reply.body, name
+    assert not list((tmp_path / "cubes").glob("*.tif"))
+    assert not [p for p in (tmp_path / "cubes").iterdir() if p.name.startswith(".")]

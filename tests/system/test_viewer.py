@@ -83,7 +83,7 @@ def test_page_loads_cube_tiles_and_header(browser, base):
     open_page(browser, f"{base}/")
     assert browser.title.startswith(CUBE)
     links = [a.text for a in browser.find_elements("css selector", "#images a.image")]
-    assert links == [CUBE, RGB]
+    assert links == [CUBE, RGB, "demo/fits/g.fits", "demo/fits/i.fits", "demo/fits/r.fits"]  # FITS served too
     urls = settle(browser, "&JTL=")
     # VisiOmatic's parameter order; the demo cube is float: gamma 2.2 sent as GAM=1/2.2, colour CTW.
     for url in urls:
