@@ -12,6 +12,7 @@ process, until it exits. Usage (not for people)::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -117,10 +118,9 @@ def trim(directory: str, max_bytes: int, keep: str) -> None:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or entry.name.endswith((".lock", ".error")):
                 if now - st.st_mtime > STALE_TEMP:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+                    _forget(entry.path)
             elif entry.name.endswith(".tif"):
                 total += st.st_size
                 if entry.path != keep:
@@ -132,6 +132,27 @@ def trim(directory: str, max_bytes: int, keep: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a process with it open keeps reading it; the next lookup rebuilds
         total -= size
+
+
+def _forget(path: str) -> None:
+    """Remove debris, a day-old error, or the lock of a day-old version with no cube and no build running."""
+    if path.endswith(".lock"):
+        if os.path.exists(path.removesuffix(".lock") + ".tif"):
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)  # held: a builder opening it meanwhile is refused the lock, or locks a new file
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def build(fits_path: Path, base: str, max_request_mb: int, cache_bytes: int) -> None:

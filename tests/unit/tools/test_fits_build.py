@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -111,5 +112,13 @@ def test_trim_evicts_least_recently_used_cubes_but_not_the_new_one(tmp_path: Pat
     debris = tmp_path / ".old.123.partial"
     debris.write_bytes(b"x")
     os.utime(debris, (now - 2 * 86400, now - 2 * 86400))
-    trim(str(tmp_path), 3 * MB, str(tmp_path / "new.tif"))
-    assert sorted(os.listdir(tmp_path)) == ["new.tif", "recent.tif"]
+    stale = now - 2 * 86400
+    for name in ("gone.lock", "gone.error", "new.lock", "building.lock", "fresh.error"):
+        (tmp_path / name).touch()
+        if name != "fresh.error":
+            os.utime(tmp_path / name, (stale, stale))
+    with open(tmp_path / "building.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a build of that version is running
+        trim(str(tmp_path), 3 * MB, str(tmp_path / "new.tif"))
+    kept = ["building.lock", "fresh.error", "new.lock", "new.tif", "recent.tif"]
+    assert sorted(os.listdir(tmp_path)) == kept
