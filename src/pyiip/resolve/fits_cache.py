@@ -45,9 +45,12 @@ POLL = 0.05  # seconds between looks at a build in progress
 _ERRORS: dict[int, type[HTTPError]] = {404: SourceError, 413: TooLarge}
 
 
+_LAST = "sStTzZ"  # how FITS suffixes end, and .tif, .jpg, .png... do not: the check is cheap per request
+
+
 def is_fits(path: str) -> bool:
     """A FITS file by its name (what the index lists and the resolver builds)."""
-    return path.lower().endswith(FITS_SUFFIXES)
+    return path[-1:] in _LAST and path.lower().endswith(FITS_SUFFIXES)
 
 
 def cache_directory(settings: Settings) -> str:
