@@ -28,7 +28,7 @@ from typing import Any
 from pyiip.tools.convert import ConvertError, convert
 
 TILE = 256
-# Uncompressed: a tile is then one pread, ~70x less CPU than inflating it, for ~1.4x the disk (docs/fits.md).
+# Uncompressed: a tile is then one pread, ~35x less CPU than inflating it, for ~1.4x the disk (docs/fits.md).
 COMPRESSION = "none"
 # A strip of TILE rows is held about this many times over during a build (the strip, its flipped
 # channels, the 2x2 averages, the strip read ahead, tifffile's buffer): measured peak below 6x.
