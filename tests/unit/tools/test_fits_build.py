@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import tifffile
 from astropy.io import fits
 
+from pyiip.tools import fits_build
 from pyiip.tools.fits_build import BuildRefused, build, check_sizes, choose_inputs, trim
 
 MB = 1 << 20
@@ -122,3 +124,18 @@ def test_trim_evicts_least_recently_used_cubes_but_not_the_new_one(tmp_path: Pat
         trim(str(tmp_path), 3 * MB, str(tmp_path / "new.tif"))
     kept = ["building.lock", "fresh.error", "new.lock", "new.tif", "recent.tif"]
     assert sorted(os.listdir(tmp_path)) == kept
+
+
+def test_a_build_past_its_time_is_stopped_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "slow.fits"
+    fits.PrimaryHDU(np.zeros((3, 600, 800), np.float32)).writeto(path)
+    previous = signal.signal(signal.SIGALRM, fits_build._timeout)  # what main() arms with FITS_BUILD_TIMEOUT
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        build(path, str(tmp_path / "key"), 1024, 64 * MB)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    error = json.loads((tmp_path / "key.error").read_text())
+    assert error["status"] == 413 and "FITS_BUILD_TIMEOUT" in error["message"]
+    assert sorted(os.listdir(tmp_path)) == ["key.error", "slow.fits"]  # the partial cube removed
