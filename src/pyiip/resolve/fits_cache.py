@@ -99,6 +99,7 @@ class FitsCache:
         self.timeout = settings.fits_build_timeout
         self.wait = settings.fits_build_wait
         self.max_request_memory = settings.max_request_memory
+        self.builders = max(1, (os.cpu_count() or 1) // 2)  # builds at once on the host: half the cores
 
     def key(self, st: os.stat_result) -> str:
         """The cube's name for one version of a FITS file."""
@@ -149,25 +150,28 @@ class FitsCache:
             raise _ERRORS.get(error.get("status", 0), SourceError)(str(error.get("message", "")))
 
     def _start(self, fits_path: str, base: str) -> None:
-        """Start a builder unless one holds the lock; the child inherits the lock and keeps it."""
+        """Start a builder unless one holds the cube's lock or every builder slot is taken.
+
+        The child inherits both locks and keeps them until it exits: at most ``builders`` builds
+        run on the host at once, whatever number of FITS files are asked for.
+        """
+        lock = _take(base + ".lock")
+        if lock is None:
+            return  # building elsewhere
+        slot = None
         try:
-            lock = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise Unavailable(f"the FITS cache cannot be written ({exc.strerror})") from None
-        try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return  # building elsewhere
             if os.path.exists(base + ".tif"):
                 return  # finished between our look and the lock
+            slot = self._slot()
+            if slot is None:
+                return  # as many builds as allowed are running: wait for one to end
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(base + ".error")  # expired: try again
             try:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "pyiip.tools.fits_build", fits_path, base,
                      f"{self.timeout:g}", str(self.max_request_memory), str(self.max_bytes)],
-                    pass_fds=(lock,),
+                    pass_fds=(lock, slot),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     start_new_session=True,  # a signal to the server's process group does not stop a build
@@ -179,3 +183,27 @@ class FitsCache:
             LOGGER.warning("%s: building its cube, process %d", fits_path, child.pid)
         finally:
             os.close(lock)
+            if slot is not None:
+                os.close(slot)
+
+    def _slot(self) -> int | None:
+        """One of the host's builder slots, locked, or None when all are taken."""
+        for number in range(self.builders):
+            slot = _take(f"{self.directory}/builders-{number}.slot")
+            if slot is not None:
+                return slot
+        return None
+
+
+def _take(path: str) -> int | None:
+    """A descriptor of ``path`` holding its exclusive lock, or None when another holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise Unavailable(f"the FITS cache cannot be written ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

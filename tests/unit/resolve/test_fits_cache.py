@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -83,8 +84,6 @@ def test_a_failed_build_answers_until_it_expires(tmp_path: Path) -> None:
     old = time.time() - ERROR_TTL - 1
     os.utime(f"{base}.error", (old, old))
     Path(f"{base}.lock").touch()
-    import fcntl
-
     with open(f"{base}.lock") as held:  # a build in progress elsewhere: no new one, a 503 at once
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(Unavailable) as caught:
@@ -126,3 +125,23 @@ def test_a_default_directory_that_cannot_be_made_turns_fits_off(tmp_path: Path, 
         fits_cache.cube(str(tmp_path / "a.fits"), os.stat(tmp_path))
     with pytest.raises(ConfigError, match="FITS_CACHE_DIR"):
         cache(blocker / "asked")  # a directory asked for by name stops the server instead
+
+
+def test_no_build_starts_while_every_builder_slot_is_taken(tmp_path: Path) -> None:
+    fits_cache = cache(tmp_path / "cache", FITS_BUILD_WAIT="0")
+    path = tmp_path / "a.fits"
+    path.write_bytes(b"")
+    held = []
+    for number in range(fits_cache.builders):  # builds running for other files
+        handle = open(tmp_path / "cache" / f"builders-{number}.slot", "w")  # noqa: SIM115 - closed below
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        held.append(handle)
+    try:
+        with pytest.raises(Unavailable):
+            fits_cache.cube(str(path), os.stat(path))
+        base = tmp_path / "cache" / fits_cache.key(os.stat(path))
+        with open(f"{base}.lock") as lock:  # no builder took this file's lock
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        for handle in held:
+            handle.close()
