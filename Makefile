@@ -33,15 +33,15 @@ wheel: $(STAMP)
 system-packages:
 	scripts/system-packages.sh test
 
-# The demo: demo/cube.tif (the astronomy cube, opened first), demo/rgb.tif, demo/fits/cutout.fits
+# The demo: demo/cube.tif (the astronomy cube, opened first), demo/rgb.tif, demo/cutout.fits
 # (a small FITS cube, the example for `pyiip convert`), and the IIIF validator's test image as a
 # pyramid under its identifier (listed after demo/: the index lists folders first). About 0.6 GB.
 DEMO_SIZE ?= 6144
 # CORS=* : make run is a development server, opened by IIIF clients on other origins.
 CORS ?= *
 
-$(DATA)/demo/fits/cutout.fits: | $(STAMP)
-	@rm -f $(DATA)/demo/fits/g.fits $(DATA)/demo/fits/r.fits $(DATA)/demo/fits/i.fits  # older demos' 800 MB
+$(DATA)/demo/cutout.fits: | $(STAMP)
+	@rm -rf $(DATA)/demo/fits  # older demos' 800 MB of FITS bands
 	$(BIN)/pyiip demo-data $(DATA)/demo --size $(DEMO_SIZE)
 
 $(DATA)/$(VALIDATOR_ID): | $(STAMP)
@@ -50,7 +50,7 @@ $(DATA)/$(VALIDATOR_ID): | $(STAMP)
 	  $(BIN)/pyiip pyramid $(SHARED)/data/iiif-validator/$(VALIDATOR_ID).png $@; \
 	else echo "note: $(SHARED)/data/iiif-validator not found, validator image not served"; fi
 
-demo: $(DATA)/demo/fits/cutout.fits $(DATA)/$(VALIDATOR_ID)
+demo: $(DATA)/demo/cutout.fits $(DATA)/$(VALIDATOR_ID)
 
 run: $(STAMP)
 	@if [ "$(DATA)" = data ]; then $(MAKE) --no-print-directory demo; fi
@@ -94,7 +94,7 @@ fuzz: $(STAMP) $(FUZZ_STAMP)
 # Soak: lighttpd + 2 pyiip.fcgi under a mixed wrk load on loopback (README, "Reliability and security").
 SOAK_SECONDS ?= 600
 
-soak: $(STAMP) $(DATA)/demo/fits/cutout.fits
+soak: $(STAMP) $(DATA)/demo/cutout.fits
 	scripts/system-packages.sh bench
 	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS) --data $(DATA)
 

@@ -64,6 +64,11 @@ class Settings:
     # Seconds a client or web server may take to send one whole request, to take one whole reply,
     # or to stay idle on a kept connection, before it is dropped (both server modes).
     client_timeout: float = 30.0
+    # FITS files served directly (resolve/fits_cache.py): each is built once into a pyramidal cube here.
+    fits_cache_dir: str = ""  # default $TMPDIR/pyiip-fits-$UID
+    fits_cache_size: float = 4096.0  # MB of cubes kept, least recently used evicted; 0 serves no FITS
+    fits_build_timeout: float = 600.0  # seconds a build may run before it is stopped
+    fits_build_wait: float = 20.0  # seconds a request waits for a build before a 503 with Retry-After
 
     @property
     def max_output_side(self) -> int | None:
@@ -139,6 +144,10 @@ _VARIABLES: dict[str, tuple[str, object] | None] = {
     "REMOTE_METADATA_TTL": ("remote_metadata_ttl", _float),
     "REMOTE_TIMEOUT": ("remote_timeout", _float),
     "CLIENT_TIMEOUT": ("client_timeout", _float),
+    "FITS_CACHE_DIR": ("fits_cache_dir", str),
+    "FITS_CACHE_SIZE": ("fits_cache_size", _float),
+    "FITS_BUILD_TIMEOUT": ("fits_build_timeout", _float),
+    "FITS_BUILD_WAIT": ("fits_build_wait", _float),
 }
 
 
@@ -180,6 +189,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"INTERPOLATION must be 0 or 1, got {settings.interpolation}")
     if not 0 < settings.client_timeout <= 3600:
         raise ConfigError("CLIENT_TIMEOUT must be a number of seconds above 0 and at most 3600")
+    if settings.fits_cache_size < 0:
+        raise ConfigError("FITS_CACHE_SIZE must be a number of MB, 0 to serve no FITS file")
+    if not 0 < settings.fits_build_timeout <= 86400:
+        raise ConfigError("FITS_BUILD_TIMEOUT must be a number of seconds above 0 and at most 86400")
+    if not 0 <= settings.fits_build_wait <= 3600:
+        raise ConfigError("FITS_BUILD_WAIT must be a number of seconds from 0 to 3600")
     if settings.max_request_memory <= 0:
         raise ConfigError("MAX_REQUEST_MEMORY must be a positive number of MB")
     if settings.max_process_memory and settings.max_process_memory < settings.max_request_memory + 512:

@@ -83,7 +83,7 @@ def test_page_loads_cube_tiles_and_header(browser, base):
     open_page(browser, f"{base}/")
     assert browser.title.startswith(CUBE)
     links = [a.text for a in browser.find_elements("css selector", "#images a.image")]
-    assert links == [CUBE, RGB]
+    assert links == [CUBE, "demo/cutout.fits", RGB]  # FITS served too
     urls = settle(browser, "&JTL=")
     # VisiOmatic's parameter order; the demo cube is float: gamma 2.2 sent as GAM=1/2.2, colour CTW.
     for url in urls:
@@ -153,7 +153,7 @@ def _blob_centre(mask: np.ndarray, near: tuple[float, float], radius: float) -> 
 def test_coordinates_follow_pixels_and_wcs(browser, base, demo_root):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    hdu = fits.open(demo_root / "demo" / "fits" / "cutout.fits")[0]  # at size 1024, the whole field
+    hdu = fits.open(demo_root / "demo" / "cutout.fits")[0]  # at size 1024, the whole field
     data, wcs = hdu.data[0].astype(float), WCS(hdu.header, naxis=2)  # g, the cube's channel 1
     # The brightest object inside the central part of the field, by its FITS (1-based) centroid.
     n = data.shape[0]
@@ -256,6 +256,6 @@ def test_phone_sized_window(browser, base):
         assert grown > layout["mapH"] + 150
         settle(phone, "&JTL=")
         phone.find_element("id", "panel-toggle").click()
-        phone.find_elements("css selector", "#images a.image")[1].click()
+        phone.find_elements("css selector", "#images a.image")[2].click()
         settle(phone, "FIF=demo/rgb.tif&JTL=")
         assert phone.current_url.endswith("/viewer.html?image=demo%2Frgb.tif")

@@ -17,6 +17,7 @@ from pyiip.config import Settings
 from pyiip.errors import BadRequest, Forbidden, NotFound
 from pyiip.read.remote import RemoteStore
 from pyiip.read.resolved import Resolved, local_identity
+from pyiip.resolve.fits_cache import FitsCache, is_fits
 
 MAX_IDENTIFIER = 1024
 # realpath costs tens of µs (an lstat per component): its result is reused
@@ -56,6 +57,7 @@ class Resolver:
         root = base if base.endswith(os.sep) else os.path.dirname(base) or "."
         self.root = os.path.realpath(root)
         self.remote = remote  # images in object storage, when REMOTE_URL_TEMPLATE or S3_BUCKET is set
+        self.fits = FitsCache(settings) if remote is None else None  # FITS files, served from their built cubes
         self._real: dict[str, tuple[str, float]] = {}
         self._real_bytes = 0
 
@@ -111,6 +113,9 @@ class Resolver:
 
         Every request (a kept reply's too) comes here, so a file made
         unreadable (``chmod 000``) stops being served at once, from every cache.
+        A FITS file gives its built cube's path (built or waited for here) with
+        the FITS file's own stat: the cube is touched for the LRU, which must
+        not change the identity every cache keys on.
         """
         real = self.candidate(identifier)
         try:
@@ -119,6 +124,8 @@ class Resolver:
             raise NotFound("image not found") from None
         if not stat.S_ISREG(st.st_mode) or not _readable(st, real):
             raise NotFound("image not found")
+        if self.fits is not None and is_fits(real):
+            return self.fits.cube(real, st)[0], st
         return real, st
 
     def _inside(self, path: str) -> bool:

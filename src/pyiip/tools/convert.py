@@ -128,8 +128,8 @@ class _Input:
         self.file = self.hdul = None
 
 
-def _open_input(path: Path) -> _Input:
-    """The first image HDU of a FITS file, checked; the data are not read."""
+def _open_input(path: Path, hdu: int | None = None) -> _Input:
+    """The first image HDU of a FITS file (or HDU number ``hdu``), checked; the data are not read."""
     from astropy.io import fits
 
     if not path.is_file():
@@ -139,9 +139,9 @@ def _open_input(path: Path) -> _Input:
         try:
             hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
             found = None
-            for index, hdu in enumerate(hdul):
-                if hdu.is_image and int(hdu.header.get("NAXIS", 0)) > 0:
-                    found = index, hdu
+            for index, unit in enumerate(hdul):
+                if hdu in (None, index) and unit.is_image and int(unit.header.get("NAXIS", 0)) > 0:
+                    found = index, unit
                     break
         except Exception as exc:
             reason = str(exc).split(". ")[0].strip() or type(exc).__name__
@@ -149,9 +149,9 @@ def _open_input(path: Path) -> _Input:
         if found is None:
             hdul.close()
             raise ConvertError(f"{path}: no image data in this FITS file")
-        index, hdu = found
+        index, unit = found
         try:
-            return _describe(path, hdul, index, hdu)
+            return _describe(path, hdul, index, unit)
         except BaseException:
             hdul.close()
             raise
@@ -207,7 +207,7 @@ def _channels(inputs: list[_Input]) -> list[_Channel]:
     channels = []
     for item in inputs:
         header = item.header
-        base = str(header.get("FILTER", "")).strip() or item.path.stem
+        base = str(header.get("FILTER", "")).strip() or str(header.get("EXTNAME", "")).strip() or item.path.stem
         for plane in range(item.planes):
             if item.planes == 1:
                 label = base
@@ -519,7 +519,7 @@ def _temp_path(directory: Path, name: str, suffix: str) -> Path:
 
 
 def convert(
-    inputs: Sequence[Path],
+    inputs: Sequence[Path | tuple[Path, int]],
     output: Path,
     *,
     tile: int = 256,
@@ -530,10 +530,12 @@ def convert(
     """Write ``output`` as a VisiOmatic-ready float32 pyramidal BigTIFF cube from FITS ``inputs``.
 
     Each 2-D input is one channel (all the same size); a 3-D input gives one channel per
-    plane. The header of the first input is the one copied. ``compression`` is "deflate",
-    "lzw", "zstd" or "none". Raises ``ConvertError`` on bad input; no partial output is left.
+    plane. An input is a file (its first image HDU) or a (file, HDU number) pair. The
+    header of the first input is the one copied. ``compression`` is "deflate", "lzw",
+    "zstd" or "none". Raises ``ConvertError`` on bad input; no partial output is left.
     """
-    paths = [Path(p) for p in inputs]
+    sources = [(Path(p[0]), p[1]) if isinstance(p, tuple) else (Path(p), None) for p in inputs]
+    paths = [path for path, _ in sources]
     output = Path(output)
     if not paths:
         raise ConvertError("no input FITS file given")
@@ -552,8 +554,8 @@ def convert(
     temps: list[Path] = []
     raws: list[_RawRows] = []
     try:
-        for path in paths:
-            opened.append(_open_input(path))
+        for path, hdu in sources:
+            opened.append(_open_input(path, hdu))
         width, height = opened[0].width, opened[0].height
         for item in opened[1:]:
             if (item.width, item.height) != (width, height):

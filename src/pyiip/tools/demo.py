@@ -234,24 +234,24 @@ def _write_rgb(path: Path, size: int, progress: bool) -> None:
 
 
 def write_demo_data(directory: Path, *, size: int = 6144, progress: bool = True) -> list[Path]:
-    """Write cube.tif (a g/r/i VisiOmatic cube), rgb.tif and fits/cutout.fits; return the paths.
+    """Write cube.tif (a g/r/i VisiOmatic cube), rgb.tif and cutout.fits; return the paths.
 
     The full-size FITS bands are convert's inputs only, written to a hidden temporary directory
-    and removed (three 6144^2 float32 files are 450 MB the server cannot show). What is kept
-    of them is fits/cutout.fits, the field's centre (CUTOUT pixels a side) as one FITS cube:
-    the example for ``pyiip convert``. The output is deterministic for a given size.
+    and removed (three 6144^2 float32 files are 450 MB, which the server would build a second
+    cube of). What is kept of them is cutout.fits, the field's centre (CUTOUT pixels a side) as
+    one FITS cube: the example for ``pyiip convert``, served directly too (resolve/fits_cache.py).
+    The output is deterministic for a given size.
     """
     if size < 64:
         raise ValueError(f"demo size must be at least 64, not {size}")
     directory = Path(directory)
-    fits_dir = directory / "fits"
-    fits_dir.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20240501)
     sky = _catalogue(size, rng)
     cut = min(size, CUTOUT)
     offset = (size - cut) // 2
     planes = []
-    cube, rgb, cutout = directory / "cube.tif", directory / "rgb.tif", fits_dir / "cutout.fits"
+    cube, rgb, cutout = directory / "cube.tif", directory / "rgb.tif", directory / "cutout.fits"
     with tempfile.TemporaryDirectory(prefix=".demo-", dir=directory) as temporary:
         bands = [Path(temporary) / f"{band}.fits" for band in _BANDS]
         iterator = zip(_BANDS, bands, strict=True)
