@@ -1,0 +1,93 @@
+"""VisiOmatic v3 (PyPI ``visiomatic``, its own FastAPI server and its built client) in a virtualenv of its own.
+
+It pins numpy < 2, which pyiip's environment does not, so it lives apart: made once by pip from the
+package registry under a stable path (``PYIIP_VISIOMATIC_VENV``, else the user's cache directory), so
+the suite installs it only the first time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.servers import free_port, running
+
+VERSION = "3.0.7"
+REQUIREMENTS = (f"visiomatic=={VERSION}", "numpy<2")
+
+
+def venv_path() -> Path:
+    configured = os.environ.get("PYIIP_VISIOMATIC_VENV")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "pyiip" / f"visiomatic-{VERSION}"
+
+
+def ensure_venv() -> Path:
+    """The venv's directory, made (python -m venv, pip install) when it is not complete yet.
+
+    A venv's scripts name its directory, so it is built where it lives; ``.complete`` marks a finished
+    install, and a lock keeps two test runs from building it at once.
+    """
+    target = venv_path()
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run([*pip, *REQUIREMENTS], check=True, timeout=1800)
+            marker.touch()
+    return target
+
+
+def python(venv: Path, script: str, *args: str) -> str:
+    """Run a Python script in the venv; its standard output."""
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script, *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def client_dir(venv: Path) -> Path:
+    """The built client the wheel ships (dist/visiomatic.js, its CSS and images)."""
+    found = sorted(venv.glob("lib/python*/site-packages/visiomatic/client"))
+    assert found, "the visiomatic wheel ships no client directory"
+    return found[0]
+
+
+@contextlib.contextmanager
+def server(venv: Path, data_dir: Path, work: Path) -> Iterator[str]:
+    """The v3 server (one uvicorn worker) over ``data_dir``, its config and cache under ``work``; its base URL."""
+    port = free_port()
+    home = work / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache")}
+    command = [
+        str(venv / "bin" / "visiomatic"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no_browser",
+        "--data_dir",
+        str(data_dir),
+        "--cache_dir",
+        str(work / "cache"),
+    ]
+    with running(command, port, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        yield f"http://127.0.0.1:{port}"
