@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from tests.support.servers import free_port, running
 
 VERSION = "3.0.7"
@@ -91,3 +93,18 @@ def server(venv: Path, data_dir: Path, work: Path) -> Iterator[str]:
     ]
     with running(command, port, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         yield f"http://127.0.0.1:{port}"
+
+
+def sky(width: int, height: int, channels: int) -> np.ndarray:
+    """Float32 planes in FITS order (channel, y, x): noise, a slight gradient, 60 stars, a few NaNs."""
+    rng = np.random.default_rng(18)
+    planes = rng.normal(100.0, 4.0, (channels, height, width)).astype(np.float32)
+    planes += np.linspace(0, 2, width, dtype=np.float32)[None, None, :]
+    planes += 5 * np.arange(channels, dtype=np.float32)[:, None, None]
+    yy, xx = np.mgrid[0:height, 0:width]
+    for x0, y0, flux in zip(
+        rng.uniform(0, width, 60), rng.uniform(0, height, 60), rng.uniform(50, 3000, 60), strict=True
+    ):
+        planes += (flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 8.0)).astype(np.float32)[None]
+    planes[min(1, channels - 1), 100:103, 200:204] = np.nan
+    return planes

@@ -44,18 +44,6 @@ HEADER = {
 CUTS = "&MINMAX=1:90,160&MINMAX=2:95,170&MINMAX=3:100,180"
 
 
-def sky() -> np.ndarray:
-    """Three float32 planes (FITS order: channel, y, x): noise, stars, a slight gradient, NaNs."""
-    rng = np.random.default_rng(18)
-    planes = rng.normal(100.0, 4.0, (C, H, W)).astype(np.float32)
-    planes += np.linspace(0, 2, W, dtype=np.float32)[None, None, :] + 5 * np.arange(C, dtype=np.float32)[:, None, None]
-    yy, xx = np.mgrid[0:H, 0:W]
-    for x0, y0, flux in zip(rng.uniform(0, W, 60), rng.uniform(0, H, 60), rng.uniform(50, 3000, 60), strict=True):
-        planes += (flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 8.0)).astype(np.float32)[None]
-    planes[1, 100:103, 200:204] = np.nan
-    return planes
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, make_app):
     venv = visiomatic.ensure_venv()
@@ -63,7 +51,7 @@ def setup(tmp_path_factory, make_app):
     data, root = work / "data", work / "root"
     data.mkdir()
     root.mkdir()
-    planes = sky()
+    planes = visiomatic.sky(W, H, C)
     fits.PrimaryHDU(planes, fits.Header(HEADER)).writeto(data / "cube.fits")
     convert([data / "cube.fits"], root / "cube.tif", compression="none", progress=False)
     app = make_app(root)
