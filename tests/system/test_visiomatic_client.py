@@ -48,7 +48,7 @@ V.control.profileUI().addTo(sidebar);
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:  # type: ignore[override]
+    def log_message(self, *args: object) -> None:
         """No access log on the test's output."""
 
 
