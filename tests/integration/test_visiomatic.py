@@ -10,29 +10,15 @@ import math
 import imagecodecs
 import numpy as np
 import pytest
-from astropy.io import fits
 
 from pyiip.http import Request, Response
 from pyiip.model import VisiomaticDisplay
 from pyiip.process import display_v3, pixels
 from pyiip.respond import routes
 from pyiip.respond.app import Application
-from pyiip.tools.convert import convert
+from tests.support import visiomatic
 
 W, H, C = 700, 520, 3
-HEADER = {
-    "CTYPE1": "RA---TAN",
-    "CTYPE2": "DEC--TAN",
-    "CRPIX1": 350.5,
-    "CRPIX2": 260.5,
-    "CRVAL1": 150.1,
-    "CRVAL2": 2.2,
-    "CD1_1": -5e-5,
-    "CD1_2": 0.0,
-    "CD2_1": 0.0,
-    "CD2_2": 5e-5,
-    "OBJECT": "field 7",
-}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +29,7 @@ def served(tmp_path_factory, make_app):
     planes += np.arange(C, dtype=np.float32)[:, None, None] * 10
     planes[:, 300:310, 40:60] = 4000.0
     planes[1, 5, 7] = np.nan  # FITS pixel (8, 6)
-    fits.PrimaryHDU(planes, fits.Header(HEADER)).writeto(directory / "cube.fits")
-    convert([directory / "cube.fits"], directory / "cube.tif", compression="none", progress=False)
+    visiomatic.write_cube(planes, directory / "cube.fits", directory / "cube.tif", OBJECT="field 7")
     return make_app(directory), planes, directory
 
 

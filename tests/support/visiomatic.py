@@ -108,3 +108,19 @@ def sky(width: int, height: int, channels: int) -> np.ndarray:
         planes += (flux * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 8.0)).astype(np.float32)[None]
     planes[min(1, channels - 1), 100:103, 200:204] = np.nan
     return planes
+
+
+def write_cube(planes: np.ndarray, fits_path: Path, cube_path: Path, **cards: object) -> dict[str, object]:
+    """``planes`` as a FITS file with a TAN WCS centred on the image (plus ``cards``), and the cube
+    pyiip convert makes of it; the header cards written."""
+    from astropy.io import fits
+
+    from pyiip.tools.convert import convert
+
+    _channels, height, width = planes.shape
+    header: dict[str, object] = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": (width + 1) / 2,
+                                 "CRPIX2": (height + 1) / 2, "CRVAL1": 150.1, "CRVAL2": 2.2, "CD1_1": -5e-5,
+                                 "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 5e-5, **cards}  # fmt: skip
+    fits.PrimaryHDU(planes, fits.Header(header)).writeto(fits_path)
+    convert([fits_path], cube_path, compression="none", progress=False)
+    return header

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
-from pyiip.tools.convert import convert
 from tests.support import visiomatic
 from tests.support.browser import chromium, missing, wait_for
 from tests.support.servers import get, http_server
@@ -32,10 +30,9 @@ def served(tmp_path_factory):
         pytest.fail(reason)
     work = tmp_path_factory.mktemp("values")
     planes = visiomatic.sky(W, H, C)
-    fits.PrimaryHDU(planes).writeto(work / "cube.fits")
     root = work / "root"
     root.mkdir()
-    convert([work / "cube.fits"], root / "cube.tif", compression="none", progress=False)
+    visiomatic.write_cube(planes, work / "cube.fits", root / "cube.tif")
     port, context = http_server(Path(root))
     with context:
         yield f"http://127.0.0.1:{port}", planes

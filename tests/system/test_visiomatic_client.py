@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
-from pyiip.tools.convert import convert
 from tests.support import visiomatic
 from tests.support.browser import chromium, missing, screenshot, wait_for
 from tests.support.servers import get, http_server
@@ -76,10 +74,7 @@ def sites(tmp_path_factory) -> Iterator[tuple[str, str, np.ndarray]]:
     page.mkdir()
     planes = visiomatic.sky(W, H, C)
     planes[0] += np.linspace(0, 300, W, dtype=np.float32)  # channel 1 alone brightens to the right: colour
-    header = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 512.5, "CRPIX2": 384.5, "CRVAL1": 150.1,
-              "CRVAL2": 2.2, "CD1_1": -5e-5, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 5e-5}  # fmt: skip
-    fits.PrimaryHDU(planes, fits.Header(header)).writeto(work / "cube.fits")
-    convert([work / "cube.fits"], root / "cube.tif", compression="none", progress=False)
+    visiomatic.write_cube(planes, work / "cube.fits", root / "cube.tif")
     (page / "client").symlink_to(visiomatic.client_dir(venv))
     port, context = http_server(root, {"CORS": "*", "JPEG_QUALITY": "90"})
     with context:

@@ -16,31 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from PIL import Image
 
 from pyiip.http import Request
 from pyiip.model import VisiomaticDisplay
 from pyiip.process import display_v3
 from pyiip.process.opencv_colormaps import TABLES
-from pyiip.tools.convert import convert
 from tests.support import visiomatic
 from tests.support.servers import get
 
 W, H, C = 1024, 768, 3  # 3 levels in both: v3 halves to one tile, pyiip convert to 256 pixels
-HEADER = {
-    "CTYPE1": "RA---TAN",
-    "CTYPE2": "DEC--TAN",
-    "CRPIX1": 512.5,
-    "CRPIX2": 384.5,
-    "CRVAL1": 150.1,
-    "CRVAL2": 2.2,
-    "CD1_1": -5e-5,
-    "CD1_2": 0.0,
-    "CD2_1": 0.0,
-    "CD2_2": 5e-5,
-    "OBJECT": "M 101",
-}
 CUTS = "&MINMAX=1:90,160&MINMAX=2:95,170&MINMAX=3:100,180"
 
 
@@ -52,16 +37,15 @@ def setup(tmp_path_factory, make_app):
     data.mkdir()
     root.mkdir()
     planes = visiomatic.sky(W, H, C)
-    fits.PrimaryHDU(planes, fits.Header(HEADER)).writeto(data / "cube.fits")
-    convert([data / "cube.fits"], root / "cube.tif", compression="none", progress=False)
+    header = visiomatic.write_cube(planes, data / "cube.fits", root / "cube.tif", OBJECT="M 101")
     app = make_app(root)
     with visiomatic.server(venv, data, work) as base:
-        yield venv, base, app, planes, work
+        yield venv, base, app, planes, work, header
 
 
 def both(setup, query: str) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
     """(status, body) of the v3 server (FIF=cube.fits) and of pyiip (FIF=cube.tif) for one query."""
-    _venv, base, app, _planes, _work = setup
+    _venv, base, app = setup[:3]
     status, _headers, body = get(f"{base}/api?FIF=cube.fits&{query}")
     reply = app.respond(Request("GET", "/api", f"FIF=cube.tif&{query}"))
     return (status, body), (reply.status, reply.body)
@@ -90,7 +74,7 @@ def test_info(setup) -> None:
         "gamma",
     ):
         assert mine[key] == v3[key], key
-    for key in (*HEADER, "NAXIS1", "NAXIS2"):
+    for key in (*setup[5], "NAXIS1", "NAXIS2"):
         assert mine["header"][key] == v3["header"][key], key
     image, reference = mine["images"][0], v3["images"][0]
     for key in ("size", "dataslice", "detslice"):
@@ -207,7 +191,7 @@ def test_refused_values(setup, query: str) -> None:
 
 
 def test_missing_image_and_paths(setup) -> None:
-    _venv, base, app, _planes, work = setup
+    _venv, base, app, _planes, work = setup[:5]
     status, _headers, theirs = get(f"{base}/api?FIF=nothing.fits&INFO")
     reply = app.respond(Request("GET", "/api", "FIF=nothing.fits&INFO"))
     assert status == reply.status == 404
