@@ -167,6 +167,8 @@ def test_profile(served) -> None:
         x, y = point["x"] + 1, point["y"] + 1
         expected = fits_value(planes, x, y) if 1 <= x <= W else [None] * C
         assert point["values"] == [expected[0], expected[2]]
+    huge = v3(app, "FIF=cube.tif&PFL=-999999999,1:999999999,1")  # refused before any array is made
+    assert huge.status == 413 and json.loads(huge.body)["detail"][0]["loc"] == ["query", "PFL"]
     every = ok_json(v3(app, "FIF=cube.tif&PFL=8,6:8,6"))["profile"]
     assert every == [{"x": 7, "y": 5, "values": fits_value(planes, 8, 6)}]
 

@@ -100,10 +100,12 @@ def _samples(image: OpenImage, xs: np.ndarray, ys: np.ndarray, key: str) -> list
 def _profile(service: Service, image: OpenImage, query: V3Request) -> Response:
     """PFL: the samples along a Bresenham line between two FITS pixels, with their 0-based coordinates."""
     assert query.profile is not None
-    xs, ys = pixels.line(*query.profile)
+    x1, y1, x2, y2 = query.profile
     count = image.info.channels
-    if xs.size * (len(query.channels) or count) * _PFL_BYTES_PER_VALUE > service.renderer.budget:
+    points = max(abs(x2 - x1), abs(y2 - y1)) + 1
+    if points * (len(query.channels) or count) * _PFL_BYTES_PER_VALUE > service.renderer.budget:
         raise Refused(TooLarge.status, "PFL", "request needs more memory than MAX_REQUEST_MEMORY allows", "value_error")
+    xs, ys = pixels.line(x1, y1, x2, y2)
     found = _samples(image, xs, ys, "PFL")
     profile = [
         {"x": x - 1, "y": y - 1, "values": pixels.pick(values, query.channels, count)}
