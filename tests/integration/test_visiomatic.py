@@ -218,3 +218,13 @@ def test_route_kinds() -> None:
         ("", "v3_other"),
     ):
         assert routes.route(Request("GET", "/api", query))[1] == kind
+
+
+@pytest.mark.parametrize(
+    "identifier", ["link_out.tif", "dir_out/secret.tif", "not_an_image.tif", "%2Fetc%2Fpasswd", "nested/../../outside"]
+)
+def test_hostile_identifiers_are_404s_without_paths(app, images, identifier: str) -> None:
+    reply = app.respond(Request("GET", "/api", f"FIF={identifier}&INFO"))
+    assert reply.status in (404, 422) and reply.content_type == "application/json"
+    assert json.loads(reply.body)["detail"][0]["loc"] == ["query", "FIF"]
+    assert str(images.root) not in reply.body.decode() and str(images.outside) not in reply.body.decode()
