@@ -103,6 +103,12 @@ SEED_REQUESTS = [
     "GET /zoomify/tall.tif/TileGroup0/2-0-3.jpg",
     "HEAD /fcgi-bin/iipsrv.fcgi?FIF=%2e%2e/escape.tif&OBJ=Max-size",
     "OPTIONS /iiif/3/rgb.tif/info.json",
+    "GET /fcgi-bin/iipsrv.fcgi?FIF=cube.tif&VAL=3,4",
+    "GET /api?FIF=cube.tif&INFO",
+    "GET /api?FIF=cube.tif&CHAN=1&MINMAX=1:90,400&CMP=jet&INV&BRT=5&CNT=1.5&GAM=1.8000&QLT=80&JTL=1,1",
+    "GET /api?FIF=cube.tif&MIX=1:0.000,0.000,1.000&MIX=2:0.000,1.000,0.000&RGN=1,1:60,60&BIN=2",
+    "GET /api?FIF=cube.tif&CHAN=1&CHAN=3&PFL=-5,3:40,70",
+    "GET /api?FIF=rgb.tif&CHAN=2&VAL=10,12",
 ]
 
 

@@ -58,6 +58,33 @@ IDENTITY = Display()
 
 
 @dataclass(frozen=True, slots=True)
+class VisiomaticDisplay:
+    """VisiOmatic v3's display (its server's formulas, process.display_v3), resolved for one image.
+
+    ``channel`` is the 0-based channel of mono mode, None in colour mode, where
+    ``mix`` holds three rows (red, green, blue) of one weight per channel;
+    ``minmax`` holds (channel, min, max) overrides with 0-based channels;
+    ``gamma`` is a display gamma (values are raised to 1/gamma); ``colormap``
+    is one of OpenCV's ("grey" for none). A distinct type: its renderings can
+    never share a cache key with IIP's.
+    """
+
+    channel: int | None = None
+    minmax: tuple[tuple[int, float, float], ...] = ()
+    mix: tuple[tuple[float, ...], ...] = ()
+    brightness: float = 0.0
+    contrast: float = 1.0
+    gamma: float = 2.2
+    colormap: str = "grey"
+    invert: bool = False
+
+    @property
+    def is_identity(self) -> bool:
+        """Never: every sample goes through the scaling."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class ImageRequest:
     """One rendered image: which pixels, at which size, how processed and encoded.
 
@@ -75,7 +102,7 @@ class ImageRequest:
     color: str = "default"
     format: str = "jpg"
     quality: int | None = None
-    display: Display = field(default_factory=lambda: IDENTITY)
+    display: Display | VisiomaticDisplay = field(default_factory=lambda: IDENTITY)
     depth: int = 8
 
 

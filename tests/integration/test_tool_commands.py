@@ -93,7 +93,7 @@ def test_demo_data_that_cannot_be_written_is_exit_1_and_one_line(tmp_path, capfd
     assert (status, out) == (
         1,
         "",
-    ) and err == f"pyiip demo-data: cannot write {tmp_path}/file/demo/fits: Not a directory\n"
+    ) and err == f"pyiip demo-data: cannot write {tmp_path}/file/demo: Not a directory\n"
 
 
 def test_help_shows_every_default(capfd) -> None:

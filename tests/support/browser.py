@@ -59,6 +59,7 @@ def chromium(width: int = 1280, height: int = 800, mobile: bool = False) -> Iter
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # driver.get_log("browser"): the console
     if mobile:
         options.add_experimental_option(
             "mobileEmulation",

@@ -45,9 +45,9 @@ def _flatten(pixels: np.ndarray, keep_alpha: bool) -> np.ndarray:
     return pixels[:, :, :3]
 
 
-def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) -> bytes:
+def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1, chroma: str = "420") -> bytes:
     """Encode an (h, w, c) uint8 array (uint16 for PNG and TIFF); ``quality`` is the format's 0-100 quality,
-    -1 lossless for WebP and AVIF."""
+    -1 lossless for WebP and AVIF; ``chroma`` the JPEG colour subsampling ("420", or "444" for none)."""
     if fmt == "jpg":
         pixels = _contiguous(_flatten(pixels, keep_alpha=False))
         gray = pixels.shape[2] == 1
@@ -55,7 +55,7 @@ def encode(pixels: np.ndarray, fmt: str, quality: int, *, png_level: int = 1) ->
             pixels,
             quality=max(1, min(100, quality)),
             colorspace="GRAY" if gray else "RGB",
-            colorsubsampling="Gray" if gray else "420",
+            colorsubsampling="Gray" if gray else chroma,
         )
     if fmt == "png":
         pixels = _contiguous(_flatten(pixels, keep_alpha=True))

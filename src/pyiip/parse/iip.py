@@ -414,6 +414,17 @@ class PFL:
 
 
 @dataclass(frozen=True, slots=True)
+class VAL:
+    """The raw sample of every channel at FITS pixel (x, y): 1-based, y up (pyiip's, after VisiOmatic v3's)."""
+
+    x: int
+    y: int
+
+    def __str__(self) -> str:
+        return f"VAL={self.x},{self.y}"
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
     """``?IIIF=``, ``?DeepZoom=``, ``?Zoomify=``: the raw value, for that protocol's handler."""
 
@@ -436,7 +447,7 @@ class Unknown:
 
 Command = (
     FIF | OBJ | MINMAX | GAM | CNT | CMP | INV | CTW | SHD | RGN | WID | HEI | ROT | QLT | BIT | COL | SDS | LYR
-    | JTL | TIL | CVT | PFL | Handoff | Unknown
+    | JTL | TIL | CVT | PFL | VAL | Handoff | Unknown
 )  # fmt: skip
 
 
@@ -524,6 +535,13 @@ def _pfl(value: str) -> PFL:
     return PFL(resolution, x1, y1, x2, y2)
 
 
+def _val(value: str) -> VAL:
+    parts = value.split(",")
+    if len(parts) != 2:
+        raise BadRequest("VAL needs x,y")
+    return VAL(_integer("VAL", parts[0]), _integer("VAL", parts[1]))
+
+
 PARSERS: dict[str, Callable[[str], Command]] = {
     "fif": lambda v: FIF(unquote(v)),
     "obj": lambda v: OBJ(v.lower()),
@@ -549,9 +567,10 @@ PARSERS: dict[str, Callable[[str], Command]] = {
     "til": _til,
     "cvt": lambda v: CVT(CVT_FORMATS.get(v.lower(), "jpg")),
     "pfl": _pfl,
+    "val": _val,
 }
 # The output commands: each needs an image, and the first that answers ends the query.
-OUTPUT_KEYS = frozenset(("jtl", "ptl", "wtl", "til", "cvt", "pfl"))
+OUTPUT_KEYS = frozenset(("jtl", "ptl", "wtl", "til", "cvt", "pfl", "val"))
 
 
 def command(key: str, value: str) -> Command:

@@ -17,8 +17,8 @@ import pyvips
 
 from pyiip.encode.encoders import MIME, encode
 from pyiip.errors import BadRequest, HTTPError, TooLarge
-from pyiip.model import ImageRequest, RenderOptions
-from pyiip.process import deep
+from pyiip.model import Display, ImageRequest, RenderOptions, VisiomaticDisplay
+from pyiip.process import deep, display_v3
 from pyiip.process.bind import Bound, Plan
 from pyiip.process.display import apply_display, needs_processing
 from pyiip.read.image import OpenImage
@@ -155,9 +155,12 @@ def memory_estimate(info: ImageInfo, chosen: Plan, request: ImageRequest, overhe
     if (chosen.w, chosen.h) != (out_w, out_h):
         stages.append(2 * raw + 3 * resized)
     display = request.display
-    if needs_processing(info.dtype, display):
-        rows = len(display.twist) if display.twist else 0
-        planes = min(3, channels) + (2 if rows > 3 or channels > 3 else 0)
+    if isinstance(display, VisiomaticDisplay) or needs_processing(info.dtype, display):
+        if isinstance(display, Display):
+            rows = len(display.twist) if display.twist else 0
+            planes = min(3, channels) + (2 if rows > 3 or channels > 3 else 0)
+        else:  # VisiOmatic v3's colour mode: a float32 plane per channel, and the mix's three
+            planes = channels + 2
         stages.append(resized + out_px * (16 + 8 * planes))
     post = min(channels, 4) * request.depth // 8  # the processed uint8 (or uint16) pixels
     if request.color in ("gray", "bitonal") and (channels >= 3 or display.colormap):
@@ -201,6 +204,7 @@ class Renderer:
             and request.color in ("default", "color")
             and request.size == (region.w, region.h)
             and 0 <= region.level < len(levels)
+            and isinstance(request.display, Display)
             and not needs_processing(image.info.dtype, request.display)
         ):
             return None
@@ -257,13 +261,19 @@ class Renderer:
             pixels = image.source.read(chosen.level, chosen.x, chosen.y, chosen.w, chosen.h)
             out_w, out_h = request.size
             pixels = _resize(pixels, out_w, out_h, nearest=self.options.interpolation == 0)
-            if request.depth == 16:
-                pixels = deep.samples(pixels, image.minmax, request.display)
-            elif needs_processing(pixels.dtype, request.display):
-                pixels = apply_display(pixels, image.minmax, request.display)
+            display = request.display
+            chroma = "420"
+            if isinstance(display, VisiomaticDisplay):
+                pixels = display_v3.apply(pixels, image.minmax, display)
+                chroma = "444"  # as VisiOmatic v3's server: colour maps and mixes of noise keep their hues
+            elif request.depth == 16:
+                pixels = deep.samples(pixels, image.minmax, display)
+            elif needs_processing(pixels.dtype, display):
+                pixels = apply_display(pixels, image.minmax, display)
             pixels = _color(pixels, request.color)
             pixels = _orient(pixels, request.mirror, request.rotation, request.format in _ALPHA_FORMATS)
-            body = encode(pixels, request.format, self.quality(request), png_level=self.options.png_quality)
+            quality = self.quality(request)
+            body = encode(pixels, request.format, quality, png_level=self.options.png_quality, chroma=chroma)
         except (HTTPError, MemoryError):
             raise
         except Exception as exc:

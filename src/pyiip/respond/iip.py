@@ -30,7 +30,8 @@ from pyiip.errors import BadRequest, TooLarge, UnsupportedFormat
 from pyiip.http import Request, Response
 from pyiip.model import ImageRequest, Region
 from pyiip.parse import iip as grammar
-from pyiip.parse.iip import CVT, FIF, JTL, OBJ, PFL, PTL, TIL, WTL, Handoff, Unknown
+from pyiip.parse.iip import CVT, FIF, JTL, OBJ, PFL, PTL, TIL, VAL, WTL, Handoff, Unknown
+from pyiip.process import pixels
 from pyiip.process.bind import fitted_region, resolution_level, tile_region
 from pyiip.process.budget import fit_budget
 from pyiip.read.fits_header import without_implied_poles
@@ -39,7 +40,7 @@ from pyiip.service import Service
 
 NETFPX = "application/vnd.netfpx"
 IIP_SERVER_VERSION = "3.65"
-OPT_COMMANDS = "CVT CNT QLT BIT JTL JTLS PTL TIL WID HEI RGN ROT MINMAX SHD CMP INV CTW GAM PFL COL"
+OPT_COMMANDS = "CVT CNT QLT BIT JTL JTLS PTL TIL WID HEI RGN ROT MINMAX SHD CMP INV CTW GAM PFL VAL COL"
 OPT_OBJECTS = "Horizontal-views Vertical-views Tile-size Bits-per-channel Min-Max-sample-values Resolutions"
 # Memory per profile value on its way to JSON (a Python float, its text, the joined reply).
 _PFL_BYTES_PER_VALUE = 128
@@ -329,17 +330,30 @@ def _pfl(s: Session, c: PFL) -> Response:
     return s.image_response(body.encode(), "application/json")
 
 
-def _pfl_image(image: OpenImage, value: str) -> None:
-    """PFL needs real samples (no JSON number holds a complex one) and a resolution of the image,
-    checked before its coordinates are read."""
+def _val(s: Session, c: VAL) -> Response:
+    """The raw sample of every channel at a FITS pixel (1-based, y up) as JSON ``{"values": [...]}``,
+    NaN as null; a pixel outside the image has null values (the viewer asks wherever the pointer is)."""
+    image = s.opened
+    found = pixels.samples(image.source, np.array([c.x]), np.array([c.y]))[0]
+    values = pixels.pick(found, (), image.info.channels)
+    return s.image_response(json.dumps({"values": values}, allow_nan=False).encode(), "application/json")
+
+
+def _real_samples(image: OpenImage, key: str) -> None:
+    """PFL and VAL need real samples: no JSON number holds a complex one."""
     if image.info.dtype.kind == "c":
-        raise UnsupportedFormat("PFL needs real samples: this image holds complex ones")
+        raise UnsupportedFormat(f"{key.upper()} needs real samples: this image holds complex ones")
+
+
+def _pfl_image(image: OpenImage, value: str) -> None:
+    """PFL needs real samples and a resolution of the image, checked before its coordinates are read."""
+    _real_samples(image, "pfl")
     resolution_level(image.info, grammar.pfl_resolution(value))
 
 
 # What an output command checks of the image before all its value is read (an image-dependent failure
 # wins over a malformed value, as iipsrv reads them).
-_BEFORE_VALUE: dict[str, Callable[[OpenImage, str], None]] = {"pfl": _pfl_image}
+_BEFORE_VALUE: dict[str, Callable[[OpenImage, str], None]] = {"pfl": _pfl_image, "val": _real_samples}
 
 
 def _profile_items(values: np.ndarray) -> list[str]:
@@ -362,6 +376,7 @@ RUN: dict[type, Callable[[Session, Any], Response | None]] = {
     TIL: _til,
     CVT: _cvt,
     PFL: _pfl,
+    VAL: _val,
     Handoff: _handoff,
     Unknown: _unknown,
 }

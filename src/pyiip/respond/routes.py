@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from pyiip.http import Request, Response, text
-from pyiip.respond import deepzoom, iiif, iip, index, ops, static_files, zoomify
+from pyiip.respond import deepzoom, iiif, iip, index, ops, static_files, visiomatic, zoomify
 from pyiip.service import Service
 
 Handler = Callable[[Service, Request], Response]
@@ -55,9 +55,25 @@ def _iip_kind(query: str) -> str:
         return "iip_cvt"
     if "PFL=" in upper:
         return "iip_profile"
+    if "VAL=" in upper:
+        return "iip_value"
     if "OBJ=" in upper:
         return "iip_metadata"
     return "iip_other"
+
+
+# VisiOmatic v3's requests by what answers them, in its server's order (the first key found names the kind).
+_V3_KINDS = (
+    ("INFO", "v3_info"),
+    ("PFL=", "v3_profile"),
+    ("VAL=", "v3_value"),
+    ("JTL=", "v3_tile"),
+    ("RGN=", "v3_region"),
+)
+
+
+def _v3_kind(query: str) -> str:
+    return next((kind for key, kind in _V3_KINDS if key in query), "v3_other")
 
 
 # (prefix, handler, the request kind from the path)
@@ -78,6 +94,8 @@ def route(request: Request) -> tuple[Handler, str]:
     for prefix, handle, kind in PATH_PREFIXES:
         if path.startswith(prefix):
             return handle, kind(path)
+    if path == visiomatic.PATH:
+        return visiomatic.handle, _v3_kind(query)
     if path == "/viewer.html":
         return index.page, "other"
     if path in ("/", "/index.html") and (not query or query.startswith("page=")):

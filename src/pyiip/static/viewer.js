@@ -213,6 +213,52 @@
     },
   });
 
+  /* ------------------------------------------------------------------ pixel values readout */
+
+  /* The raw samples under the pointer (IIP VAL at the FITS pixel): one request once the pointer rests
+   * on a pixel, none while it moves; a reply for a pixel the pointer has left is dropped. */
+  var Values = L.Control.extend({
+    options: { position: "bottomleft" },
+    onAdd: function () {
+      this.node = el("div", { id: "values", class: "coords", "aria-live": "off" });
+      L.DomEvent.disableClickPropagation(this.node);
+      this.asked = null;
+      this.askSoon = debounce(this.ask.bind(this), 250);
+      return this.node;
+    },
+    point: function (latlng) {
+      var x = Math.floor(latlng.lng) + 1;
+      var y = image.meta.height - Math.floor(latlng.lat);
+      if (x < 1 || y < 1 || x > image.meta.width || y > image.meta.height) {
+        this.asked = null;
+        this.node.textContent = "";
+        return;
+      }
+      if (this.asked && this.asked.x === x && this.asked.y === y) return;
+      this.asked = { x: x, y: y };
+      this.askSoon();
+    },
+    ask: function () {
+      var at = this.asked;
+      if (!at) return;
+      var self = this;
+      var xhr = new XMLHttpRequest();
+      xhr.open("GET", image.base + "&VAL=" + at.x + "," + at.y, true);
+      xhr.onload = function () {
+        if (self.asked !== at || xhr.status !== 200) return;
+        var values = JSON.parse(xhr.responseText).values;
+        var names = image.state ? image.state.names : [];
+        self.node.dataset.x = at.x;
+        self.node.dataset.y = at.y;
+        self.node.dataset.values = JSON.stringify(values);
+        self.node.textContent = values.map(function (v, c) {
+          return (names[c] || "#" + (c + 1)) + " " + (v === null ? "—" : format(v));
+        }).join("  ");
+      };
+      xhr.send();
+    },
+  });
+
   /* ------------------------------------------------------------------ panels */
 
   function showInfo() {
@@ -446,9 +492,12 @@
     readout.addTo(map);
     readout.show(map.getCenter());
     var pointer = false;
+    var values = (viewer.values = new Values());
+    values.addTo(map);
     map.on("mousemove", function (event) {
       pointer = true;
       readout.show(event.latlng);
+      values.point(event.latlng);
     });
     map.on("mouseout", function () { pointer = false; });
     map.on("move", function () { if (!pointer) readout.show(map.getCenter()); });
