@@ -23,6 +23,7 @@ import pytest
 
 from pyiip import config
 from pyiip.http import Request, Response
+from pyiip.read import credentials
 from pyiip.respond.app import Application
 from tests.support.imaging import rgb_pattern, write_vips_pyramid
 from tests.support.objectstores import MotoS3, moto_s3
@@ -69,13 +70,16 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
 def pyiip_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """The pyiip logger's records (it may not propagate once a server set it up in this process)."""
     logger = logging.getLogger("pyiip")
-    logger.addHandler(caplog.handler)
+    attach = not logger.propagate
+    if attach:
+        logger.addHandler(caplog.handler)
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
         yield caplog
     finally:
-        logger.removeHandler(caplog.handler)
+        if attach:
+            logger.removeHandler(caplog.handler)
         logger.setLevel(level)
 
 
@@ -229,8 +233,14 @@ def endpoint(
 
 
 def test_expiring_container_credentials_are_refreshed_while_serving(
-    s3: MotoS3, endpoint: CredentialEndpoint, sessions: list[dict], tmp_path: Path, pyiip_log: pytest.LogCaptureFixture
+    s3: MotoS3,
+    endpoint: CredentialEndpoint,
+    sessions: list[dict],
+    tmp_path: Path,
+    pyiip_log: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(credentials, "FRESH_FOR", 1.0)  # botocore asked once a second, not once per 30 s
     app = Application(config.load(s3_settings(s3, tmp_path)))
     s3.clear_log()
     for _ in range(5):  # fresh credentials: no call to the endpoint after the first
@@ -252,19 +262,32 @@ def test_expiring_container_credentials_are_refreshed_while_serving(
     assert "access denied" not in pyiip_log.text and "cannot revalidate" not in pyiip_log.text
 
 
-@pytest.mark.parametrize("mode", ["badjson", "expired", "slow"])
+@pytest.mark.parametrize(
+    ("mode", "timeout", "logged"),
+    [
+        ("badjson", 5, "CredentialRetrievalError"),  # after botocore's 3 attempts, 1 s apart
+        ("expired", 5, "still expired"),
+        ("slow", 1, "did not answer within REMOTE_TIMEOUT"),
+    ],
+)
 def test_a_lying_credential_endpoint_gives_503_and_a_log_line(
-    mode: str, s3: MotoS3, endpoint: CredentialEndpoint, tmp_path: Path, pyiip_log: pytest.LogCaptureFixture
+    mode: str,
+    timeout: int,
+    logged: str,
+    s3: MotoS3,
+    endpoint: CredentialEndpoint,
+    tmp_path: Path,
+    pyiip_log: pytest.LogCaptureFixture,
 ) -> None:
     endpoint.mode = mode
-    app = Application(config.load(s3_settings(s3, tmp_path, REMOTE_TIMEOUT="1")))
+    app = Application(config.load(s3_settings(s3, tmp_path, REMOTE_TIMEOUT=str(timeout))))
     started = time.monotonic()
     reply = info(app)
-    assert time.monotonic() - started < 5  # REMOTE_TIMEOUT, not botocore's retries nor the endpoint's silence
+    assert time.monotonic() - started < timeout + 3  # REMOTE_TIMEOUT bounds it, not the endpoint's silence
     assert reply.status == 503
     assert ("Retry-After", "5") in reply.headers
     assert b"credentials" in reply.body and b"127.0.0.1" not in reply.body
-    assert "S3 credentials:" in pyiip_log.text
+    assert "S3 credentials:" in pyiip_log.text and logged in pyiip_log.text
     if mode != "slow":  # the provider recovers: so does the same application
         endpoint.mode = "good"
         assert info(app).status == 200

@@ -11,8 +11,9 @@ they run in a daemon thread and a request waits for them at most until its objec
 (``REMOTE_TIMEOUT``): a slow, lying or failing credential provider gives a 503 and a log line, never
 a hung worker. The chain is resolved in the background from start-up on; once found, temporary
 credentials are refreshed from botocore's advisory window (15 minutes before expiry) on, in the
-background while the old ones are valid for ``USABLE_FOR`` seconds more. Fresh credentials cost one
-``refresh_needed()`` and one ``get_frozen_credentials()`` per signature.
+background while the old ones are valid for ``USABLE_FOR`` seconds more. botocore's freshness check
+reads the local time zone (~50 us): fresh credentials are asked of it once per ``FRESH_FOR`` seconds,
+and a signature's look-up is one clock read.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ LOGGER = logging.getLogger("pyiip")
 
 USABLE_FOR = 60.0  # seconds of validity left under which a request waits for new credentials
 RETRY_PAUSE = 5.0  # seconds between background refreshes that left the old credentials in place
+FRESH_FOR = 30.0  # seconds fresh credentials are used without asking botocore, if they stay out of its window
 
 
 class CredentialsUnavailable(Unavailable):
@@ -62,7 +64,8 @@ class _Task:
     def _run(self) -> None:
         try:
             self.result = self._work()
-        except Exception as exc:  # whatever botocore or a provider raises becomes the request's 503
+        except Exception as exc:  # whatever botocore or a provider raises: logged, and a 503 if a request waits
+            LOGGER.error("S3 credentials: %s: %s", type(exc).__name__, exc)
             self.error = exc
         finally:
             self.done.set()
@@ -78,8 +81,9 @@ class Chain:
 
         self._session = botocore.session.Session()
         try:
+            profiles = self._session.available_profiles  # parses the config and credentials files
             profile = self._session.profile
-            if profile is not None and profile not in self._session.available_profiles:
+            if profile is not None and profile not in profiles:
                 raise ConfigError(f"AWS_PROFILE names profile {profile!r}, found in no AWS config or credentials file")
         except BotoCoreError as exc:  # an unreadable config file
             raise ConfigError(f"AWS configuration: {exc}") from None
@@ -91,32 +95,38 @@ class Chain:
         self._frozen: Any = None
         self._current: Credentials | None = None
         self._next_try = 0.0
+        self._fresh_until = 0.0  # time.monotonic() until which _current needs no look at botocore's
         self._task: _Task | None = _Task(self._resolve)
 
     def current(self, deadline: float) -> Credentials | None:
         """The credentials to sign with now (None: unsigned), waiting for a provider until ``deadline`` at most."""
+        if time.monotonic() < self._fresh_until:
+            return self._current
         refreshable = self._refreshable
         if refreshable is not None and not refreshable.refresh_needed():
-            return self._freeze(refreshable.get_frozen_credentials())
+            current = self._freeze(refreshable.get_frozen_credentials())
+            if not refreshable.refresh_needed(getattr(refreshable, "_advisory_refresh_timeout", 900) + FRESH_FOR):
+                self._fresh_until = time.monotonic() + FRESH_FOR  # botocore's check costs ~50 us: not per signature
+            return current
         if self._resolved and refreshable is None:
             return self._current
         return self._refresh(deadline)
 
     def _refresh(self, deadline: float) -> Credentials | None:
+        """Not resolved yet, or due for refresh: wait for the provider, unless the current ones last."""
         task = self._task
-        if task is None or task.pid != os.getpid():
+        if task is None or task.pid != os.getpid() or (task.done.is_set() and (self._resolved or task.error)):
+            # None running: a finished refresh left its credentials in botocore's, a failed one is retried.
             if self._usable() and time.monotonic() < self._next_try:
                 return self._current
-            task = self._task = _Task(self._resolve if not self._resolved else self._refreshed)
+            self._next_try = time.monotonic() + RETRY_PAUSE
+            task = self._task = _Task(self._refreshed if self._resolved else self._resolve)
         if self._usable() and not task.done.is_set():
             return self._current  # still valid for a while: the new ones are fetched in the background
         if not task.done.wait(max(0.0, deadline - time.monotonic())):
             LOGGER.error("S3 credentials: the credential provider did not answer within REMOTE_TIMEOUT")
             raise CredentialsUnavailable("image store credentials unavailable", (("Retry-After", "5"),))
-        self._task = None
-        self._next_try = time.monotonic() + RETRY_PAUSE
-        if task.error is not None:
-            LOGGER.error("S3 credentials: %s: %s", type(task.error).__name__, task.error)
+        if task.error is not None:  # logged by the task
             if self._usable():
                 return self._current
             raise CredentialsUnavailable("image store credentials unavailable", (("Retry-After", "5"),))
@@ -138,8 +148,11 @@ class Chain:
         self._resolved = True
         if found is None:
             LOGGER.warning("S3 credentials: none found by botocore's credential chain: requests are unsigned")
+            self._fresh_until = float("inf")
             return
         self._refreshable = found if hasattr(found, "refresh_needed") else None
+        if self._refreshable is None:
+            self._fresh_until = float("inf")  # fixed keys (a profile's, the environment's): never refreshed
         LOGGER.info("S3 credentials from %s", getattr(found, "method", "botocore"))
 
     def _usable(self) -> bool:
