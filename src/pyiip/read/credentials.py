@@ -39,6 +39,9 @@ FRESH_FOR = 30.0  # seconds fresh credentials are used without asking botocore, 
 class CredentialsUnavailable(Unavailable):
     """No usable S3 credentials now (provider failing, slow or lying): retry later."""
 
+    def __init__(self) -> None:
+        super().__init__("image store credentials unavailable", (("Retry-After", "5"),))
+
 
 class Fixed:
     """Credentials given in the settings (AWS_ACCESS_KEY_ID...): used as they are, never refreshed."""
@@ -125,11 +128,11 @@ class Chain:
             return self._current  # still valid for a while: the new ones are fetched in the background
         if not task.done.wait(max(0.0, deadline - time.monotonic())):
             LOGGER.error("S3 credentials: the credential provider did not answer within REMOTE_TIMEOUT")
-            raise CredentialsUnavailable("image store credentials unavailable", (("Retry-After", "5"),))
+            raise CredentialsUnavailable
         if task.error is not None:  # logged by the task
             if self._usable():
                 return self._current
-            raise CredentialsUnavailable("image store credentials unavailable", (("Retry-After", "5"),))
+            raise CredentialsUnavailable
         if not self._resolved:
             self._install(task.result[0])
         return self._freeze(task.result[1])
