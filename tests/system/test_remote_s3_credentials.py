@@ -1,8 +1,9 @@
 """S3 credentials from botocore's chain, against moto's S3 and STS (which check every signature and token).
 
 A web identity token exchanged at STS (Kubernetes IRSA) in a real ``pyiip serve``, a profile in a
-shared credentials file, ECS container credentials near expiry served by a local endpoint that hands
-out a new STS session at each call, and that endpoint lying (bad JSON, expired credentials, silence).
+shared credentials file, EC2 instance metadata (IMDSv2), ECS container credentials near expiry
+served by a local endpoint that hands out a new STS session at each call, and that endpoint lying
+(bad JSON, expired credentials, silence).
 Each test isolates botocore from the machine: no ~/.aws, no instance metadata.
 """
 
@@ -197,14 +198,37 @@ class CredentialEndpoint(http.server.ThreadingHTTPServer):
         return json.dumps(document).encode()
 
 
+IMDS_ROLES = "/latest/meta-data/iam/security-credentials/"
+IMDS_TOKEN = "imds-session-token"
+
+
 class _CredentialHandler(http.server.BaseHTTPRequestHandler):
+    """The ECS endpoint at any path; EC2 instance metadata (IMDSv2: a PUT token, then GETs with it) under /latest/."""
+
     def log_message(self, *args: object) -> None:
         pass
 
+    def do_PUT(self) -> None:
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            self._reply(200, IMDS_TOKEN.encode())
+        else:
+            self._reply(400, b"")
+
     def do_GET(self) -> None:
-        body = self.server.answer()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        if not self.path.startswith("/latest/"):
+            self._reply(200, self.server.answer())  # type: ignore[attr-defined]
+        elif self.headers.get("X-aws-ec2-metadata-token") != IMDS_TOKEN:
+            self._reply(401, b"")
+        elif self.path == IMDS_ROLES:
+            self._reply(200, b"pyiip-node")
+        elif self.path == IMDS_ROLES + "pyiip-node":
+            document = json.loads(self.server.answer())  # type: ignore[attr-defined]
+            self._reply(200, json.dumps({"Code": "Success", "Type": "AWS-HMAC", **document}).encode())
+        else:
+            self._reply(404, b"")
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -230,6 +254,19 @@ def endpoint(
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_instance_metadata_v2(
+    s3: MotoS3, endpoint: CredentialEndpoint, sessions: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 instance metadata, last in the chain, with IMDSv2's session token (our endpoint refuses without it)."""
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED")
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{endpoint.server_port}/")
+    s3.clear_log()
+    assert info(Application(config.load(s3_settings(s3, tmp_path)))).status == 200
+    assert set(s3.signers()) == {(sessions[0]["AccessKeyId"], sessions[0]["SessionToken"])}
+    assert endpoint.calls == 1
 
 
 def test_expiring_container_credentials_are_refreshed_while_serving(
