@@ -159,3 +159,14 @@ print("botocore" in sys.modules)
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_botocore_is_the_s3_extra_and_the_container_image_installs_it() -> None:
+    """Optional for local files, present where IRSA and task roles are the rule (the container image)."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[3]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("botocore") for d in project["dependencies"])
+    assert any(d.startswith("botocore") for d in project["optional-dependencies"]["s3"])
+    assert "'.[s3]'" in (repo / "deploy" / "Containerfile").read_text()
