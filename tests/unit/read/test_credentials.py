@@ -153,9 +153,8 @@ print("botocore" in sys.modules)
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path("src").resolve()), str(Path(".").resolve()), env.get("PYTHONPATH", "")]
-    )
+    repo = Path(__file__).resolve().parents[3]
+    env["PYTHONPATH"] = os.pathsep.join([str(repo / "src"), str(repo), env.get("PYTHONPATH", "")])
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
