@@ -14,6 +14,7 @@ import http.server
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from pyiip.read import credentials
 from pyiip.respond.app import Application
 from tests.support.imaging import rgb_pattern, write_vips_pyramid
 from tests.support.objectstores import MotoS3, moto_s3
-from tests.support.servers import get, http_server
+from tests.support.servers import VENV_BIN, free_port, get, http_server
 
 BUCKET = "images"
 ADVISORY = 15 * 60  # botocore refreshes credentials this many seconds before they expire
@@ -146,6 +147,19 @@ def test_a_profile_of_the_shared_credentials_file(
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(config.ConfigError, match="'nobody'"):
         Application(config.load(s3_settings(s3, tmp_path)))
+
+
+@pytest.mark.parametrize("entry", ["serve", "fcgi"])
+def test_a_missing_profile_stops_the_server_before_its_workers(entry: str, aws: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    command = {
+        "serve": [str(VENV_BIN / "pyiip"), "serve", "--port", str(port), "--workers", "2"],
+        "fcgi": [str(VENV_BIN / "pyiip.fcgi"), "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+    }[entry]
+    env = {**os.environ, "AWS_PROFILE": "nobody", "S3_BUCKET": BUCKET, "LOGFILE": "-"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "pyiip: AWS_PROFILE names profile 'nobody', found in no AWS config or credentials file\n"
 
 
 def test_without_any_credentials_requests_are_unsigned_and_logged(

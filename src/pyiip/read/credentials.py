@@ -18,6 +18,7 @@ and a signature's look-up is one clock read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -78,18 +79,9 @@ class Chain:
     """botocore's credential chain for one process: resolved, then refreshed, off the request path."""
 
     def __init__(self, timeout: float) -> None:
-        import botocore.session
         from botocore.config import Config
-        from botocore.exceptions import BotoCoreError
 
-        self._session = botocore.session.Session()
-        try:
-            profiles = self._session.available_profiles  # parses the config and credentials files
-            profile = self._session.profile
-            if profile is not None and profile not in profiles:
-                raise ConfigError(f"AWS_PROFILE names profile {profile!r}, found in no AWS config or credentials file")
-        except BotoCoreError as exc:  # an unreadable config file
-            raise ConfigError(f"AWS configuration: {exc}") from None
+        self._session = _session()
         # STS (web identity, assumed roles) under the object-store timeout, not botocore's 60 s and retries.
         retries = {"total_max_attempts": 1}
         self._session.set_default_client_config(Config(connect_timeout=timeout, read_timeout=timeout, retries=retries))
@@ -171,6 +163,35 @@ class Chain:
                 None if frozen is None else Credentials(frozen.access_key, frozen.secret_key, frozen.token or "")
             )
         return self._current
+
+
+def _session() -> Any:
+    """A botocore session whose AWS_PROFILE exists and whose config files parse, or ConfigError."""
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    session = botocore.session.Session()
+    try:
+        profiles = session.available_profiles  # parses the config and credentials files
+        profile = session.profile
+    except BotoCoreError as exc:  # an unreadable config file
+        raise ConfigError(f"AWS configuration: {exc}") from None
+    if profile is not None and profile not in profiles:
+        raise ConfigError(f"AWS_PROFILE names profile {profile!r}, found in no AWS config or credentials file")
+    return session
+
+
+def _uses_chain(settings: Settings) -> bool:
+    return bool(settings.s3_bucket) and not (settings.aws_access_key_id and settings.aws_secret_access_key)
+
+
+def check_settings(settings: Settings) -> None:
+    """The start-up check, before any worker starts: ConfigError for a missing AWS_PROFILE or a broken
+    config file, when botocore's chain will be asked. botocore, then imported here, is shared by the
+    forked workers."""
+    if _uses_chain(settings):
+        with contextlib.suppress(ImportError):  # each worker says it, in the log
+            _session()
 
 
 def credential_source(settings: Settings) -> Fixed | Chain | None:
