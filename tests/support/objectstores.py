@@ -227,6 +227,43 @@ class MotoS3:
         """A boto3 S3 client signing with the pyiip user's key."""
         return self._client("s3", self.access_key, self.secret_key)
 
+    def allow_unsigned(self, count: int) -> None:
+        """Let the next ``count`` requests through unauthenticated (STS AssumeRoleWithWebIdentity is unsigned)."""
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=str(count).encode(),
+            headers={"Content-Type": "text/plain"},  # a form body would be parsed away from request.data
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def role(self, name: str) -> str:
+        """The ARN of a new role allowed S3 (2 unsigned requests): what web identity tokens are exchanged for."""
+        self.allow_unsigned(2)
+        iam = self._client("iam", "setup", "setup")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Federated": "oidc"}, "Action": "sts:AssumeRoleWithWebIdentity"}
+            ],
+        }
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_role_policy(RoleName=name, PolicyName="s3", PolicyDocument=json.dumps(policy))
+        return arn
+
+    def temporary_credentials(self, role_arn: str, count: int) -> list[dict[str, str]]:
+        """``count`` sets of STS credentials for the role (AccessKeyId, SecretAccessKey, SessionToken)."""
+        self.allow_unsigned(count)
+        sts = self._client("sts", "setup", "setup")
+        return [
+            sts.assume_role_with_web_identity(RoleArn=role_arn, RoleSessionName=f"s{i}", WebIdentityToken="token")[
+                "Credentials"
+            ]
+            for i in range(count)
+        ]
+
     def clear_log(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/recorder/reset-recording", method="POST")
         with urllib.request.urlopen(request, timeout=10):
@@ -252,6 +289,17 @@ class MotoS3:
                     headers.get("if-none-match", ""),
                 )
             )
+        return out
+
+    def signers(self) -> list[tuple[str, str]]:
+        """(access key id, security token) of each GET recorded since the last clear_log; ("", "") unsigned."""
+        out = []
+        for line in self.recording.read_text().splitlines() if self.recording.exists() else ():
+            entry = json.loads(line)
+            headers = {k.lower(): v for k, v in entry["headers"].items()}
+            if entry["method"] == "GET":
+                key = headers.get("authorization", "").partition("Credential=")[2].partition("/")[0]
+                out.append((key, headers.get("x-amz-security-token", "")))
         return out
 
     def stop(self) -> None:

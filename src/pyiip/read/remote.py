@@ -152,7 +152,7 @@ class Location(Protocol):
 
     def locate(self, identifier: str) -> ObjectAddress: ...
 
-    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]: ...
+    def headers(self, target: ObjectAddress, headers: dict[str, str], deadline: float) -> dict[str, str]: ...
 
 
 class RemoteObject:
@@ -401,7 +401,8 @@ class RemoteStore:
                 break
             self.requests += 1
             try:
-                reply = self.connections.get(target, self.location.headers(target, headers), deadline, body_length)
+                signed = self.location.headers(target, headers, deadline)  # may wait for credentials, until deadline
+                reply = self.connections.get(target, signed, deadline, body_length)
             except TimeoutError:
                 failure = f"no whole reply within REMOTE_TIMEOUT ({self.timeout:g} s)"
                 continue

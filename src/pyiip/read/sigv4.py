@@ -39,12 +39,13 @@ def sign_v4(
     query: str = "",
     service: str = "s3",
     payload_hash: str = EMPTY_SHA256,
-    key_cache: dict[tuple[str, str], bytes] | None = None,
+    key_cache: dict[tuple[str, str, str], bytes] | None = None,
 ) -> dict[str, str]:
     """AWS Signature Version 4 in the Authorization header, for a request without a body.
 
     ``path`` is already percent-encoded once (S3 does not encode it again);
     host, range and x-amz-* headers are signed. Returns the headers to send.
+    ``key_cache`` keeps the day's signing key, for one secret (keys rotate) and region.
     """
     stamp = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     date = stamp[:8]
@@ -73,7 +74,7 @@ def sign_v4(
     )
     scope = f"{date}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-    cache_key = (date, region)
+    cache_key = (date, region, credentials.secret_key)  # refreshed credentials never meet an old key
     key = key_cache.get(cache_key) if key_cache is not None else None
     if key is None:
         key = signing_key(credentials.secret_key, date, region, service)

@@ -12,9 +12,10 @@ from urllib.parse import quote, urlsplit
 
 from pyiip.config import ConfigError, Settings
 from pyiip.errors import BadRequest, Forbidden
+from pyiip.read.credentials import Chain, Fixed, credential_source
 from pyiip.read.range_client import ObjectAddress
 from pyiip.read.remote import RemoteStore
-from pyiip.read.sigv4 import Credentials, sign_v4
+from pyiip.read.sigv4 import sign_v4
 from pyiip.resolve.local import MAX_IDENTIFIER
 
 
@@ -60,7 +61,7 @@ class HttpLocation:
         path = url[self._path_start :] or "/"
         return ObjectAddress(url, self.scheme, self.host, path)
 
-    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]:
+    def headers(self, target: ObjectAddress, headers: dict[str, str], deadline: float) -> dict[str, str]:
         return headers
 
 
@@ -68,7 +69,8 @@ class S3Location:
     """S3_BUCKET / S3_PREFIX: key = prefix + identifier + FILESYSTEM_SUFFIX, fetched by signed range GETs.
 
     Path-style URLs on S3_ENDPOINT_URL (MinIO, Ceph, moto...), virtual-hosted
-    ones on AWS. Without credentials requests are unsigned (public buckets).
+    ones on AWS. Credentials come from read/credentials.py (the settings' keys or botocore's chain),
+    asked for at each signature; without any, requests are unsigned (public buckets).
     """
 
     def __init__(
@@ -78,7 +80,7 @@ class S3Location:
         *,
         endpoint: str = "",
         region: str = "us-east-1",
-        credentials: Credentials | None = None,
+        credentials: Fixed | Chain | None = None,
         suffix: str = "",
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}", bucket):
@@ -86,7 +88,7 @@ class S3Location:
         self.bucket, self.prefix, self.suffix = bucket, prefix, suffix
         self.region = region or "us-east-1"
         self.credentials = credentials
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[tuple[str, str, str], bytes] = {}
         if endpoint:
             parts = urlsplit(endpoint)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or "@" in parts.netloc:
@@ -103,10 +105,11 @@ class S3Location:
         key = self.prefix + identifier + self.suffix
         return ObjectAddress(f"s3://{self.bucket}/{key}", self.scheme, self.host, self.base + encode_path(key))
 
-    def headers(self, target: ObjectAddress, headers: dict[str, str]) -> dict[str, str]:
-        if self.credentials is None:
+    def headers(self, target: ObjectAddress, headers: dict[str, str], deadline: float) -> dict[str, str]:
+        credentials = None if self.credentials is None else self.credentials.current(deadline)
+        if credentials is None:
             return headers
-        return sign_v4("GET", target.host, target.path, headers, self.credentials, self.region, key_cache=self._keys)
+        return sign_v4("GET", target.host, target.path, headers, credentials, self.region, key_cache=self._keys)
 
 
 def remote_store(settings: Settings) -> RemoteStore | None:
@@ -120,17 +123,12 @@ def remote_store(settings: Settings) -> RemoteStore | None:
     if settings.remote_url_template:
         location: HttpLocation | S3Location = HttpLocation(settings.remote_url_template, settings.filesystem_suffix)
     elif settings.s3_bucket:
-        credentials = None
-        if settings.aws_access_key_id and settings.aws_secret_access_key:
-            credentials = Credentials(
-                settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token
-            )
         location = S3Location(
             settings.s3_bucket,
             settings.s3_prefix,
             endpoint=settings.s3_endpoint_url,
             region=settings.aws_region,
-            credentials=credentials,
+            credentials=credential_source(settings),
             suffix=settings.filesystem_suffix,
         )
     else:

@@ -17,7 +17,7 @@ import stat
 import sys
 
 from pyiip import config, log
-from pyiip.read import block_cache
+from pyiip.read import block_cache, credentials
 from pyiip.respond.app import Application
 from pyiip.server import limits, listen
 from pyiip.server.fastcgi import Responder
@@ -43,6 +43,7 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
     try:
         settings = config.load()
         block_cache.check_settings(settings)  # before the workers: one clear error, not one per worker
+        credentials.check_settings(settings)
     except config.ConfigError as exc:
         print(f"pyiip: {exc}", file=sys.stderr)
         return 2

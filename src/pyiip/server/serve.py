@@ -16,7 +16,7 @@ import socket
 import sys
 
 from pyiip import config, log
-from pyiip.read import block_cache
+from pyiip.read import block_cache, credentials
 from pyiip.respond.app import Application
 from pyiip.server import limits, listen
 from pyiip.server.http_server import Server
@@ -42,6 +42,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
     try:
         settings = config.load()
         block_cache.check_settings(settings)  # before the workers: one clear error, not one per worker
+        credentials.check_settings(settings)
     except config.ConfigError as exc:
         print(f"pyiip: {exc}", file=sys.stderr)
         return 2
