@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -64,6 +65,9 @@ class Settings:
     # Seconds a client or web server may take to send one whole request, to take one whole reply,
     # or to stay idle on a kept connection, before it is dropped (both server modes).
     client_timeout: float = 30.0
+    log_format: str = "text"  # or "json": one JSON object per log line (log.py)
+    metrics_dir: str = ""  # where the workers' counter files are summed (respond/metric_files.py)
+    hooks: str = ""  # PYIIP_HOOKS, module:object (pyiip.hooks)
 
     @property
     def max_output_side(self) -> int | None:
@@ -139,6 +143,9 @@ _VARIABLES: dict[str, tuple[str, object] | None] = {
     "REMOTE_METADATA_TTL": ("remote_metadata_ttl", _float),
     "REMOTE_TIMEOUT": ("remote_timeout", _float),
     "CLIENT_TIMEOUT": ("client_timeout", _float),
+    "LOG_FORMAT": ("log_format", str),
+    "METRICS_DIR": ("metrics_dir", str),
+    "PYIIP_HOOKS": ("hooks", str),
 }
 
 
@@ -203,9 +210,32 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             )
     if settings.cors and any(c in settings.cors for c in "\r\n"):
         raise ConfigError("CORS must be a single header value")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
+    if settings.metrics_dir:
+        private_directory("METRICS_DIR", settings.metrics_dir)
     preferred_formats(settings)
     extra_info(settings)
     return _replace(settings, fixes)
+
+
+def private_directory(name: str, path: str) -> None:
+    """``path`` made if missing (0700), and refused unless this user owns it and no one else may write there.
+
+    Another local user able to write there could plant files the server
+    then reads as its own (counts, cached data).
+    """
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{name} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{name} {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"{name} {path} is owned by uid {st.st_uid}, not by this process's user ({os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{name} {path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}): chmod go-w it")
 
 
 def preferred_formats(settings: Settings) -> list[str]:

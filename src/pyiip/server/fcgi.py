@@ -18,6 +18,7 @@ import stat
 import sys
 
 from pyiip import config, log
+from pyiip.respond import metrics
 from pyiip.respond.app import Application
 from pyiip.server import limits
 from pyiip.server.fastcgi import Responder
@@ -80,7 +81,11 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
     if workers <= 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if workers > 1:
-        return supervise(workers, lambda: _serve(settings, logger), logger)
+        cleanup = metrics.share_among_workers(settings.metrics_dir)
+        try:
+            return supervise(workers, lambda: _serve(settings, logger), logger)
+        finally:
+            cleanup()
     return _serve(settings, logger)
 
 

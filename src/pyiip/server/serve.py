@@ -17,6 +17,7 @@ import socket
 import sys
 
 from pyiip import config, log
+from pyiip.respond import metrics
 from pyiip.respond.app import Application
 from pyiip.server import limits
 from pyiip.server.http_server import Server
@@ -56,7 +57,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
     workers = workers or os.cpu_count() or 1
     listening = _listening_socket(host, port)
     print(f"pyiip serving http://{host}:{port}/ with {workers} worker(s)", file=sys.stderr, flush=True)
+    cleanup = metrics.share_among_workers(settings.metrics_dir)
     try:
         return supervise(workers, lambda: _worker(listening, settings, logger), logger, "HTTP")
     finally:
         listening.close()
+        cleanup()
