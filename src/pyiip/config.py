@@ -214,6 +214,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
     if settings.metrics_dir:
         private_directory("METRICS_DIR", settings.metrics_dir)
+    if settings.hooks:
+        from pyiip import hooks  # here, so a bad hook stops every entry point at start-up (it imports this module)
+
+        hooks.load(settings.hooks)
     preferred_formats(settings)
     extra_info(settings)
     return _replace(settings, fixes)
@@ -228,10 +232,10 @@ def private_directory(name: str, path: str) -> None:
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.stat(path)
+    except FileExistsError:
+        raise ConfigError(f"{name} {path} is not a directory") from None
     except OSError as exc:
         raise ConfigError(f"{name} {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{name} {path} is not a directory")
     if st.st_uid != os.geteuid():
         raise ConfigError(f"{name} {path} is owned by uid {st.st_uid}, not by this process's user ({os.geteuid()})")
     if st.st_mode & 0o022:
