@@ -144,6 +144,8 @@ def test_max_size_caps_info_json_iiif_max_and_every_protocol(app, hook):
     assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=300&CVT=jpeg")[0] == 200
     assert call(app, "/deepzoom/rgb.tif_files/11/0_0.jpg")[0] == 403
     assert call(app, "/deepzoom/rgb.tif_files/8/0_0.jpg")[0] == 200
+    assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&PFL=3:0,10-500,10")[0] == 403  # full-resolution values
+    assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&PFL=1:0,10-200,10")[0] == 200
     hook.decision = ALLOW
     info = json.loads(call(app, "/iiif/3/rgb.tif/info.json")[2])
     assert info.get("maxWidth", 5000) == 5000 and info["tiles"][0]["scaleFactors"][0] == 1
