@@ -91,10 +91,8 @@ class Metrics:
 
     def requests(self) -> int:
         """Requests this process answered (for /health)."""
-        return int(sum(v for k, v in self.slots.snapshot().items() if k.startswith("cpyiip_requests_total")))
-
-    def due(self, now: float) -> bool:
-        return now - self.synced >= SYNC_INTERVAL
+        values = self.values
+        return int(sum(values[count] for count, _total, _sent, _buckets in self._positions.values()))
 
     def sync(self, service: Service, now: float) -> None:
         """Copy the cache tiers' counters and this process's CPU and memory into the slots."""

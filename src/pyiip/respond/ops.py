@@ -31,7 +31,7 @@ def finished(service: Service, request: Request, kind: str, status: int, size: i
     seconds = now - started
     counted = metrics.METRICS
     counted.record(kind, status, seconds, size)
-    if counted.due(now):  # the cache and process figures, for the other workers' scrapes
+    if now - counted.synced >= metrics.SYNC_INTERVAL:  # the cache and process figures, for other workers' scrapes
         counted.sync(service, now)
     if LOGGER.isEnabledFor(logging.INFO):
         uri = request.path[:1000] + ("?" + request.query[:1000] if request.query else "")
