@@ -85,9 +85,8 @@ class Service:
         decision, asked = self.granted.get(origin.identifier, (hooks.ALLOW, origin.identifier))
         return asked, (origin.identity, decision)
 
-    def limits(self, image: OpenImage, width: int, height: int) -> Limits:
-        """The output limits of a ``width`` x ``height`` region of ``image``: the settings', within a MaxSize."""
-        limits = Limits.from_settings(self.settings)
+    def capped(self, image: OpenImage, limits: Limits, width: int, height: int) -> Limits:
+        """``limits`` (the server's) for a ``width`` x ``height`` region of ``image``, within a MaxSize decision."""
         decision = self.decision(image)
         if not isinstance(decision, hooks.MaxSize):
             return limits

@@ -22,9 +22,12 @@ def hook_image(service: Service, image: OpenImage) -> HookImage:
     return HookImage(asked, name, image.info.width, image.info.height)
 
 
-def _capped(doc: dict[str, Any], version: int, limits: Limits, width: int, height: int) -> None:
-    """maxWidth, maxHeight and maxArea within ``limits``; the sizes and tile scale factors that fit them."""
+def _capped(doc: dict[str, Any], version: int, image: OpenImage, service: Service) -> None:
+    """maxWidth, maxHeight and maxArea within the decision's; the sizes and tile scale factors that fit them."""
+    width, height = image.info.width, image.info.height
     declared = doc if version >= 3 else doc["profile"][1]
+    server = Limits(declared.get("maxWidth"), declared.get("maxHeight"), declared.get("maxArea"))
+    limits = service.capped(image, server, width, height)
     declared.update(maxWidth=limits.width, maxHeight=limits.height, maxArea=limits.area)
     sizes = [size for size in doc.get("sizes", []) if limits.allows(size["width"], size["height"])]
     doc["sizes"] = sizes or [dict(zip(("width", "height"), limits.fit(width, height, False), strict=True))]
@@ -39,9 +42,8 @@ def amend(doc: dict[str, Any], version: int, image: OpenImage, service: Service)
     """``doc`` as this request's caller may see it, with the hook's members and probe service."""
     hooks = service.hooks
     assert hooks is not None
-    info = image.info
     if isinstance(service.decision(image), MaxSize):
-        _capped(doc, version, service.limits(image, info.width, info.height), info.width, info.height)
+        _capped(doc, version, image, service)
     view = hook_image(service, image)
     if hooks.extra_info is not None:
         extra = hooks.extra_info(view)

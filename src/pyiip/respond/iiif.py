@@ -165,7 +165,9 @@ def build_request(
     info = image.info
     settings = service.settings
     rect = region_rect(params.region, info.width, info.height)
-    limits = Limits.from_settings(settings) if service.hooks is None else service.limits(image, rect[2], rect[3])
+    limits = Limits.from_settings(settings)
+    if service.hooks is not None:
+        limits = service.capped(image, limits, rect[2], rect[3])
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)
