@@ -44,6 +44,11 @@ def test_made_ids_differ_and_a_kept_reply_carries_each_requests_own(images, make
     assert ask(app, TILE, "mine")["X-Request-ID"] == "mine"
 
 
+def test_browsers_may_read_the_request_id(images, make_app):
+    headers = ask(make_app(images.root, CORS="*"), TILE)
+    assert "X-Request-ID" in headers["Access-Control-Expose-Headers"]
+
+
 def test_json_log_lines(images, tmp_path):
     logfile = tmp_path / "pyiip.log"
     settings = config.load(

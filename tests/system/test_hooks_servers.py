@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from pyiip.hooks import ALLOW, Deny, MaxSize
+from tests.integration.test_hooks import HOOK, call
+from tests.integration.test_hooks import SPEC as HOOK_SPEC
+from tests.support.mcserver import memcached as memcached_daemon
 from tests.support.servers import VENV_BIN, free_port, get, http_server, lighttpd_config, require, running
 
 TREE = Path(__file__).resolve().parents[2]
@@ -82,6 +86,24 @@ def test_request_id_in_reply_and_json_log(server):
     ids = {line.get("id"): line for line in lines if line.get("message") == "request"}
     assert ids["trace-7f3a"]["kind"] == "iiif_info" and ids["trace-7f3a"]["status"] == 200
     assert made in ids
+
+
+def test_memcached_never_answers_a_caller_the_hook_refuses(images, make_app):
+    """Two hosts sharing memcached: one renders for a full-access caller, the other refuses the same tile."""
+    hook = HOOK
+    hook.__init__()  # type: ignore[misc]
+    tile = "/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=3,0"  # full resolution, rendered (deflate)
+    with memcached_daemon() as daemon:
+        shared = {"MEMCACHED_SERVERS": daemon.address, "MAX_IMAGE_CACHE_SIZE": "0", "PYIIP_HOOKS": HOOK_SPEC}
+        first, second = make_app(images.root, **shared), make_app(images.root, **shared)
+        assert call(first, tile)[0] == 200
+        assert daemon.stats()["curr_items"] == 1
+        hook.decision = Deny(403)
+        assert call(second, tile)[0] == 403
+        hook.decision = MaxSize(300)
+        assert call(second, tile)[0] == 403
+        hook.decision = ALLOW
+        assert call(second, tile)[0] == 200 and daemon.stats()["get_hits"] == 1
 
 
 def test_a_hook_that_cannot_be_imported_stops_the_start(tmp_path):

@@ -106,7 +106,7 @@ def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
             "Access-Control-Allow-Headers",
             "Accept, Authorization, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match",
         ),
-        ("Access-Control-Expose-Headers", "ETag"),
+        ("Access-Control-Expose-Headers", "ETag, X-Request-ID"),
         ("Access-Control-Max-Age", "86400"),
     ]
 
