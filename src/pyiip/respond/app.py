@@ -141,6 +141,11 @@ def _vary_value(current: str, names: tuple[str, ...]) -> str:
     return ", ".join(listed.values())
 
 
+def _identify(service: Service) -> Callable[[str], Hashable]:
+    """What a kept reply is checked by: the file's identity, and with a hook the caller's decision too."""
+    return service.resolver.identity if service.hooks is None else service.identify
+
+
 class Application:
     """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
 
@@ -148,6 +153,7 @@ class Application:
         self.settings = settings
         self.service = Service(settings)
         self.cors_headers = _cors_headers(settings)
+        self.identify = _identify(self.service)
         metrics.start(settings.metrics_dir)  # once per process: a reload keeps counting where it did
 
     def reload(self, settings: Settings) -> None:
@@ -156,11 +162,7 @@ class Application:
         self.settings = settings
         self.service = service
         self.cors_headers = _cors_headers(settings)
-
-    def _identify(self) -> Callable[[str], Hashable]:
-        """What a kept reply is checked by: the file's identity, and with a hook the caller's decision too."""
-        service = self.service
-        return service.resolver.identity if service.hooks is None else service.identify
+        self.identify = _identify(service)
 
     def route(self, request: Request, handler: routes.Handler) -> Response:
         if request.method == "OPTIONS":
@@ -225,7 +227,7 @@ class Application:
         replies = service.cache.replies
         key = replies.key(request)
         if key is not None:
-            reply = replies.get(key, request, self._identify())
+            reply = replies.get(key, request, self.identify)
             if reply is not None:
                 reply = reply.again(rid)
                 ops.finished(service, request, kind, 200, len(reply.body), started, rid)
