@@ -4,8 +4,9 @@
     TOKEN_HOOK_TOKENS=s3cret,other TOKEN_HOOK_PUBLIC_SIZE=512 TOKEN_HOOK_PRIVATE=private/ pyiip serve
 
 - ``Authorization: Bearer <token>`` with one of TOKEN_HOOK_TOKENS: full access;
-- otherwise an identifier under TOKEN_HOOK_PRIVATE is refused (401, with a
-  WWW-Authenticate challenge), any other image is served at most
+- otherwise an identifier under TOKEN_HOOK_PRIVATE, and the index page
+  (which names every image), are refused (401, with a WWW-Authenticate
+  challenge); any other image is served at most
   TOKEN_HOOK_PUBLIC_SIZE pixels on its longer side (info.json says so);
 - with TOKEN_HOOK_AUTH_URL (your login service), info.json names an IIIF
   Authorization Flow 2.0 probe service (``<url>/probe/<identifier>``, its
@@ -52,8 +53,8 @@ class TokenHook:
     def authorize(self, request: HookRequest) -> Decision:
         if self._valid(request.authorization):
             return ALLOW
-        if self.private and request.identifier.startswith(self.private):
-            return Deny(401, "a token is needed for this image", (("WWW-Authenticate", 'Bearer realm="images"'),))
+        if request.kind == "index" or (self.private and request.identifier.startswith(self.private)):
+            return Deny(401, "a token is needed", (("WWW-Authenticate", 'Bearer realm="images"'),))
         return self.public
 
     def extra_info(self, image: HookImage) -> dict[str, object]:

@@ -61,11 +61,15 @@ class Service:
         self.caller = caller
         self.granted.clear()
 
-    def admit(self, identifier: str) -> tuple[hooks.Decision, str]:
-        """The hook's decision on ``identifier`` for this request's caller (Denied raised), and the name to open."""
+    def authorize(self, identifier: str) -> hooks.Decision:
+        """The hook's decision on ``identifier`` for this request's caller; a Deny raised as its error reply."""
         assert self.hooks is not None
-        decision = self.hooks.decide(dataclasses.replace(self.caller, identifier=identifier))
-        return decision, self.hooks.name(identifier)
+        return self.hooks.decide(dataclasses.replace(self.caller, identifier=identifier))
+
+    def admit(self, identifier: str) -> tuple[hooks.Decision, str]:
+        """The decision on ``identifier`` (``authorize``), and the name to open (the hook's ``resolve``)."""
+        assert self.hooks is not None
+        return self.authorize(identifier), self.hooks.name(identifier)
 
     def decision(self, image: OpenImage) -> hooks.Decision | None:
         """This request's decision on an image it opened; None without a hook."""

@@ -107,6 +107,15 @@ def test_denied_in_every_protocol_even_after_every_cache_was_filled(app, hook, u
     assert call(app, uri)[0] == 200
 
 
+def test_the_index_page_asks_the_hook(app, hook):
+    assert call(app, "/")[0] == 200 and hook.asked[-1] == HookRequest("", "index", "", "", "192.0.2.7")
+    hook.decision = MaxSize(300)  # a list has no size: shown
+    assert call(app, "/")[0] == 200
+    hook.decision = Deny(401)
+    status, _, body = call(app, "/")
+    assert status == 401 and b"rgb.tif" not in body
+
+
 def test_a_rendering_cached_for_one_caller_is_not_served_to_a_denied_one(app, hook):
     """The same pixels through IIIF, then IIP: the second is a render-cache hit, denied before the lookup."""
     assert call(app, "/iiif/3/rgb_deflate.tif/0,0,512,512/256,/0/default.jpg")[0] == 200

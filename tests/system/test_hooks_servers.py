@@ -74,6 +74,7 @@ def test_token_for_full_access_public_size_limited_private_refused(server):
     assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="images"'
     assert get(f"{base}/iiif/3/private%2Frgb.tif/info.json", FULL)[0] == 200
     assert get(f"{base}/iiif/3/private%2Frgb.tif/info.json", {"Authorization": "Bearer wrong"})[0] == 401
+    assert get(f"{base}/")[0] == 401 and b"private/rgb.tif" in get(f"{base}/", FULL)[2]  # the list names them
 
 
 def test_request_id_in_reply_and_json_log(server):

@@ -141,6 +141,16 @@ def _vary_value(current: str, names: tuple[str, ...]) -> str:
     return ", ".join(listed.values())
 
 
+def _listing_checked(handler: routes.Handler) -> routes.Handler:
+    """The index page behind the hook: it names images, so ``authorize`` is asked (identifier "", kind "index")."""
+
+    def checked(service: Service, request: Request) -> Response:
+        service.authorize("")  # a Deny is the reply; Allow or MaxSize shows the list
+        return handler(service, request)
+
+    return checked
+
+
 def _identify(service: Service) -> Callable[[str], Hashable]:
     """What a kept reply is checked by: the file's identity, and with a hook the caller's decision too."""
     return service.resolver.identity if service.hooks is None else service.identify
@@ -224,6 +234,8 @@ class Application:
         if hooks is not None:  # read from the environ, not request.headers: the decision, not Vary, keys kept replies
             get = environ.get
             service.begin(HookRequest("", kind, get("HTTP_AUTHORIZATION", ""), get("HTTP_COOKIE", ""), request.remote))
+            if kind == "index":
+                handler = _listing_checked(handler)
         replies = service.cache.replies
         key = replies.key(request)
         if key is not None:
