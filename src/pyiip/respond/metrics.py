@@ -239,7 +239,8 @@ def exposition(total: dict[str, float], workers: int) -> str:
     for family, samples in grouped.items():
         if not samples and family != "pyiip_requests_total":
             continue
-        kind, help_text = FAMILIES.get(family, ("counter", "Object storage: " + family.removeprefix("pyiip_remote_")))
+        what = family.removeprefix("pyiip_remote_").removesuffix("_total").replace("_", " ")
+        kind, help_text = FAMILIES.get(family, ("counter", f"Object storage: {what}."))
         lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
         buckets = {k: v for k, v in samples.items() if k[0] == "b"}
         for key, value in sorted(samples.items()):
