@@ -76,8 +76,9 @@ class MaxSize:
     """The image at most ``pixels`` on its longer side: no reply shows it at a larger scale.
 
     info.json then declares that size (maxWidth, maxHeight, the sizes and
-    tile scale factors within it), IIIF ``max`` means it, and any request
-    for more detail (a deeper tile, a larger CVT or region) is refused (403).
+    tile scale factors within it), IIIF ``max`` means it, a CVT is shrunk to
+    it, and any other request for more detail (a deeper tile, a larger
+    region) is refused.
     """
 
     pixels: int

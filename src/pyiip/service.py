@@ -102,17 +102,33 @@ class Service:
             w * h if limits.area is None else min(w * h, limits.area),
         )
 
-    def check_scale(self, image: OpenImage, region: Region, size: tuple[int, int]) -> None:
-        """403 when a MaxSize decision forbids showing ``region`` (of its level) at ``size``."""
+    def _most(self, image: OpenImage, region: Region) -> tuple[int, int] | None:
+        """The largest output of ``region`` (of its level) a MaxSize decision allows; None without one."""
         decision = self.decision(image)
         if not isinstance(decision, hooks.MaxSize):
-            return
+            return None
         info = image.info
         level = info.levels[min(region.level, len(info.levels) - 1)]
         scale = decision.scale(info.width, info.height)
-        full_w, full_h = region.w * info.width / level.width, region.h * info.height / level.height
-        if size[0] > math.ceil(full_w * scale) + 1 or size[1] > math.ceil(full_h * scale) + 1:
+        return math.ceil(region.w * info.width / level.width * scale), math.ceil(
+            region.h * info.height / level.height * scale
+        )
+
+    def check_scale(self, image: OpenImage, region: Region, size: tuple[int, int]) -> None:
+        """403 when a MaxSize decision forbids showing ``region`` (of its level) at ``size``."""
+        most = self._most(image, region)
+        if most is not None and (size[0] > most[0] + 1 or size[1] > most[1] + 1):  # +1: rounding
+            decision = self.decision(image)
+            assert isinstance(decision, hooks.MaxSize)
             raise Forbidden(f"this image is limited to {decision.pixels} pixels on its longer side for this client")
+
+    def fit_scale(self, image: OpenImage, region: Region, size: tuple[int, int]) -> tuple[int, int]:
+        """``size`` shrunk (aspect kept) to what a MaxSize decision allows of ``region``: CVT, as MAX_CVT caps it."""
+        most = self._most(image, region)
+        if most is None or (size[0] <= most[0] and size[1] <= most[1]):
+            return size
+        factor = min(most[0] / size[0], most[1] / size[1])
+        return max(1, int(size[0] * factor)), max(1, int(size[1] * factor))
 
     def render(self, image: OpenImage, request: ImageRequest) -> Rendered:
         if self.hooks is not None:

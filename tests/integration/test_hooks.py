@@ -149,7 +149,9 @@ def test_max_size_caps_info_json_iiif_max_and_every_protocol(app, hook):
     assert call(app, "/iiif/3/rgb.tif/0,0,1024,1024/256,/0/default.jpg")[0] == 200  # scale factor 4
     assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,0")[0] == 403  # stored JPEG tile: passthrough
     assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=1,0")[0] == 200
-    assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=1000&CVT=jpeg")[0] == 403
+    status, headers, body = call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=1000&CVT=jpeg")  # capped, as by MAX_CVT
+    assert status == 200 and PIL.Image.open(io.BytesIO(body)).size == (300, 245)
+    assert headers["Content-Disposition"] == 'inline;filename="rgb_300x245.jpg"'
     assert call(app, "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&WID=300&CVT=jpeg")[0] == 200
     assert call(app, "/deepzoom/rgb.tif_files/11/0_0.jpg")[0] == 403
     assert call(app, "/deepzoom/rgb.tif_files/8/0_0.jpg")[0] == 200

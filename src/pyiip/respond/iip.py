@@ -290,6 +290,7 @@ def _cvt(s: Session, c: CVT) -> Response:
     view = s.view
     rgn = view.region
     region, size = fitted_region(image.info, (rgn.x, rgn.y, rgn.w, rgn.h), view.width, view.height, s.service.settings)
+    size = s.service.fit_scale(image, region, size)  # a hook's MaxSize caps it as MAX_CVT does
     rendered = s.service.render(image, s.request_model(region, size, c.format))
     out_w, out_h = size if s.view.rotation in (0.0, 180.0) else size[::-1]
     stem = os.path.splitext(os.path.basename(s.identifier))[0] or "image"
