@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -69,6 +70,9 @@ class Settings:
     fits_cache_size: float = 4096.0  # MB of cubes kept, least recently used evicted; 0 serves no FITS
     fits_build_timeout: float = 600.0  # seconds a build may run before it is stopped
     fits_build_wait: float = 20.0  # seconds a request waits for a build before a 503 with Retry-After
+    log_format: str = "text"  # or "json": one JSON object per log line (log.py)
+    metrics_dir: str = ""  # where the workers' counter files are summed (respond/metric_files.py)
+    hooks: str = ""  # PYIIP_HOOKS, module:object (pyiip.hooks)
 
     @property
     def max_output_side(self) -> int | None:
@@ -148,6 +152,9 @@ _VARIABLES: dict[str, tuple[str, object] | None] = {
     "FITS_CACHE_SIZE": ("fits_cache_size", _float),
     "FITS_BUILD_TIMEOUT": ("fits_build_timeout", _float),
     "FITS_BUILD_WAIT": ("fits_build_wait", _float),
+    "LOG_FORMAT": ("log_format", str),
+    "METRICS_DIR": ("metrics_dir", str),
+    "PYIIP_HOOKS": ("hooks", str),
 }
 
 
@@ -218,9 +225,36 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             )
     if settings.cors and any(c in settings.cors for c in "\r\n"):
         raise ConfigError("CORS must be a single header value")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {settings.log_format!r}")
+    if settings.metrics_dir:
+        private_directory("METRICS_DIR", settings.metrics_dir)
+    if settings.hooks:
+        from pyiip import hooks  # here, so a bad hook stops every entry point at start-up (it imports this module)
+
+        hooks.load(settings.hooks)
     preferred_formats(settings)
     extra_info(settings)
     return _replace(settings, fixes)
+
+
+def private_directory(name: str, path: str) -> None:
+    """``path`` made if missing (0700), and refused unless this user owns it and no one else may write there.
+
+    Another local user able to write there could plant files the server
+    then reads as its own (counts, cached data).
+    """
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except FileExistsError:
+        raise ConfigError(f"{name} {path} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{name} {path}: {exc.strerror or exc}") from None
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"{name} {path} is owned by uid {st.st_uid}, not by this process's user ({os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{name} {path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}): chmod go-w it")
 
 
 def preferred_formats(settings: Settings) -> list[str]:

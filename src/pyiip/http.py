@@ -139,26 +139,40 @@ class Reply:
     """A finished reply: status line, headers, body (what ``Application.handle`` returns).
 
     It unpacks like the tuple it replaces. A kept reply (replies.py) is sent
-    again and again: its CGI head is encoded once.
+    again and again: its CGI head is encoded once, and each sending names its
+    own request's id (``X-Request-ID``, added when the head is written).
     """
 
-    __slots__ = ("_cgi", "body", "headers", "status")
+    __slots__ = ("_cgi", "body", "headers", "request_id", "status")
 
-    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes, request_id: str = "") -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.request_id = request_id
         self._cgi: bytes | None = None
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.status, self.headers, self.body))
 
+    def again(self, request_id: str) -> Reply:
+        """This reply, sent for another request: the encoded head shared, the id that request's."""
+        reply = Reply(self.status, self.headers, self.body, request_id)
+        reply._cgi = self._cgi
+        return reply
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        """The headers with the request id (what WSGI sends)."""
+        return [*self.headers, ("X-Request-ID", self.request_id)] if self.request_id else list(self.headers)
+
     def cgi_head(self) -> bytes:
         """``Status:`` and the header lines as a CGI/FastCGI responder writes them, with the blank line."""
         if self._cgi is None:
-            lines = [f"Status: {self.status}\r\n", *(f"{name}: {value}\r\n" for name, value in self.headers), "\r\n"]
+            lines = [f"Status: {self.status}\r\n", *(f"{name}: {value}\r\n" for name, value in self.headers)]
             self._cgi = "".join(lines).encode("latin-1")
-        return self._cgi
+        if self.request_id:
+            return b"%sX-Request-ID: %s\r\n\r\n" % (self._cgi, self.request_id.encode("latin-1"))
+        return self._cgi + b"\r\n"
 
 
 def media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:

@@ -82,6 +82,7 @@ def test_head_has_the_get_headers_and_no_body(app):
     _, get_headers, body = call(app, TILE)
     status, head_headers, head_body = call(app, TILE, "HEAD")
     assert status == 200 and head_body == b""
+    assert head_headers.pop("X-Request-ID") != get_headers.pop("X-Request-ID")  # each request its own
     assert head_headers == get_headers and int(head_headers["Content-Length"]) == len(body)
 
 

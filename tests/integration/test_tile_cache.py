@@ -63,8 +63,8 @@ def test_overlapping_regions_share_decoded_tiles(root, make_app):
     assert iiif(app, "deflate.tif/600,10,100,100/max/0/default.png").status == 200  # tile (2, 0)
     assert (tiles.misses, tiles.stores) == (5, 5)
     samples = app.respond(Request("GET", "/metrics", "")).body.decode()
-    assert 'pyiip_cache_hits_total{pid="%d",cache="tile"} 9' % os.getpid() in samples
-    assert 'pyiip_cache_misses_total{pid="%d",cache="tile"} 5' % os.getpid() in samples
+    assert 'pyiip_cache_hits_total{cache="tile"} 9' in samples
+    assert 'pyiip_cache_misses_total{cache="tile"} 5' in samples
 
 
 def test_tile_aligned_requests_store_no_decoded_tile(root, make_app):

@@ -90,7 +90,7 @@ def test_lighttpd_health_and_metrics(lighttpd):
     assert get(f"{base}/fcgi-bin/iipsrv.fcgi?HEALTH")[0] == 200
     status, headers, body = get(f"{base}/metrics")  # 127.0.0.1 is allowed
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert b"pyiip_requests_total{pid=" in body
+    assert b"pyiip_requests_total{" in body
 
 
 def test_lighttpd_routes_every_endpoint(lighttpd, reference):

@@ -110,7 +110,7 @@ def assert_local_only(base: str) -> None:
     status, body = get_from("127.0.0.2", f"{base}/health")
     assert status == 200 and json.loads(body) == {"status": "ok"}
     status, body = get_from("127.0.0.1", f"{base}/metrics")
-    assert status == 200 and b"pyiip_requests_total{pid=" in body
+    assert status == 200 and b"pyiip_requests_total{" in body
     status, body = get_from("127.0.0.1", f"{base}/health")
     assert status == 200 and json.loads(body)["checks"]["image_root"] == {"ok": True}
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from pyiip.cache.lru import LRUCache, footprint
-from pyiip.errors import HTTPError
-from pyiip.http import EnvironHeaders, Reply, Request, Response
+from pyiip.http import EnvironHeaders, Origin, Reply, Request, Response
 
 SEEN = 8192  # hashes of requests asked once, remembered so their second coming is kept
 MAX_KEY = 4096  # characters of path, query and host (or of varying header values) a kept reply may have
@@ -75,7 +74,7 @@ class Replies:
             if all(headers.get(name) == value for name, value in vary):
                 try:
                     current = identify(identifier)
-                except (HTTPError, OSError, ValueError):  # gone, refused or unreachable: the long way says so
+                except Exception:  # gone, refused, denied, unreachable, a failing hook: the long way says so
                     current = None
                 if current == identity:
                     self.hits += 1
@@ -83,8 +82,21 @@ class Replies:
         self.misses += 1
         return None
 
-    def put(self, key: Hashable, request: Request, response: Response, reply: Reply) -> None:
-        """Keep a 200 reply made from an image, asked for the second time, varying on the headers its handlers read."""
+    def put(
+        self,
+        key: Hashable,
+        request: Request,
+        response: Response,
+        reply: Reply,
+        kept_as: Callable[[Origin], tuple[str, Hashable]],
+    ) -> None:
+        """Keep a 200 reply made from an image, asked for the second time, varying on the headers its handlers read.
+
+        ``kept_as`` (Service.kept_as) names what ``get``'s ``identify`` must
+        answer again: the file's identity and, with a hook, the caller's
+        decision, so a denied or size-limited caller is never answered here
+        with a reply made for another.
+        """
         origin = response.origin
         if origin is None or response.status != 200 or not response.cacheable:
             return
@@ -101,6 +113,6 @@ class Replies:
         if sum(len(value) for _name, value in vary) > MAX_KEY:
             return
         reply.cgi_head()  # made now (FastCGI sends it on every hit), so that its bytes are counted
-        entry = (origin.identifier, origin.identity, vary, reply)
+        entry = (*kept_as(origin), vary, reply)
         if self.lru.put(key, entry, footprint((key, entry))):
             self.stores += 1

@@ -473,7 +473,10 @@ class RemoteStore:
         headers = {"Range": "bytes=0-0", "User-Agent": f"pyiip/{__version__}", "Accept-Encoding": "identity"}
         deadline = time.monotonic() + min(self.timeout, READY_TIMEOUT)
         try:
-            reply = self.connections.get(target, self.location.headers(target, headers), deadline, lambda _: 0)
+            signed = self.location.headers(target, headers, deadline)
+            reply = self.connections.get(target, signed, deadline, lambda _: 0)
+        except Unavailable:  # no credentials within the deadline (read/credentials.py)
+            return "object store: no credentials"
         except TimeoutError:
             return f"object store: no answer within {min(self.timeout, READY_TIMEOUT):g} s"
         except (OSError, http.client.HTTPException) as exc:

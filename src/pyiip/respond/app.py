@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import cast
@@ -22,9 +22,11 @@ from urllib.parse import quote
 from pyiip.cache.etags import content_etag
 from pyiip.config import Settings
 from pyiip.errors import HTTPError
+from pyiip.hooks import HookRequest
 from pyiip.http import EnvironHeaders, Reply, Request, Response, http_date, status_line, text
 from pyiip.log import LOGGER
-from pyiip.respond import ops, routes
+from pyiip.respond import metrics, ops, routes
+from pyiip.respond.request_ids import request_id
 from pyiip.service import Service
 
 _CONTROLS = re.compile(r"[\x00-\x20\x7f]")
@@ -104,7 +106,7 @@ def _cors_headers(settings: Settings) -> list[tuple[str, str]]:
             "Access-Control-Allow-Headers",
             "Accept, Authorization, Content-Type, X-Requested-With, If-Modified-Since, If-None-Match",
         ),
-        ("Access-Control-Expose-Headers", "ETag"),
+        ("Access-Control-Expose-Headers", "ETag, X-Request-ID"),
         ("Access-Control-Max-Age", "86400"),
     ]
 
@@ -139,6 +141,21 @@ def _vary_value(current: str, names: tuple[str, ...]) -> str:
     return ", ".join(listed.values())
 
 
+def _listing_checked(handler: routes.Handler) -> routes.Handler:
+    """The index page behind the hook: it names images, so ``authorize`` is asked (identifier "", kind "index")."""
+
+    def checked(service: Service, request: Request) -> Response:
+        service.authorize("")  # a Deny is the reply; Allow or MaxSize shows the list
+        return handler(service, request)
+
+    return checked
+
+
+def _identify(service: Service) -> Callable[[str], Hashable]:
+    """What a kept reply is checked by: the file's identity, and with a hook the caller's decision too."""
+    return service.resolver.identity if service.hooks is None else service.identify
+
+
 class Application:
     """One per process; ``reload`` swaps settings and empties caches (SIGHUP)."""
 
@@ -146,6 +163,8 @@ class Application:
         self.settings = settings
         self.service = Service(settings)
         self.cors_headers = _cors_headers(settings)
+        self.identify = _identify(self.service)
+        metrics.start(settings.metrics_dir)  # once per process: a reload keeps counting where it did
 
     def reload(self, settings: Settings) -> None:
         service = Service(settings)  # first: if it cannot be built, the old one keeps serving
@@ -153,6 +172,7 @@ class Application:
         self.settings = settings
         self.service = service
         self.cors_headers = _cors_headers(settings)
+        self.identify = _identify(service)
 
     def route(self, request: Request, handler: routes.Handler) -> Response:
         if request.method == "OPTIONS":
@@ -206,30 +226,41 @@ class Application:
     def handle(self, environ: Mapping[str, str]) -> Reply:
         """One request from its CGI variables to status line, headers and body (what FastCGI calls)."""
         started = time.perf_counter()
+        rid = request_id(environ)
         request = request_from_environ(environ)
         handler, kind = routes.route(request)
         service = self.service
+        hooks = service.hooks
+        if hooks is not None:  # read from the environ, not request.headers: the decision, not Vary, keys kept replies
+            get = environ.get
+            service.begin(HookRequest("", kind, get("HTTP_AUTHORIZATION", ""), get("HTTP_COOKIE", ""), request.remote))
+            if kind == "index":
+                handler = _listing_checked(handler)
         replies = service.cache.replies
         key = replies.key(request)
         if key is not None:
-            reply = replies.get(key, request, service.resolver.identity)
+            reply = replies.get(key, request, self.identify)
             if reply is not None:
-                ops.finished(request, kind, 200, len(reply.body), started)
+                reply = reply.again(rid)
+                ops.finished(service, request, kind, 200, len(reply.body), started, rid)
                 return reply
         asked = cast(EnvironHeaders, request.headers).asked  # request_from_environ made it
         before = len(asked)
         response = self.respond(request, handler)
         if len(asked) > before:
             _vary(response, asked[before:])
+        if hooks is not None and hooks.authorize is not None and response.origin is not None:
+            _vary(response, ["authorization", "cookie"])  # a shared cache in front keys on the credentials
         status, headers, body = self.finish(request, response)
-        reply = Reply(status_line(status), headers, body)
+        reply = Reply(status_line(status), headers, body, rid)
         if key is not None:
-            replies.put(key, request, response, reply)
-        ops.finished(request, kind, status, len(body), started)  # counters; the log line at VERBOSITY >= 2
+            replies.put(key, request, response, reply, service.kept_as)
+        ops.finished(service, request, kind, status, len(body), started, rid)  # counters; the log line
         return reply
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """WSGI, for other WSGI servers (pyiip's own call ``handle``)."""
-        status, headers, body = self.handle(environ)
-        start_response(status, list(headers))  # a copy: a kept reply's list must not take the server's additions
+        reply = self.handle(environ)
+        status, body = reply.status, reply.body
+        start_response(status, reply.all_headers())  # a copy: a kept reply's list must not take the server's additions
         return [body if type(body) is bytes else bytes(body)]  # WSGI wants exactly bytes

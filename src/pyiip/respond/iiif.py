@@ -30,6 +30,7 @@ from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
 from pyiip.process.budget import image_limits
 from pyiip.read.image import OpenImage
+from pyiip.respond import hook_info
 from pyiip.respond.display_query import DISPLAY_KEYS, display_from_query
 from pyiip.respond.iiif_info import content_type, info_v2, info_v3, profile_uri
 from pyiip.service import Service
@@ -141,12 +142,17 @@ def _info(service: Service, request: Request, info: Info, version: int, base: st
 
     def make() -> tuple[bytes, str]:
         build = info_v3 if version >= 3 else info_v2
-        text = json.dumps(build(uri, image.info, service.settings, limits), indent=2).encode()
+        document = build(uri, image.info, service.settings, limits)
+        if service.hooks is not None:
+            document = hook_info.amend(document, version, image, service)
+        text = json.dumps(document, indent=2).encode()
         return text, content_etag(text)  # its ETag is kept with it: no digest per reply
 
     # Kept in the per-process LRU, its key and body counted in the budget: the pure-Python JSON
-    # encoder (indented output) cost ~200 µs of a ~250 µs reply; the file identity keeps it fresh.
-    body, etag = service.cache.made(("info", image.resolved.identity, version, uri), make)
+    # encoder (indented output) cost ~200 µs of a ~250 µs reply; the file identity keeps it fresh,
+    # the caller's decision (a hook's) keeps callers apart.
+    key = ("info", image.resolved.identity, version, uri, service.decision(image))
+    body, etag = service.cache.made(key, make)
     headers = [_link(version, base, None, service)]
     if negotiated:
         headers.append(("Vary", "Accept"))
@@ -164,6 +170,8 @@ def build_request(
     limits = image_limits(image, settings)
     if not limits.area:
         raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
+    if service.hooks is not None:
+        limits = service.capped(image, limits, rect[2], rect[3])
     size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)

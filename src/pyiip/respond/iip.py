@@ -300,6 +300,7 @@ def _cvt(s: Session, c: CVT) -> Response:
     view = s.view
     rgn = view.region
     region, size = fitted_region(image.info, (rgn.x, rgn.y, rgn.w, rgn.h), view.width, view.height, s.service.settings)
+    size = s.service.fit_scale(image, region, size)  # a hook's MaxSize caps it as MAX_CVT does
     request = fit_budget(image, s.request_model(region, size, c.format), s.service.renderer.budget)
     if request is None:
         raise TooLarge("CVT: no output size of this region fits in MAX_REQUEST_MEMORY")
@@ -324,6 +325,7 @@ def _pfl(s: Session, c: PFL) -> Response:
     w = min(x2, lv.width) - x1 if x2 > x1 else 1
     h = min(y2, lv.height) - y1 if x2 <= x1 and y2 > y1 else 1
     s.service.renderer.check_read(image, level, w, h, per_value=_PFL_BYTES_PER_VALUE)
+    s.service.check_scale(image, Region(x1, y1, w, h, level), (w, h))  # a hook's MaxSize: values are pixels too
     data = image.source.read(level, x1, y1, w, h)
     body = '{\n\t"profile": [' + ",".join(_profile_items(data.reshape(-1))) + "]\n}"
     json.loads(body)  # the reply must stay valid JSON, whatever the data

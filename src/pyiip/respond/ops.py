@@ -1,98 +1,54 @@
-"""Operations: the /health reply, Prometheus metrics, and the per-request log line.
+"""Operations: the /health reply, and each request's accounting (metrics.py) and log line.
 
-Every process counts its own requests in plain ints and dicts: each is
-single-threaded, so no lock is needed, and the hot path costs a few dict
-increments. Under FastCGI a scrape of ``/metrics`` reaches whichever process
-the web server picks, so every sample carries a ``pid`` label; sum over it in
-queries (``sum by (kind) (rate(pyiip_requests_total[5m]))``).
-
-The request line is logfmt (``key=value``), so log shippers parse it as is,
-written at VERBOSITY >= 2 like iipsrv's per-request timing.
+The request line is logfmt (``key=value``) or, with LOG_FORMAT=json, one
+JSON object (log.py), written at VERBOSITY >= 2 like iipsrv's per-request
+timing. It names the request id (``X-Request-ID``) the reply carries.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyiip import __version__
 from pyiip.http import Request, Response
 from pyiip.log import LOGGER
+from pyiip.respond import metrics
 
 if TYPE_CHECKING:
     from pyiip.service import Service
 
 HEALTH_PATH = "/health"
-METRICS_PATH = "/metrics"
+METRICS_PATH = metrics.METRICS_PATH
 LIVE_PATH = "/livez"
 READY_PATH = "/readyz"
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
-# Latency buckets (seconds): tiles take milliseconds, a large CVT seconds.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class Metrics:
-    """This process's request counters since it started (the cache tiers count their own lookups)."""
-
-    def __init__(self) -> None:
-        self.started = time.time()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.seconds: dict[str, float] = {}
-        self.bytes: dict[str, int] = {}
-        self.buckets: dict[str, list[int]] = {}
-
-    def record(self, kind: str, status: int, seconds: float, size: int) -> None:
-        """Count one answered request: a few dict operations, nothing more."""
-        key = (kind, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
-        self.bytes[kind] = self.bytes.get(kind, 0) + size
-        counts = self.buckets.get(kind)
-        if counts is None:
-            counts = self.buckets[kind] = [0] * (len(BUCKETS) + 1)
-        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-
-
-METRICS = Metrics()
-
-
-def _reset_after_fork() -> None:
-    """A forked worker (``pyiip serve``, ``pyiip.fcgi --workers``) starts its own counters."""
-    global METRICS
-    METRICS = Metrics()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _logfmt(value: str) -> str:
-    """A logfmt value: bare when safe, else double-quoted with JSON escapes (never a raw newline)."""
-    if value and not any(c in value for c in ' "=\\') and value.isprintable():
-        return value
-    return json.dumps(value)
-
-
-def finished(request: Request, kind: str, status: int, size: int, started: float) -> None:
-    """Account for one request of ``kind`` (its route's) and, at VERBOSITY >= 2, log it with its time."""
-    seconds = time.perf_counter() - started
-    METRICS.record(kind, status, seconds, size)
+def finished(service: Service, request: Request, kind: str, status: int, size: int, started: float, rid: str) -> None:
+    """Account for one request of ``kind`` (its route's) and, at VERBOSITY >= 2, log it with its time and id."""
+    now = time.perf_counter()
+    seconds = now - started
+    counted = metrics.METRICS
+    counted.record(kind, status, seconds, size)
+    if now - counted.synced >= metrics.SYNC_INTERVAL:  # the cache and process figures, for other workers' scrapes
+        counted.sync(service, now)
     if LOGGER.isEnabledFor(logging.INFO):
         uri = request.path[:1000] + ("?" + request.query[:1000] if request.query else "")
-        LOGGER.info(
-            "request kind=%s status=%d bytes=%d ms=%.2f method=%s uri=%s",
-            kind,
-            status,
-            size,
-            seconds * 1000,
-            request.method,
-            _logfmt(uri),
-        )
+        fields = {
+            "kind": kind,
+            "status": status,
+            "bytes": size,
+            "ms": round(seconds * 1000, 2),
+            "method": request.method,
+            "uri": uri,
+            "id": rid,
+        }
+        LOGGER.info("request", extra={"request": fields})
 
 
 # --- health ---------------------------------------------------------------------------------------
@@ -215,8 +171,8 @@ def health(service: Service, request: Request) -> Response:
         body |= {
             "version": __version__,
             "pid": os.getpid(),
-            "uptime_seconds": round(time.time() - METRICS.started, 1),
-            "requests": sum(METRICS.requests.values()),
+            "uptime_seconds": round(time.time() - metrics.METRICS.started, 1),
+            "requests": metrics.METRICS.requests(),
             "checks": {"image_root": root, "memcached": servers if servers else "not configured"},
         }
     return Response(
@@ -246,152 +202,7 @@ def ready(service: Service, request: Request) -> Response:
     return Response(503, f"not ready{why}\n".encode(), TEXT_TYPE, cacheable=False)
 
 
-# --- metrics --------------------------------------------------------------------------------------
-
-
-def _labels(pid: str, **labels: object) -> str:
-    parts = [f'pid="{pid}"'] + [f'{k}="{_escape(str(v))}"' for k, v in labels.items()]
-    return "{" + ",".join(parts) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{suffix}{labels} {_number(value)}" for suffix, labels, value in samples]
-    return lines
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value)) if value == value else "NaN"
-
-
-# stats() key suffix -> (metric, type, help); the prefix before it names the cache tier ("lru", "tile", "memcached").
-_CACHE_FAMILIES = {
-    "hits": ("pyiip_cache_hits_total", "counter", "Lookups answered by the cache, by tier."),
-    "misses": ("pyiip_cache_misses_total", "counter", "Lookups the cache could not answer, by tier."),
-    "evictions": ("pyiip_cache_evictions_total", "counter", "Entries dropped to make room, by tier."),
-    "stores": ("pyiip_cache_stores_total", "counter", "Entries written, by tier."),
-    "skipped": ("pyiip_cache_skipped_total", "counter", "Entries too large to store, by tier."),
-    "errors": ("pyiip_cache_errors_total", "counter", "Failed cache operations (never a failed request), by tier."),
-    "entries": ("pyiip_cache_entries", "gauge", "Entries held, by tier."),
-    "bytes": ("pyiip_cache_bytes", "gauge", "Bytes held, by tier."),
-    "down": ("pyiip_cache_servers_down", "gauge", "Servers currently left out of the hash ring, by tier."),
-}
-
-
-def cache_families(pid: str, stats: dict[str, int]) -> list[str]:
-    """The caching layer's own counters (``RenderCache.stats()``), plus hit ratios per tier."""
-    samples: dict[str, list[tuple[str, str, float]]] = {}
-    tiers: dict[str, dict[str, int]] = {}
-    for key, value in stats.items():
-        tier, _, what = key.partition("_")
-        tiers.setdefault(tier, {})[what] = value
-        metric = _CACHE_FAMILIES.get(what)
-        if metric is not None:
-            samples.setdefault(what, []).append(("", _labels(pid, cache=tier), value))
-    lines: list[str] = []
-    for what, rows in samples.items():
-        name, kind, help_text = _CACHE_FAMILIES[what]
-        lines += _family(name, kind, help_text, rows)
-    ratios = []
-    for tier, values in tiers.items():
-        if "hits" in values and "misses" in values:
-            lookups = values["hits"] + values["misses"]
-            ratios.append(("", _labels(pid, cache=tier), values["hits"] / lookups if lookups else float("nan")))
-    lines += _family(
-        "pyiip_cache_hit_ratio",
-        "gauge",
-        "Hits over lookups since the process started or was reloaded (NaN before any lookup), by tier.",
-        ratios,
-    )
-    return lines
-
-
-def _process_samples() -> tuple[float, float | None]:
-    """CPU seconds and resident bytes of this process (RSS from /proc where there is one)."""
-    times = os.times()
-    rss = None
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    return times.user + times.system, rss
-
-
-def metrics(service: Service, request: Request) -> Response:
-    """This process's counters in the Prometheus text format (0.0.4)."""
-    pid = str(os.getpid())
-    m = METRICS
-    lines: list[str] = []
-    lines += _family(
-        "pyiip_build_info",
-        "gauge",
-        "Version of the server answering this scrape.",
-        [("", _labels(pid, version=__version__), 1)],
-    )
-    lines += _family(
-        "pyiip_requests_total",
-        "counter",
-        "Requests answered by this process, by kind and HTTP status.",
-        [("", _labels(pid, kind=k, code=s), n) for (k, s), n in sorted(m.requests.items())],
-    )
-    lines += _family(
-        "pyiip_response_bytes_total",
-        "counter",
-        "Body bytes sent by this process, by kind.",
-        [("", _labels(pid, kind=k), n) for k, n in sorted(m.bytes.items())],
-    )
-    duration: list[tuple[str, str, float]] = []
-    for kind, counts in sorted(m.buckets.items()):
-        running = 0
-        for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
-            running += count
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            duration.append(("_bucket", _labels(pid, kind=kind, le=le), running))
-        duration.append(("_sum", _labels(pid, kind=kind), m.seconds[kind]))
-        duration.append(("_count", _labels(pid, kind=kind), running))
-    lines += _family("pyiip_request_duration_seconds", "histogram", "Time from request to reply, by kind.", duration)
-    stats = dict(service.cache.stats())
-    remote = service.resolver.remote
-    if remote is not None:  # images in object storage: the disk block cache is one more tier
-        for key, count in remote.stats().items():
-            if key.startswith("block_cache_"):
-                stats["disk_" + key.removeprefix("block_cache_")] = count
-            elif key.startswith("remote_"):
-                lines += _family(
-                    f"pyiip_{key}_total",
-                    "counter",
-                    f"Object storage: {key.removeprefix('remote_').replace('_', ' ')}.",
-                    [("", _labels(pid), count)],
-                )
-    lines += cache_families(pid, stats)
-    cpu, rss = _process_samples()
-    lines += _family(
-        "pyiip_process_start_time_seconds",
-        "gauge",
-        "Start of this process, Unix time.",
-        [("", _labels(pid), m.started)],
-    )
-    lines += _family(
-        "pyiip_process_cpu_seconds_total", "counter", "CPU time of this process.", [("", _labels(pid), cpu)]
-    )
-    if rss is not None:
-        lines += _family(
-            "pyiip_process_resident_memory_bytes",
-            "gauge",
-            "Resident memory of this process.",
-            [("", _labels(pid), rss)],
-        )
-    return Response(200, ("\n".join(lines) + "\n").encode(), PROMETHEUS_TYPE, cacheable=False)
-
-
-PATHS = {HEALTH_PATH: health, METRICS_PATH: metrics, LIVE_PATH: live, READY_PATH: ready}
+PATHS = {HEALTH_PATH: health, METRICS_PATH: metrics.answer, LIVE_PATH: live, READY_PATH: ready}
 
 
 def answer(service: Service, request: Request) -> Response:

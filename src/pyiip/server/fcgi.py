@@ -18,6 +18,7 @@ import sys
 
 from pyiip import config, log
 from pyiip.read import block_cache, credentials
+from pyiip.respond import metrics
 from pyiip.respond.app import Application
 from pyiip.server import limits, listen
 from pyiip.server.fastcgi import Responder
@@ -73,7 +74,11 @@ def run(bind: str | None = None, backlog: int = 2048, mode: int | None = None, w
         return 2
     with listen.unix_socket_removed(bind if bind and "/" in bind else None):
         if workers > 1:
-            return supervise(workers, lambda: _serve(settings, logger), logger)
+            cleanup = metrics.share_among_workers(settings.metrics_dir)
+            try:
+                return supervise(workers, lambda: _serve(settings, logger), logger)
+            finally:
+                cleanup()
         return _serve(settings, logger)
 
 
