@@ -93,13 +93,14 @@ def _make_cube(directory: Path) -> None:
     # The demo's synthetic sky (Moffat stars, Sersic galaxies, a real WCS); private helpers of the
     # same project, used for one band at the benchmark's size.
     from pyiip.tools.convert import convert
-    from pyiip.tools.demo import _catalogue, _write_fits
+    from pyiip.tools.demo import _band, _catalogue, _header, _write_fits
 
     started = time.monotonic()
     fits = directory / ".cube_r.fits"
     _log(f"making the {FLOAT_SIZE} x {FLOAT_SIZE} float32 cube")
     try:
-        _write_fits(fits, FLOAT_SIZE, "r", _catalogue(FLOAT_SIZE, np.random.default_rng(20261123)), 1)
+        sky = _catalogue(FLOAT_SIZE, np.random.default_rng(20261123))
+        _write_fits(fits, _band(FLOAT_SIZE, "r", sky, 1), _header(FLOAT_SIZE, "r"))
         convert([fits], directory / "cube.tif", compression="none", progress=sys.stderr.isatty())
     finally:
         fits.unlink(missing_ok=True)
