@@ -70,6 +70,8 @@ ENDPOINT_REQUESTS = [
     "/deepzoom/rgb_deflate.tif_files/10/1_1.png",
     "/zoomify/rgb.tif/ImageProperties.xml",
     "/zoomify/rgb.tif/TileGroup0/0-0-0.jpg",
+    "/api?FIF=rgb.tif&INFO",  # VisiOmatic v3
+    "/api?FIF=rgb.tif&JTL=0,0",
 ]
 # Answers that hold per-process values (pid, counts, uptime): the status and type must match, and a
 # reply other than 200 (/livez and /readyz before pyiip has them) must be pyiip's own, byte for byte.
