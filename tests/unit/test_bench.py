@@ -172,7 +172,7 @@ def test_scenarios_name_many_distinct_urls():
     scenarios = {s.name: s for s in run.build_scenarios(pyramids)}
     assert set(scenarios) == {
         "jtl_jpeg", "jtl_deflate", "jtl_reencode", "jtl_repeat", "iiif_region",
-        "iiif_aligned", "iiif_info", "cvt", "float", "memcached",
+        "iiif_aligned", "iiif_info", "cvt", "float", "interactive", "memcached",
     }  # fmt: skip
     assert scenarios["jtl_repeat"].urls == ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=6,820"]
     for name, scenario in scenarios.items():
@@ -183,9 +183,30 @@ def test_scenarios_name_many_distinct_urls():
     assert run.build_scenarios(pyramids)[0].urls == scenarios["jtl_jpeg"].urls  # deterministic
     assert all("QLT=75&JTL=" in u for u in scenarios["jtl_reencode"].urls)
     assert all("MINMAX=1:" in u and "&GAM=0.5&CMP=JET&JTL=" in u for u in scenarios["float"].urls)
-    assert scenarios["float"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
+    assert scenarios["float"].servers == scenarios["interactive"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
+    assert [s.name for s in run.build_scenarios(pyramids)][-2:] == ["interactive", "memcached"]
     assert scenarios["memcached"].memcached and scenarios["iiif_info"].kind == "json"
     assert scenarios["jtl_jpeg"].target == scenarios["jtl_repeat"].target == 2.0
+
+
+def test_interactive_urls_are_a_viewer_dragging_its_sliders():
+    from pyiip.parse import iip
+
+    cube = Pyramid("cube.tif", tuple((8000 >> k, 8000 >> k) for k in range(6)))
+    urls = run.interactive_urls(cube, 500, random.Random(2))
+    queries = [u.split("?", 1)[1] for u in urls]
+    displays = [iip.view(q).display(1) for q in queries]
+    assert len({d for d in displays}) > 490  # a new setting (nearly) every tile
+    for query, display in zip(queries, displays, strict=True):
+        names = [part.split("=")[0] for part in query.split("&")]
+        assert names == ["FIF", "CNT", "GAM", "MINMAX", "CTW", "JTL"]  # VisiOmatic v2's order
+        assert 0.05 <= display.contrast <= 10 and 0.2 <= display.gamma <= 2
+        ((channel, low, high),) = display.minmax
+        assert channel == 0 and 80 <= low <= 100 < 200 <= high <= 3000
+        assert display.twist == ((1.0,), (1.0,), (1.0,))
+        res, tile = (int(v) for v in query.rsplit("JTL=", 1)[1].split(","))
+        assert res in (3, 4, 5) and 0 <= tile < (1024 if res == 5 else 256 if res == 4 else 64)
+    assert run.js_number(95.0) == "95" and run.js_number(1.35) == "1.35" and run.js_number(2500.5) == "2500.5"
 
 
 # --- server settings
