@@ -276,7 +276,8 @@ class Variant:
 VARIANTS = {
     "iipsrv": Variant("iipsrv", "iipsrv", IIPSRV),
     "iipsrv-omp1": Variant("iipsrv-omp1", "iipsrv OMP_NUM_THREADS=1", IIPSRV, {"OMP_NUM_THREADS": "1"}),
-    "pyiip": Variant("pyiip", "pyiip", PYIIP, PYIIP_SETTINGS),
+    # This checkout's code, whichever one the venv's editable install points at.
+    "pyiip": Variant("pyiip", "pyiip", PYIIP, {**PYIIP_SETTINGS, "PYTHONPATH": str(REPO / "src")}),
 }
 
 # The FastCGI program of a pyiip checked out from git: the same venv's Python, the checkout's src/

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -399,3 +400,37 @@ def test_spy_sums_samples_by_what_was_running(tmp_path):
     assert files == {"tifffile.py": 30, "pyiip/encode.py": 10, "pyiip/fastcgi.py": 60}
     assert functions.most_common(1) == [("_pairs (pyiip/fastcgi.py)", 60)]
     assert functions["decode_other (tifffile.py)"] == 30
+
+
+# --- bench/visiomatic_peer.py: the URLs each server gets, and the accounting
+
+
+peer = _load("pyiip_bench_peer", BENCH / "visiomatic_peer.py")
+
+
+def test_peer_asks_both_servers_for_the_same_tiles_and_settings():
+    setting = run.Setting(contrast=2.5, gamma=2.2, low=95.0, high=1234.5)
+    cells = [(5, 17), (4, 3)]
+    pyiip = peer.urls_for("pyiip", cells, [setting, None])
+    v3 = peer.urls_for("visiomatic", cells, [setting, None], shift=1)
+    assert pyiip == [
+        "/fcgi-bin/iipsrv.fcgi?FIF=cube.tif&CNT=2.5&GAM=0.4545&MINMAX=1:95,1234.5&CTW=1;1;1&JTL=5,17",
+        "/fcgi-bin/iipsrv.fcgi?FIF=cube.tif&GAM=0.4545&CTW=1;1;1&JTL=4,3",  # the viewer's default, gamma 2.2
+    ]
+    # v3's client: CNT, GAM as the display gamma, CHAN (mono mode), MINMAX; its default sends only CHAN.
+    assert v3 == [
+        "/api?FIF=cube_r.fits&CNT=2.5&GAM=2.2000&CHAN=1&MINMAX=1:95,1234.5&JTL=6,17",
+        "/api?FIF=cube_r.fits&CHAN=1&JTL=5,3",
+    ]
+
+
+def test_peer_accounting():
+    assert peer.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert peer.percentile([float(k) for k in range(1, 101)], 99) == 99.0
+    a = {"tiles": 100, "cpu_ms_per_tile": 2.0, "p50_ms": 3.0, "p99_ms": 9.0, "mean_ms": 3.5, "tiles_per_s": 50.0}
+    b = {"tiles": 300, "cpu_ms_per_tile": 1.0, "p50_ms": 4.0, "p99_ms": 8.0, "mean_ms": 4.5, "tiles_per_s": 100.0}
+    both = peer.combine(a, b)
+    assert both["tiles"] == 400 and both["cpu_ms_per_tile"] == 1.25 and both["p50_ms"] == 4.0
+    assert both["tiles_per_s"] == 400 / (2 + 3)
+    me = peer.descendants(os.getpid())
+    assert me[0] == os.getpid() and peer.tree_cpu(os.getpid()) > 0
