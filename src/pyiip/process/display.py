@@ -11,16 +11,15 @@ splits in two:
 
 * the linear part runs as a few float32 passes over whole planes;
 * the transfer runs on those planes as a few more float32 passes written straight
-  into the uint8 output (``Transfer.draw``), within 1 grey level of the float64
-  formulas, whatever the setting and whether or not the previous tile had the same:
-  no per-setting table to build. 8/16-bit integer data whose channels are not mixed
+  into the uint8 output (``Transfer.grey``, ``Transfer.colour``), within 1 grey
+  level of the float64 formulas, whatever the setting and whether or not the
+  previous tile had the same: no per-setting table to build. 8/16-bit integer data whose channels are not mixed
   instead looks up an exact table indexed by the raw sample (one per setting and
   range, cached). ``exact=True``, and settings outside ``Transfer.fast``, run the
   float64 formulas.
 
 Identical grey planes (mono mode) are packed as RGBX uint32 and unpacked to a
-C-contiguous (h, w, 3) array with one overlapping strided copy, which is much
-faster than any numpy operation whose innermost axis has length 3.
+C-contiguous (h, w, 3) array in one copy (process/rgbx.py).
 
 Where this differs from iipsrv-astro, on purpose:
 
@@ -46,6 +45,7 @@ from functools import lru_cache
 import numpy as np
 
 from pyiip.model import Display
+from pyiip.process.rgbx import pack_rgbx, unpack_rgbx
 from pyiip.process.transfer import Transfer
 
 __all__ = ["Transfer", "apply_display", "default_minmax", "needs_processing"]
@@ -307,33 +307,6 @@ def _above_one(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
 # --------------------------------------------------------------------------- output assembly
 
 
-def _overlap_copy_works() -> bool:
-    """Check once that a sequential strided uint32 copy can lay RGBX pixels 3 bytes apart."""
-    n = 4099
-    packed = np.arange(n * 4, dtype=np.uint8).reshape(n, 4) % 251
-    packed[:, 3] = 255
-    raw = np.zeros(3 * n + 1, np.uint8)
-    dst = np.ndarray((n,), dtype=np.uint32, buffer=raw, strides=(3,))
-    np.copyto(dst, packed.view(np.uint32).ravel())
-    return bool(np.array_equal(raw[: 3 * n].reshape(n, 3), packed[:, :3]))
-
-
-_OVERLAP_COPY = _overlap_copy_works()
-
-
-def _unpack_rgbx(packed: np.ndarray) -> np.ndarray:
-    """(h, w) packed RGBX uint32 -> C-contiguous (h, w, 3) uint8."""
-    h, w = packed.shape
-    n = h * w
-    raw = np.empty(3 * n + 1, np.uint8)
-    if _OVERLAP_COPY:
-        dst = np.ndarray((n,), dtype=np.uint32, buffer=raw, strides=(3,))
-        np.copyto(dst, packed.reshape(-1))  # each write's 4th byte is overwritten by the next pixel
-    else:  # pragma: no cover - fallback for a numpy that copies out of order
-        raw[: 3 * n].reshape(n, 3)[:] = packed.reshape(-1).view(np.uint8).reshape(n, 4)[:, :3]
-    return raw[: 3 * n].reshape(h, w, 3)
-
-
 def _assemble(grey: list[np.ndarray]) -> np.ndarray:
     """Stack 1 or 3 uint8 (h, w) planes into a C-contiguous (h, w, 1|3) array."""
     if len(grey) == 1:
@@ -341,7 +314,7 @@ def _assemble(grey: list[np.ndarray]) -> np.ndarray:
     if grey[0] is grey[1] is grey[2] and np.little_endian:
         packed = grey[0].astype(np.uint32)
         packed *= 0x010101  # bytes l, l, l, 0
-        return _unpack_rgbx(packed)
+        return unpack_rgbx(packed)
     h, w = grey[0].shape
     out = np.empty((h, w, 3), np.uint8)
     for k in range(3):
@@ -350,13 +323,6 @@ def _assemble(grey: list[np.ndarray]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- integer tables
-
-
-def _pack_rgbx(levels: np.ndarray) -> np.ndarray:
-    """(n, 3) uint8 -> (n,) uint32 whose native bytes are R, G, B, 0."""
-    rgbx = np.zeros((levels.shape[0], 4), np.uint8)
-    rgbx[:, :3] = levels
-    return rgbx.view(np.uint32).ravel()
 
 
 @lru_cache(maxsize=64)
@@ -369,7 +335,7 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     with np.errstate(all="ignore"):
         x = weight * ((x - lo) / diff if abs(diff) > _DEGENERATE else (x - lo) * _HUGE)
     levels = transfer.levels(x)
-    table = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
+    table = pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
     table.flags.writeable = False  # shared by every request through the cache
     return table
 
@@ -387,7 +353,7 @@ def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: Channel
             done[row] = np.take(table, index, mode="wrap")
         outs.append(done[row])
     if transfer.colormap:
-        return _unpack_rgbx(np.ascontiguousarray(outs[0]))
+        return unpack_rgbx(np.ascontiguousarray(outs[0]))
     return _assemble(outs)
 
 
@@ -442,12 +408,10 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact:
             return np.ascontiguousarray(np.concatenate(levels, axis=2))
         planes = _linear(data, lohi, plan, np.float32, transfer.isolated_top)
         if transfer.colormap:
-            out = np.empty((h, w, 3), np.uint8)
-            transfer.draw(planes[0], out, mixed=len(plan.rows[0]) > 1)
-            return out
+            return transfer.colour(planes[0], mixed=len(plan.rows[0]) > 1)
         drawn: dict[int, np.ndarray] = {}
         for p, row in zip(planes, plan.rows, strict=True):
             if id(p) not in drawn:
                 drawn[id(p)] = np.empty((h, w), np.uint8)
-                transfer.draw(p, drawn[id(p)], mixed=len(row) > 1)
+                transfer.grey(p, drawn[id(p)], mixed=len(row) > 1)
         return _assemble([drawn[id(p)] for p in planes])

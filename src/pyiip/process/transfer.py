@@ -4,12 +4,14 @@ The same formulas are evaluated two ways:
 
 * ``Transfer.levels``: float64 on any array, exact; the reference, and the path of 8/16-bit
   tables and of settings outside ``Transfer.fast``.
-* ``Transfer.draw``: float32, in place on the planes the linear stage made, a handful of
-  whole-plane passes written straight into the uint8 output. Why not a lookup table: a viewer's
-  contrast or gamma slider sends a new setting with every tile of every step, and a table of
-  65,536 bins, checked bin by bin, cost 5 to 20 ms to build, against ~0.1 to 0.5 ms for the
-  formulas on a whole 256 x 256 tile (docs/performance.md, "Interactive display"), which is
-  about what looking a table up cost.
+* ``Transfer.grey`` and ``Transfer.colour``: float32, in place on the planes the linear stage
+  made, a handful of whole-plane passes written straight into the uint8 output. Why no table
+  per setting: a viewer's contrast or gamma slider sends a new setting with every tile of every
+  step, and a table of 65,536 bins, checked bin by bin, cost 3 to 13 ms to build, against ~0.1
+  to 0.6 ms for the formulas on a whole 256 x 256 tile (docs/performance.md, "Interactive
+  display"). Colour maps, whose three channels take five passes each, go through a small table
+  of the map alone (``ColourTable``: a few thousand entries, drawn by the same float32 code in
+  ~30 µs, no check needed) when it costs less than drawing the tile; GAM and INV stay on the tile.
 
 Accuracy of the float32 path. The linear stage's normalised value carries a relative error of
 about 2**-21 (its scale's nudge included), which gamma multiplies; powf, the products and the
@@ -27,12 +29,15 @@ rounded above 1 stay dark blue). NaN, which only a CTW mix can make (inf - inf),
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from pyiip.model import Display
 from pyiip.process import colormaps
+from pyiip.process.rgbx import pack_rgbx, unpack_rgbx
 
 try:  # the clip ufunc itself: np.clip's Python wrapper costs more than the work on a tile
     from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]  # numpy's stub omits it
@@ -49,6 +54,8 @@ FAST_ERROR = 0.25
 _REL_PER_GAMMA = 2.0**-20
 _REL_FIXED = 2.0**-19
 _COLORMAP_GAIN = 5.0
+#: Bins per grey level of the colour map tables (ColourTable).
+_BINS = 4
 #: The colour maps that put the value into one channel, unclamped (upstream iipsrv).
 _SINGLE = {"red": 0, "green": 1, "blue": 2}
 #: Gamma and contrast the float32 path takes; outside, powf's exponent or the scale leave float32's range.
@@ -99,7 +106,7 @@ class Transfer:
 
     @property
     def fast(self) -> bool:
-        """Whether ``draw`` is within FAST_ERROR levels of ``levels`` for these settings."""
+        """Whether ``grey`` and ``colour`` are within FAST_ERROR levels of ``levels`` for these settings."""
         g, cnt = self.gamma, self.contrast
         low, high = _FAST_RANGE
         if not (low <= g <= high and low <= cnt <= high):
@@ -107,36 +114,118 @@ class Transfer:
         gain = _COLORMAP_GAIN if self.colormap else 1.0
         return 255.0 * cnt * (g * _REL_PER_GAMMA + _REL_FIXED) * gain <= FAST_ERROR
 
-    def draw(self, plane: np.ndarray, out: np.ndarray, mixed: bool) -> None:
-        """Write the levels of float32 ``plane`` (normalised; overwritten) into uint8 ``out``, (h, w) or (h, w, 3).
-
-        ``mixed`` says the plane is a CTW mix, the only source of NaN. Call under np.errstate.
-        """
-        p = plane
-        if self.gamma != 1.0:  # max(v, 0) ** gamma as exp(gamma * ln v): powf costs 5 times more
+    def _gamma_invert(self, p: np.ndarray, then_invert: bool) -> None:
+        """GAM in place, and INV (1 - v) when asked. max(v, 0) ** gamma is exp(gamma * ln v): powf costs 4x more."""
+        if self.gamma != 1.0:
             np.maximum(p, _F(0), out=p)
             np.log(p, out=p)
             np.multiply(p, _F(self.gamma), out=p)
             np.exp(p, out=p)
-        k = 255.0 * self.contrast
-        if self.colormap is None:
-            if self.invert:  # k * (1 - v)
-                np.multiply(p, _F(-k), out=p)
-                np.add(p, _F(k), out=p)
-            else:
-                np.multiply(p, _F(k), out=p)
-            _truncate(p, 255.0, out, mixed)
-            return
-        if self.invert:
+        if then_invert and self.invert:
             np.subtract(_F(1), p, out=p)
-        if self.colormap == "jet":
-            _jet(p, k, out, mixed, negative_black=self.gamma == 1.0 and not self.invert)
-        elif self.colormap in ("hot", "cold"):
-            _hot(p, k, out, mixed, self.colormap == "cold")
+
+    def grey(self, plane: np.ndarray, out: np.ndarray, mixed: bool) -> None:
+        """Write the levels of float32 ``plane`` (normalised; overwritten) into uint8 (h, w) ``out``.
+
+        ``mixed`` says the plane is a CTW mix, the only source of NaN. Call under np.errstate.
+        """
+        p = plane
+        self._gamma_invert(p, then_invert=False)
+        k = 255.0 * self.contrast
+        if self.invert:  # k * (1 - v)
+            np.multiply(p, _F(-k), out=p)
+            np.add(p, _F(k), out=p)
         else:
             np.multiply(p, _F(k), out=p)
-            out[...] = 0
-            _truncate(p, 255.0, out[:, :, _SINGLE[self.colormap]], mixed)
+        _truncate(p, 255.0, out, mixed)
+
+    def colour(self, plane: np.ndarray, mixed: bool) -> np.ndarray:
+        """The colour-mapped (h, w, 3) uint8 pixels of float32 ``plane`` (normalised; overwritten).
+
+        Through a table of the colour map at this contrast when one is cached or cheaper to build
+        than drawing the tile (``_colour_table``), else drawn. Call under np.errstate.
+        """
+        assert self.colormap is not None
+        p = plane
+        self._gamma_invert(p, then_invert=True)
+        k = 255.0 * self.contrast
+        negative_black = self.colormap == "jet" and self.gamma == 1.0 and not self.invert
+        if _table_size(self.colormap, k) <= p.size // 2:
+            return unpack_rgbx(_colour_table(self.colormap, k, negative_black).lookup(p, mixed))
+        out = np.empty((*p.shape, 3), np.uint8)
+        _draw_colour(self.colormap, p, k, out, mixed, negative_black)
+        return out
+
+
+def _draw_colour(colormap: str, v: np.ndarray, k: float, out: np.ndarray, mixed: bool, negative_black: bool) -> None:
+    """The levels of colour map ``colormap`` at values ``v`` (overwritten) and 255 * contrast ``k``, into ``out``."""
+    if colormap == "jet":
+        _jet(v, k, out, mixed, negative_black)
+    elif colormap in ("hot", "cold"):
+        _hot(v, k, out, mixed, colormap == "cold")
+    else:
+        np.multiply(v, _F(k), out=v)
+        out[...] = 0
+        _truncate(v, 255.0, out[..., _SINGLE[colormap]], mixed)
+
+
+@dataclass(frozen=True, slots=True)
+class ColourTable:
+    """A colour map's packed RGBX levels at one contrast, for bins of v: floor(v * scale) + offset.
+
+    Every level of a colour map moves by at most ``slope * k`` per unit of v (jet 4, hot and cold
+    3, red, green and blue 1), so with _BINS bins per grey level a bin's entry, drawn at its
+    centre by the float32 path, is within 1 / (2 * _BINS) level of the formula anywhere in it, on
+    top of the float32 path's FAST_ERROR: still under one level. 0 starts a bin (jet is black
+    below it, dark blue at it), values beyond the table's ends take its end entries (constant
+    there), and entry 0 is black, which -inf and NaN (from a CTW mix) get.
+    """
+
+    lut: np.ndarray
+    scale: float
+    offset: float
+    top: float
+
+    def lookup(self, p: np.ndarray, mixed: bool) -> np.ndarray:
+        """The packed pixels of values ``p`` (overwritten), (h, w) uint32."""
+        np.multiply(p, _F(self.scale), out=p)
+        if self.offset:
+            np.floor(p, out=p)  # before the offset: -tiny * scale + offset would round up to 0's bin
+            np.add(p, _F(self.offset), out=p)
+        if mixed:
+            np.fmax(p, _F(0), out=p)  # NaN to entry 0
+            np.minimum(p, _F(self.top), out=p)
+        else:
+            _clip(p, _F(0), _F(self.top), out=p)
+        return np.take(self.lut, p.astype(np.int32), mode="wrap")
+
+
+def _table_span(colormap: str, k: float) -> tuple[float, float, float]:
+    """(scale, lowest v, highest v) of ``colormap``'s table: outside lo..hi the levels are constant."""
+    slope = {"jet": 4.0, "hot": 3.0, "cold": 3.0}.get(colormap, 1.0)
+    if colormap == "jet":
+        return slope * k * _BINS, -0.25, 1.0
+    return slope * k * _BINS, 0.0, 1.0 if colormap in ("hot", "cold") else 255.0 / k
+
+
+def _table_size(colormap: str, k: float) -> int:
+    scale, lo, hi = _table_span(colormap, k)
+    return math.ceil(hi * scale) + math.ceil(-lo * scale) + 1
+
+
+@lru_cache(maxsize=32)
+def _colour_table(colormap: str, k: float, negative_black: bool) -> ColourTable:
+    """The table of ``colormap`` at 255 * contrast ``k``, its entries drawn at the bins' centres."""
+    scale, lo, _ = _table_span(colormap, k)
+    offset = math.ceil(-lo * scale)
+    n = _table_size(colormap, k)
+    centres = ((np.arange(n, dtype=np.float64) - offset + 0.5) / scale).astype(np.float32).reshape(n, 1)
+    levels = np.empty((n, 1, 3), np.uint8)
+    with np.errstate(all="ignore"):
+        _draw_colour(colormap, centres, k, levels, False, negative_black)
+    lut = pack_rgbx(levels.reshape(n, 3))
+    lut.flags.writeable = False  # shared by every request through the cache
+    return ColourTable(lut, scale, float(offset), float(n - 1))
 
 
 def _truncate(p: np.ndarray, top: float, out: np.ndarray, mixed: bool) -> None:

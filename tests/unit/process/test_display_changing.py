@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pyiip.model import Display
-from pyiip.process import colormaps
+from pyiip.process import colormaps, transfer
 from pyiip.process.display import apply_display
 from pyiip.process.transfer import Transfer
 
@@ -155,3 +155,24 @@ def test_within_one_level_at_the_edge_of_the_float32_range(colormap, gamma):
         assert_close(
             data, np.array([[0.0, 1.0]]), Display(gamma=gamma, contrast=contrast, colormap=colormap, invert=invert)
         )
+
+
+@pytest.mark.parametrize("colormap", colormaps.NAMES)
+@pytest.mark.parametrize("contrast", [0.05, 1.0, 3.0, 10.0])
+def test_colour_tables_and_drawn_tiles_agree_with_the_formulas(colormap, contrast):
+    # A 256 x 256 tile takes the colour map's table while it is at most half a tile, else draws it.
+    values = np.concatenate([np.linspace(-0.3, 1.3, 65536 - 6), [0.0, -1e-9, 1.0, 1 + 1e-7, np.inf, -np.inf]])
+    data = values.astype(np.float32).reshape(256, 256, 1)
+    k = 255.0 * contrast
+    if colormap == "jet":  # both ways are taken
+        assert (transfer._table_size(colormap, k) <= data.size // 2) == (contrast <= 3.0)
+    for gamma, invert in [(1.0, False), (0.4545, False), (1.0, True), (2.0, True)]:
+        assert_close(
+            data, np.array([[0.0, 1.0]]), Display(gamma=gamma, contrast=contrast, colormap=colormap, invert=invert)
+        )
+    # Drawn directly, the same values and setting give the same result within a level of the table's.
+    with np.errstate(all="ignore"):
+        tabled = Transfer(1.0, False, colormap, contrast).colour(data[:, :, 0].copy(), mixed=False)
+        drawn = np.empty_like(tabled)
+        transfer._draw_colour(colormap, data[:, :, 0].copy(), k, drawn, False, colormap == "jet")
+    assert np.abs(tabled.astype(int) - drawn.astype(int)).max() <= 1
