@@ -54,8 +54,9 @@ FAST_ERROR = 0.25
 _REL_PER_GAMMA = 2.0**-20
 _REL_FIXED = 2.0**-19
 _COLORMAP_GAIN = 5.0
-#: Bins per grey level of the colour map tables (ColourTable).
+#: Bins per grey level of the colour map tables (ColourTable), and their largest size (256 KiB; 32 are kept).
 _BINS = 4
+_MAX_TABLE = 1 << 16
 #: The colour maps that put the value into one channel, unclamped (upstream iipsrv).
 _SINGLE = {"red": 0, "green": 1, "blue": 2}
 #: Gamma and contrast the float32 path takes; outside, powf's exponent or the scale leave float32's range.
@@ -150,7 +151,7 @@ class Transfer:
         self._gamma_invert(p, then_invert=True)
         k = 255.0 * self.contrast
         negative_black = self.colormap == "jet" and self.gamma == 1.0 and not self.invert
-        if _table_size(self.colormap, k) <= p.size // 2:
+        if _table_size(self.colormap, k) <= min(p.size // 2, _MAX_TABLE):
             return unpack_rgbx(_colour_table(self.colormap, k, negative_black).lookup(p, mixed))
         out = np.empty((*p.shape, 3), np.uint8)
         _draw_colour(self.colormap, p, k, out, mixed, negative_black)
