@@ -11,7 +11,7 @@ The same formulas are evaluated two ways:
   to 0.6 ms for the formulas on a whole 256 x 256 tile (docs/performance.md, "Interactive
   display"). Colour maps, whose three channels take five passes each, go through a small table
   of the map alone (``ColourTable``: a few thousand entries, drawn by the same float32 code in
-  ~30 µs, no check needed) when it costs less than drawing the tile; GAM and INV stay on the tile.
+  0.1-0.3 ms, no check needed) when it costs less than drawing the tile; GAM and INV stay on the tile.
 
 Accuracy of the float32 path. The linear stage's normalised value carries a relative error of
 about 2**-21 (its scale's nudge included), which gamma multiplies; powf, the products and the
