@@ -87,20 +87,27 @@ def _make_rgb(directory: Path) -> None:
     _log(f"RGB pyramids made in {time.monotonic() - started:.0f} s")
 
 
-def _make_cube(directory: Path) -> None:
+def write_cube_fits(path: Path) -> None:
+    """The FITS the cube is converted from, the same every time (fixed seeds): bench/visiomatic_peer.py
+    serves it to VisiOmatic v3, which reads FITS."""
     import numpy as np
 
     # The demo's synthetic sky (Moffat stars, Sersic galaxies, a real WCS); private helpers of the
     # same project, used for one band at the benchmark's size.
-    from pyiip.tools.convert import convert
     from pyiip.tools.demo import _band, _catalogue, _header, _write_fits
+
+    sky = _catalogue(FLOAT_SIZE, np.random.default_rng(20261123))
+    _write_fits(path, _band(FLOAT_SIZE, "r", sky, 1), _header(FLOAT_SIZE, "r"))
+
+
+def _make_cube(directory: Path) -> None:
+    from pyiip.tools.convert import convert
 
     started = time.monotonic()
     fits = directory / ".cube_r.fits"
     _log(f"making the {FLOAT_SIZE} x {FLOAT_SIZE} float32 cube")
     try:
-        sky = _catalogue(FLOAT_SIZE, np.random.default_rng(20261123))
-        _write_fits(fits, _band(FLOAT_SIZE, "r", sky, 1), _header(FLOAT_SIZE, "r"))
+        write_cube_fits(fits)
         convert([fits], directory / "cube.tif", compression="none", progress=sys.stderr.isatty())
     finally:
         fits.unlink(missing_ok=True)

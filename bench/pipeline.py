@@ -2,10 +2,14 @@
 
 Measures the pipeline alone (apply_display) and a whole uncached
 JTL request (read, pipeline, JPEG encode, reply), on a synthetic sky like
-the benchmark cube. Prints a Markdown table; medians and 10th percentiles
-of many repeats, so a busy machine shows in the spread.
+the benchmark cube, each with the same display setting every time ("fixed")
+and with a new contrast every time ("new"), as a viewer's slider sends.
+Prints a Markdown table; medians and 10th percentiles of many repeats, so a
+busy machine shows in the spread. To compare two versions, run the same
+script with each one's src/ first:
 
     .venv/bin/python bench/pipeline.py
+    PYTHONPATH=/path/to/other/src .venv/bin/python bench/pipeline.py
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,32 +76,43 @@ def main() -> None:
         )
         for name, (channels, query) in CASES.items():
             rows.append((name, *_measure(app, channels, query)))
-    print("| 256x256 float32 tile | pipeline alone µs (median / p10) | whole JTL request µs (median / p10) |")
-    print("| --- | --- | --- |")
-    for name, alone, whole in rows:
-        print(f"| {name} | {alone[0]:.0f} / {alone[1]:.0f} | {whole[0]:.0f} / {whole[1]:.0f} |")
+    print(
+        "| 256x256 float32 tile | pipeline alone µs, fixed (median / p10) | new setting each "
+        "| whole JTL request µs, fixed | new setting each |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for name, *cells in rows:
+        print(f"| {name} | " + " | ".join(f"{median:.0f} / {p10:.0f}" for median, p10 in cells) + " |")
 
 
-def _measure(app: Application, channels: int, query: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(pipeline alone, whole request) timings for one case."""
+def _measure(app: Application, channels: int, query: str) -> list[tuple[float, float]]:
+    """Pipeline alone and whole request, each with a fixed setting and a new one every time, for one case."""
     image = app.service.image(f"sky{channels}.tif")
     tile = image.source.read(0, 512, 512, TILE, TILE)
     display = _display(app, channels, query)
-    alone = timed(lambda: apply_display(tile, image.minmax, display), 300)
-    counter = iter(range(10**9))
+    counter = iter(range(1, 10**9))
 
-    def request() -> None:
-        target = f"FIF=sky{channels}.tif&{query}&JTL=3,{next(counter) % 64}"
+    def contrast() -> str:
+        return f"{1 + next(counter) * 1e-4:.4f}"  # a new CNT each time, as a slider sends
+
+    def request(changing: bool) -> None:
+        tweak = f"&CNT={contrast()}" if changing else ""
+        target = f"FIF=sky{channels}.tif&{query}{tweak}&JTL=3,{next(counter) % 64}"
         assert app.respond(Request("GET", "/fcgi-bin/iipsrv.fcgi", target)).status == 200
 
-    return alone, timed(request, 300)
+    return [
+        timed(lambda: apply_display(tile, image.minmax, display), 300),
+        timed(lambda: apply_display(tile, image.minmax, replace(display, contrast=float(contrast()))), 100),
+        timed(lambda: request(False), 300),
+        timed(lambda: request(True), 100),
+    ]
 
 
 def _display(app: Application, channels: int, query: str) -> Display:
     """The Display the IIP parser builds for these parameters."""
     from pyiip.parse import iip
 
-    return iip.view(query).display(0)
+    return iip.view(query).display(channels)
 
 
 if __name__ == "__main__":

@@ -96,16 +96,20 @@ def tiles_across(size: int, tile: int) -> int:
     return -(-size // tile)
 
 
+def tile_cells(pyramid: Pyramid, depth: int) -> list[tuple[int, int]]:
+    """(IIP resolution, tile index) of every tile of the ``depth`` largest levels."""
+    count = len(pyramid.levels)
+    return [
+        (count - 1 - k, tile)
+        for k, (w, h) in enumerate(pyramid.levels[:depth])
+        for tile in range(tiles_across(w, pyramid.tile) * tiles_across(h, pyramid.tile))
+    ]
+
+
 def jtl_urls(pyramid: Pyramid, names: Sequence[str], depth: int | None = None, commands: str = "") -> list[str]:
     """Every tile of the ``depth`` largest levels (all by default), for each name; IIP res 0 is the smallest."""
-    count = len(pyramid.levels)
-    urls = []
-    for name in names:
-        for k, (w, h) in enumerate(pyramid.levels[: depth or count]):
-            res = count - 1 - k
-            for tile in range(tiles_across(w, pyramid.tile) * tiles_across(h, pyramid.tile)):
-                urls.append(iip(name, f"{commands}JTL={res},{tile}"))
-    return urls
+    cells = tile_cells(pyramid, depth or len(pyramid.levels))
+    return [iip(name, f"{commands}JTL={res},{tile}") for name in names for res, tile in cells]
 
 
 def iiif_region_urls(
@@ -141,6 +145,50 @@ def cvt_urls(name: str, count: int, rng: random.Random, width: int = 1000) -> li
         side = rng.uniform(0.25, 1.0)
         x, y = (math.floor(rng.uniform(0, 1 - side) * 1e4) / 1e4 for _ in range(2))
         urls.append(iip(name, f"RGN={x:.4f},{y:.4f},{side:.4f},{side:.4f}&WID={width}&CVT=jpeg"))
+    return urls
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """Where a viewer's display sliders stand: contrast, display gamma (the slider's value) and the range."""
+
+    contrast: float
+    gamma: float
+    low: float
+    high: float
+
+
+def js_number(value: float) -> str:
+    """A number as JavaScript's toString prints it (shortest round trip, no trailing ".0")."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def random_setting(rng: random.Random) -> Setting:
+    """A slider position, on the steps of the viewer's sliders (contrast 0-10 and gamma 0.5-5 by 0.05) and a
+    range around the cube's sky (95) and its bright objects."""
+    return Setting(
+        rng.randint(1, 200) / 20, rng.randint(10, 100) / 20, rng.randint(1600, 2000) / 20, rng.randint(4000, 60000) / 20
+    )
+
+
+def iip_display(setting: Setting) -> str:
+    """The display part of a tile URL in VisiOmatic v2's order, as pyiip's viewer sends it (static/viewer.js):
+    CNT, GAM as 1/gamma to 4 decimals, the 1-based MINMAX, then CTW, which is always sent."""
+    return (
+        f"CNT={js_number(setting.contrast)}&GAM={1 / setting.gamma:.4f}"
+        f"&MINMAX=1:{js_number(setting.low)},{js_number(setting.high)}&CTW=1;1;1&"
+    )
+
+
+def interactive_urls(pyramid: Pyramid, count: int, rng: random.Random, depth: int = 3) -> list[str]:
+    """Random tiles of the ``depth`` largest levels, each with a new slider position: a user dragging the
+    contrast, gamma and range sliders, where every tile of every step has a setting the server has not seen."""
+    cells = tile_cells(pyramid, depth)
+    urls = []
+    for _ in range(count):
+        res, tile = rng.choice(cells)
+        urls.append(iip(pyramid.name, f"{iip_display(random_setting(rng))}JTL={res},{tile}"))
     return urls
 
 
@@ -196,6 +244,14 @@ def build_scenarios(pyramids: dict[str, Pyramid], seed: int = 20261123) -> list[
     ]
     for scenario in scenarios:
         scenario.urls = shuffled(scenario.urls, rng)
+    # Random already, from its own generator, so that the other lists stay as they were; before memcached.
+    interactive = Scenario(
+        "interactive",
+        "float32 cube tiles, a new CNT+GAM+MINMAX each",
+        interactive_urls(cube, 20000, random.Random(seed + 1)),
+        servers=("iipsrv-omp1", "iipsrv", "pyiip"),
+    )
+    scenarios.insert(len(scenarios) - 1, interactive)
     return scenarios
 
 
@@ -220,7 +276,8 @@ class Variant:
 VARIANTS = {
     "iipsrv": Variant("iipsrv", "iipsrv", IIPSRV),
     "iipsrv-omp1": Variant("iipsrv-omp1", "iipsrv OMP_NUM_THREADS=1", IIPSRV, {"OMP_NUM_THREADS": "1"}),
-    "pyiip": Variant("pyiip", "pyiip", PYIIP, PYIIP_SETTINGS),
+    # This checkout's code, whichever one the venv's editable install points at.
+    "pyiip": Variant("pyiip", "pyiip", PYIIP, {**PYIIP_SETTINGS, "PYTHONPATH": str(REPO / "src")}),
 }
 
 # The FastCGI program of a pyiip checked out from git: the same venv's Python, the checkout's src/

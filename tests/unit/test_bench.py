@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -172,7 +173,7 @@ def test_scenarios_name_many_distinct_urls():
     scenarios = {s.name: s for s in run.build_scenarios(pyramids)}
     assert set(scenarios) == {
         "jtl_jpeg", "jtl_deflate", "jtl_reencode", "jtl_repeat", "iiif_region",
-        "iiif_aligned", "iiif_info", "cvt", "float", "memcached",
+        "iiif_aligned", "iiif_info", "cvt", "float", "interactive", "memcached",
     }  # fmt: skip
     assert scenarios["jtl_repeat"].urls == ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=6,820"]
     for name, scenario in scenarios.items():
@@ -183,9 +184,30 @@ def test_scenarios_name_many_distinct_urls():
     assert run.build_scenarios(pyramids)[0].urls == scenarios["jtl_jpeg"].urls  # deterministic
     assert all("QLT=75&JTL=" in u for u in scenarios["jtl_reencode"].urls)
     assert all("MINMAX=1:" in u and "&GAM=0.5&CMP=JET&JTL=" in u for u in scenarios["float"].urls)
-    assert scenarios["float"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
+    assert scenarios["float"].servers == scenarios["interactive"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
+    assert [s.name for s in run.build_scenarios(pyramids)][-2:] == ["interactive", "memcached"]
     assert scenarios["memcached"].memcached and scenarios["iiif_info"].kind == "json"
     assert scenarios["jtl_jpeg"].target == scenarios["jtl_repeat"].target == 2.0
+
+
+def test_interactive_urls_are_a_viewer_dragging_its_sliders():
+    from pyiip.parse import iip
+
+    cube = Pyramid("cube.tif", tuple((8000 >> k, 8000 >> k) for k in range(6)))
+    urls = run.interactive_urls(cube, 500, random.Random(2))
+    queries = [u.split("?", 1)[1] for u in urls]
+    displays = [iip.view(q).display(1) for q in queries]
+    assert len({d for d in displays}) > 490  # a new setting (nearly) every tile
+    for query, display in zip(queries, displays, strict=True):
+        names = [part.split("=")[0] for part in query.split("&")]
+        assert names == ["FIF", "CNT", "GAM", "MINMAX", "CTW", "JTL"]  # VisiOmatic v2's order
+        assert 0.05 <= display.contrast <= 10 and 0.2 <= display.gamma <= 2
+        ((channel, low, high),) = display.minmax
+        assert channel == 0 and 80 <= low <= 100 < 200 <= high <= 3000
+        assert display.twist == ((1.0,), (1.0,), (1.0,))
+        res, tile = (int(v) for v in query.rsplit("JTL=", 1)[1].split(","))
+        assert res in (3, 4, 5) and 0 <= tile < (1024 if res == 5 else 256 if res == 4 else 64)
+    assert run.js_number(95.0) == "95" and run.js_number(1.35) == "1.35" and run.js_number(2500.5) == "2500.5"
 
 
 # --- server settings
@@ -378,3 +400,37 @@ def test_spy_sums_samples_by_what_was_running(tmp_path):
     assert files == {"tifffile.py": 30, "pyiip/encode.py": 10, "pyiip/fastcgi.py": 60}
     assert functions.most_common(1) == [("_pairs (pyiip/fastcgi.py)", 60)]
     assert functions["decode_other (tifffile.py)"] == 30
+
+
+# --- bench/visiomatic_peer.py: the URLs each server gets, and the accounting
+
+
+peer = _load("pyiip_bench_peer", BENCH / "visiomatic_peer.py")
+
+
+def test_peer_asks_both_servers_for_the_same_tiles_and_settings():
+    setting = run.Setting(contrast=2.5, gamma=2.2, low=95.0, high=1234.5)
+    cells = [(5, 17), (4, 3)]
+    pyiip = peer.urls_for("pyiip", cells, [setting, None])
+    v3 = peer.urls_for("visiomatic", cells, [setting, None], shift=1)
+    assert pyiip == [
+        "/fcgi-bin/iipsrv.fcgi?FIF=cube.tif&CNT=2.5&GAM=0.4545&MINMAX=1:95,1234.5&CTW=1;1;1&JTL=5,17",
+        "/fcgi-bin/iipsrv.fcgi?FIF=cube.tif&GAM=0.4545&CTW=1;1;1&JTL=4,3",  # the viewer's default, gamma 2.2
+    ]
+    # v3's client: CNT, GAM as the display gamma, CHAN (mono mode), MINMAX; its default sends only CHAN.
+    assert v3 == [
+        "/api?FIF=cube_r.fits&CNT=2.5&GAM=2.2000&CHAN=1&MINMAX=1:95,1234.5&JTL=6,17",
+        "/api?FIF=cube_r.fits&CHAN=1&JTL=5,3",
+    ]
+
+
+def test_peer_accounting():
+    assert peer.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert peer.percentile([float(k) for k in range(1, 101)], 99) == 99.0
+    a = {"tiles": 100, "cpu_ms_per_tile": 2.0, "p50_ms": 3.0, "p99_ms": 9.0, "mean_ms": 3.5, "tiles_per_s": 50.0}
+    b = {"tiles": 300, "cpu_ms_per_tile": 1.0, "p50_ms": 4.0, "p99_ms": 8.0, "mean_ms": 4.5, "tiles_per_s": 100.0}
+    both = peer.combine(a, b)
+    assert both["tiles"] == 400 and both["cpu_ms_per_tile"] == 1.25 and both["p50_ms"] == 4.0
+    assert both["tiles_per_s"] == 400 / (2 + 3)
+    me = peer.descendants(os.getpid())
+    assert me[0] == os.getpid() and peer.tree_cpu(os.getpid()) > 0

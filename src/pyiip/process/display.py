@@ -6,20 +6,20 @@ then contrast and truncation to uint8.
 
 Everything up to the flatten is linear in the normalised values (SHD apart), and
 everything after it is one scalar function applied to each output channel: the
-*transfer* (gamma, invert, colour map, contrast). So the work splits in two:
+*transfer* (gamma, invert, colour map, contrast; process/transfer.py). So the work
+splits in two:
 
 * the linear part runs as a few float32 passes over whole planes;
-* the transfer runs as one ``np.take`` into a lookup table. For 8/16-bit integer
-  data the table is indexed by the raw sample itself and is exact. For other data
-  the normalised value is quantised into 65536 bins (after 0-4 square roots when
-  gamma < 1, so that v**gamma stays smooth near 0), and every bin is checked when
-  the table is built to be within 1 grey level of the exact formula; if any bin
-  is not, the exact float64 path is used instead. Tables are cached, since a
-  viewer sends the same parameters for every tile.
+* the transfer runs on those planes as a few more float32 passes written straight
+  into the uint8 output (``Transfer.grey``, ``Transfer.colour``), within 1 grey
+  level of the float64 formulas, whatever the setting and whether or not the
+  previous tile had the same: no per-setting table to build. 8/16-bit integer data whose channels are not mixed
+  instead looks up an exact table indexed by the raw sample (one per setting and
+  range, cached). ``exact=True``, and settings outside ``Transfer.fast``, run the
+  float64 formulas.
 
-Colour output is produced as packed RGBX uint32 and unpacked to a C-contiguous
-(h, w, 3) array with one overlapping strided copy, which is much faster than any
-numpy operation whose innermost axis has length 3.
+Identical grey planes (mono mode) are packed as RGBX uint32 and unpacked to a
+C-contiguous (h, w, 3) array in one copy (process/rgbx.py).
 
 Where this differs from iipsrv-astro, on purpose:
 
@@ -39,33 +39,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from pyiip.model import Display
-from pyiip.process import colormaps
-
-try:  # the clip ufunc itself: np.clip's Python wrapper costs more than the work on a tile
-    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]  # numpy's stub omits it
-except ImportError:  # pragma: no cover - other numpy layouts
-    _clip = np.clip
+from pyiip.process.rgbx import pack_rgbx, unpack_rgbx
+from pyiip.process.transfer import Transfer
 
 __all__ = ["Transfer", "apply_display", "default_minmax", "effective_minmax", "needs_processing"]
 
-#: Number of bins of the quantised transfer tables (indices fit in uint16).
-LUT_SIZE = 65536
 #: iipsrv's rule for a degenerate range: |max - min| <= 1e-30 scales by 1e30 instead.
 _DEGENERATE = 1e-30
 _HUGE = 1e30
-#: Most square roots applied before quantising (gamma down to 1/16 stays smooth).
-_MAX_ROOTS = 4
-#: Gamma and contrast the tables take; others (GAM=1e-320, CNT=5e-324...) use the exact path.
-_TABLE_RANGE = (1e-3, 1e3)
-#: Largest |ln| of the saturation point contrast ** (-1 / gamma) the tables take: beyond it
-#: the point over- or underflows and the bins' scale with it (GAM=1e-5&CNT=3 gives 3 ** -1e5).
-_TABLE_MAX_LOG = 64.0
+#: Inverted jet: a mixed value above this is taken as above max (+inf); up to it, as max rounded up.
+_GAP = 1 + 2.0**-19
 
 
 def needs_processing(dtype: np.dtype, display: Display) -> bool:
@@ -123,159 +112,6 @@ def default_minmax(
         if not math.isnan(hi):
             out[c, 1] = hi
     return out
-
-
-# --------------------------------------------------------------------------- transfer
-
-
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """The scalar part of the pipeline: GAM, INV, CMP and CNT, applied per output channel."""
-
-    gamma: float = 1.0
-    invert: bool = False
-    colormap: str | None = None
-    contrast: float = 1.0
-
-    @classmethod
-    def from_display(cls, display: Display) -> Transfer:
-        cmap = display.colormap if display.colormap in colormaps.NAMES else None
-        return cls(float(display.gamma), bool(display.invert), cmap, float(display.contrast))
-
-    @property
-    def channels(self) -> int:
-        return 3 if self.colormap else 1
-
-    def levels(self, x: np.ndarray) -> np.ndarray:
-        """Exact transfer of normalised values ``x`` (float64) to uint8, shape ``x.shape + (channels,)``.
-
-        gamma == 1 is skipped entirely, as in iipsrv, so negative values reach INV
-        and CMP unclamped. NaN arising here (e.g. inf * 0) becomes 0, not iipsrv's
-        undefined cast.
-        """
-        x = np.asarray(x, dtype=np.float64)
-        with np.errstate(all="ignore"):
-            if self.gamma != 1.0:
-                x = np.power(np.maximum(x, 0.0), self.gamma)
-            if self.invert:
-                x = 1.0 - x
-            x = colormaps.apply(self.colormap, x) if self.colormap else x[..., None]
-            y = x * 255.0 * self.contrast
-        y = np.nan_to_num(y, nan=0.0, posinf=255.0, neginf=0.0)
-        np.clip(y, 0.0, 255.0, out=y)
-        return y.astype(np.uint8)  # truncates, like iipsrv's (unsigned char) cast
-
-    def domain(self) -> tuple[float, float, bool, bool] | None:
-        """(lo, hi, negative_bin, isolated_top): constant below lo and above hi.
-
-        negative_bin is set when values below 0 differ from 0 itself (jet with the
-        gamma step skipped: v < 0 is black, v == 0 dark blue), so 0 must start a bin.
-        isolated_top is set when hi itself differs from everything above it (inverted
-        jet: 1 - 1 = 0 is dark blue, 1 - v < 0 black), so hi needs a bin of its own.
-        None when the parameters are outside what the tables handle (gamma or
-        contrast <= 0, non-finite, or so small or large that the table's bounds leave
-        the float range): those use the exact path.
-        """
-        g, cnt = self.gamma, self.contrast
-        low, high = _TABLE_RANGE
-        if not (low <= g <= high and low <= cnt <= high and abs(math.log(cnt) / g) <= _TABLE_MAX_LOG):
-            return None
-        skipped = g == 1.0
-        if self.colormap in ("jet", "hot", "cold"):
-            jet = self.colormap == "jet"
-            return 0.0, 1.0, jet and skipped and not self.invert, jet and self.invert
-        if not self.invert:
-            return 0.0, cnt ** (-1.0 / g) * (1 + 1e-9), False, False  # saturates at 255 beyond
-        lo = min(0.0, 1.0 - 1.0 / cnt) * (1 + 1e-9) if skipped else 0.0  # 1 - v > 1/cnt saturates
-        return lo, 1.0, False, False
-
-
-@dataclass(frozen=True, slots=True)
-class LookupTable:
-    """A quantised transfer. Bin of x: floor(x**(1/2**roots) * scale) + offset.
-
-    The linear stage multiplies by ``fold`` for free (it is folded into the
-    normalisation), ``top`` is the clip bound in that folded space, and ``post``
-    is what is still to multiply after the roots (1 when all of it was folded).
-    """
-
-    lut: np.ndarray  # uint8 (grey) or packed RGBX uint32 (colour map)
-    roots: int
-    scale: float  # a power of two, so multiplying by it adds no rounding
-    offset: float  # an integer, 0 unless the domain starts below 0
-    fold: float
-    top: float
-    post: float
-    gap: float = 0.0  # when set, values above it (folded) must jump past the bin of 1 (isolated_top)
-
-
-def _pack_rgbx(levels: np.ndarray) -> np.ndarray:
-    """(n, 3) uint8 -> (n,) uint32 whose native bytes are R, G, B, 0."""
-    rgbx = np.zeros((levels.shape[0], 4), np.uint8)
-    rgbx[:, :3] = levels
-    return rgbx.view(np.uint32).ravel()
-
-
-@lru_cache(maxsize=64)
-def quantised(transfer: Transfer) -> LookupTable | None:
-    """The cached table for ``transfer``, or None when no table is within 1 level everywhere."""
-    dom = transfer.domain()
-    if dom is None:
-        return None
-    lo, hi, negative_bin, isolated_top = dom
-    g = transfer.gamma
-    first = 0 if g >= 0.75 or lo < 0 or negative_bin else min(_MAX_ROOTS, math.ceil(math.log2(0.75 / g)))
-    for roots in range(first, _MAX_ROOTS + 1 if lo >= 0 and not negative_bin else first + 1):
-        table = _build_table(transfer, lo, hi, negative_bin, roots)
-        if table is not None:
-            # A mixed sum equal to 1 lands up to ~2**-21 above it (see _normalise).
-            return replace(table, gap=hi * table.fold * (1 + 2.0**-19)) if isolated_top else table
-    return None
-
-
-def _build_table(transfer: Transfer, lo: float, hi: float, negative_bin: bool, roots: int) -> LookupTable | None:
-    """Sample every bin at its start, middle and end; keep it if each bin spans at most 2 levels.
-
-    Each entry is the level at the bin's start, or the middle of the levels the bin
-    spans when the start is not within 1 of all of them, so it is within 1 level of
-    the exact result for every value in the bin (the transfer is monotone between
-    the colour maps' knots, whose plateaus the samples catch). Bins at or beyond
-    ``hi`` are in the constant region and take the value at their start.
-    """
-    n = LUT_SIZE
-    power = 2.0**roots
-    s_hi = hi ** (1.0 / power)
-    s_lo = lo  # roots > 0 only when lo == 0
-    usable = n - 2 - (1 if negative_bin else 0)
-    scale = 2.0 ** math.floor(math.log2(usable / (s_hi - s_lo)))
-    start = -1.0 if negative_bin else math.floor(s_lo * scale)  # first bin, in bin units
-    left = (start + np.arange(n, dtype=np.float64)) / scale
-    right = np.nextafter((start + 1 + np.arange(n, dtype=np.float64)) / scale, -np.inf)
-    mid = (left + right) / 2
-
-    def x_of(s: np.ndarray) -> np.ndarray:
-        for _ in range(roots):
-            s = s * s
-        return s
-
-    samples = np.stack([transfer.levels(x_of(s)).astype(np.int16) for s in (left, mid, right)])
-    low, high = samples.min(axis=0), samples.max(axis=0)
-    constant = left >= s_hi
-    inside = ~constant
-    if np.any((high - low)[inside] > 2):
-        return None
-    start_levels = samples[0]
-    # The bin's start when it is within 1 level of the whole bin (so that exactly min
-    # and max, which sit on bin starts, come out exact), else the middle level.
-    at_start = np.all((high - start_levels <= 1) & (start_levels - low <= 1), axis=1) | constant
-    levels = np.where(at_start[:, None], start_levels, (low + high) // 2).astype(np.uint8)
-    lut = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
-    lut.flags.writeable = False  # shared by every request through the cache
-    if roots == 0:
-        return LookupTable(lut, 0, scale, -start, scale, n - 0.5, 1.0)
-    if scale**power < 2.0**100:  # float32 headroom: fold scale**power into the normalisation
-        return LookupTable(lut, roots, scale, 0.0, scale**power, (n - 0.5) ** power, 1.0)
-    return LookupTable(lut, roots, scale, 0.0, 1.0, ((n - 0.5) / scale) ** power, scale)
 
 
 # --------------------------------------------------------------------------- channel plan
@@ -346,8 +182,7 @@ def _normalise(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
     min is subtracted as a float32 pair (high part, then the rounding remainder),
     so values just above min keep their relative precision (which gamma < 1
     magnifies); and the scale is nudged up by 2**-21, so a sample equal to max
-    still reaches ``weight`` (a table bin edge when it is a power of two) while a
-    multiply replaces the division. Non-finite samples give 0 (astro: background),
+    still reaches ``weight`` while a multiply replaces the division. Non-finite samples give 0 (astro: background),
     and |max - min| <= 1e-30 scales by 1e30.
     """
     ftype = out.dtype.type
@@ -408,19 +243,19 @@ def _shade(normals: list[np.ndarray], angles: tuple[float, float]) -> np.ndarray
 
 
 def _linear(
-    data: np.ndarray, lohi: list[tuple[float, float]], plan: ChannelMix, ftype: type, scale: float, gap: float = 0.0
+    data: np.ndarray, lohi: list[tuple[float, float]], plan: ChannelMix, ftype: type, above_max: bool = False
 ) -> list[np.ndarray]:
-    """One float plane per output channel: scale * sum(weight * normalised input).
+    """One float plane per output channel: sum(weight * normalised input).
 
-    A row of one input folds its weight and the scale into that input's
-    normalisation (exact for weight 1: permutations and mono mode); a mixing row
-    sums weighted copies of inputs normalised once each. Identical rows share one
-    array (mono mode sends three identical CTW rows).
+    A row of one input folds its weight into that input's normalisation (exact for
+    weight 1: permutations and mono mode); a mixing row sums weighted copies of
+    inputs normalised once each. Identical rows share one array (mono mode sends
+    three identical CTW rows).
 
-    ``gap`` (inverted jet) asks for values above 1 to be told apart from 1 itself,
-    which rounding cannot do: a one-input row compares the samples with max in
-    float64 and sends those above to +inf; a mixed row sends values above ``gap``
-    (1 plus a 2**-19 margin, folded) there.
+    ``above_max`` (inverted jet) asks for values above 1 to be told apart from 1
+    itself, which float32 rounding cannot do: a one-input row compares the samples
+    with max in float64 and sends those above to +inf; a mixed row sends values
+    above _GAP (1 plus a 2**-19 margin) there.
     """
     h, w, _ = data.shape
     normalised: dict[int, np.ndarray] = {}
@@ -440,17 +275,17 @@ def _linear(
             out: np.ndarray = np.zeros((h, w), ftype) if not row else np.empty((h, w), ftype)
             if len(row) == 1 and plan.shade is None:
                 j, weight = row[0]
-                _normalise(data[:, :, j], *lohi[j], weight * scale, out)
-                if gap:
+                _normalise(data[:, :, j], *lohi[j], weight, out)
+                if above_max:
                     _above_one(data[:, :, j], *lohi[j], weight, out)
             elif row:
                 tmp: np.ndarray = np.empty((h, w), ftype)
                 for i, (j, weight) in enumerate(row):
-                    np.multiply(unit(j), ftype(weight * scale), out=out if i == 0 else tmp)
+                    np.multiply(unit(j), ftype(weight), out=out if i == 0 else tmp)
                     if i:
                         out += tmp
-                if gap:
-                    np.copyto(out, ftype(np.inf), where=out > ftype(gap))
+                if above_max:
+                    np.copyto(out, ftype(np.inf), where=out > ftype(_GAP))
             done[row] = out
         planes.append(done[row])
     return planes
@@ -470,33 +305,6 @@ def _above_one(plane: np.ndarray, lo: float, hi: float, weight: float, out: np.n
 # --------------------------------------------------------------------------- output assembly
 
 
-def _overlap_copy_works() -> bool:
-    """Check once that a sequential strided uint32 copy can lay RGBX pixels 3 bytes apart."""
-    n = 4099
-    packed = np.arange(n * 4, dtype=np.uint8).reshape(n, 4) % 251
-    packed[:, 3] = 255
-    raw = np.zeros(3 * n + 1, np.uint8)
-    dst = np.ndarray((n,), dtype=np.uint32, buffer=raw, strides=(3,))
-    np.copyto(dst, packed.view(np.uint32).ravel())
-    return bool(np.array_equal(raw[: 3 * n].reshape(n, 3), packed[:, :3]))
-
-
-_OVERLAP_COPY = _overlap_copy_works()
-
-
-def _unpack_rgbx(packed: np.ndarray) -> np.ndarray:
-    """(h, w) packed RGBX uint32 -> C-contiguous (h, w, 3) uint8."""
-    h, w = packed.shape
-    n = h * w
-    raw = np.empty(3 * n + 1, np.uint8)
-    if _OVERLAP_COPY:
-        dst = np.ndarray((n,), dtype=np.uint32, buffer=raw, strides=(3,))
-        np.copyto(dst, packed.reshape(-1))  # each write's 4th byte is overwritten by the next pixel
-    else:  # pragma: no cover - fallback for a numpy that copies out of order
-        raw[: 3 * n].reshape(n, 3)[:] = packed.reshape(-1).view(np.uint8).reshape(n, 4)[:, :3]
-    return raw[: 3 * n].reshape(h, w, 3)
-
-
 def _assemble(grey: list[np.ndarray]) -> np.ndarray:
     """Stack 1 or 3 uint8 (h, w) planes into a C-contiguous (h, w, 1|3) array."""
     if len(grey) == 1:
@@ -504,7 +312,7 @@ def _assemble(grey: list[np.ndarray]) -> np.ndarray:
     if grey[0] is grey[1] is grey[2] and np.little_endian:
         packed = grey[0].astype(np.uint32)
         packed *= 0x010101  # bytes l, l, l, 0
-        return _unpack_rgbx(packed)
+        return unpack_rgbx(packed)
     h, w = grey[0].shape
     out = np.empty((h, w, 3), np.uint8)
     for k in range(3):
@@ -525,7 +333,7 @@ def _int_table(dtype_str: str, lo: float, hi: float, weight: float, transfer: Tr
     with np.errstate(all="ignore"):
         x = weight * ((x - lo) / diff if abs(diff) > _DEGENERATE else (x - lo) * _HUGE)
     levels = transfer.levels(x)
-    table = _pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
+    table = pack_rgbx(levels) if transfer.colormap else np.ascontiguousarray(levels[:, 0])
     table.flags.writeable = False  # shared by every request through the cache
     return table
 
@@ -543,7 +351,7 @@ def _render_int(data: np.ndarray, lohi: list[tuple[float, float]], plan: Channel
             done[row] = np.take(table, index, mode="wrap")
         outs.append(done[row])
     if transfer.colormap:
-        return _unpack_rgbx(np.ascontiguousarray(outs[0]))
+        return unpack_rgbx(np.ascontiguousarray(outs[0]))
     return _assemble(outs)
 
 
@@ -590,41 +398,18 @@ def apply_display(data: np.ndarray, minmax: np.ndarray, display: Display, exact:
         return _render_int(data, lohi, plan, transfer)
 
     with np.errstate(all="ignore"):
-        table = None if exact else quantised(transfer)
-        if table is None:
-            planes = _linear(data, lohi, plan, np.float64, 1.0)
+        if exact or not transfer.fast:
+            planes = _linear(data, lohi, plan, np.float64)
             levels = [transfer.levels(p) for p in planes]
             if transfer.colormap:
                 return np.ascontiguousarray(levels[0])
             return np.ascontiguousarray(np.concatenate(levels, axis=2))
-        planes = _linear(data, lohi, plan, np.float32, table.fold, table.gap)
-        looked_up: dict[int, np.ndarray] = {}
-        for p in planes:
-            if id(p) not in looked_up:
-                looked_up[id(p)] = _lookup(p, table)
-        outs = [looked_up[id(p)] for p in planes]
-    if transfer.colormap:
-        return _unpack_rgbx(outs[0])
-    return _assemble(outs)
-
-
-def _lookup(p: np.ndarray, table: LookupTable) -> np.ndarray:
-    """Quantise a plane already multiplied by ``table.fold`` (in place) and look it up.
-
-    With roots, the plane holds x * scale**(2**roots), so the square roots leave
-    x**(1/2**roots) * scale without a separate multiply. NaN (only possible from
-    inf * 0 when CTW mixes channels) casts to INT_MIN (x86) or 0 (ARM); both wrap
-    to bin 0. mode="wrap" is also the cheapest bounds mode of np.take.
-    """
-    if table.roots:
-        _clip(p, np.float32(0), np.float32(table.top), out=p)
-        for _ in range(table.roots):
-            np.sqrt(p, out=p)
-        if table.post != 1.0:
-            np.multiply(p, np.float32(table.post), out=p)
-    else:
-        if table.offset:
-            np.floor(p, out=p)
-            p += np.float32(table.offset)
-        _clip(p, np.float32(0), np.float32(table.top), out=p)
-    return np.take(table.lut, p.astype(np.int32), mode="wrap")
+        planes = _linear(data, lohi, plan, np.float32, transfer.isolated_top)
+        if transfer.colormap:
+            return transfer.colour(planes[0], mixed=len(plan.rows[0]) > 1)
+        drawn: dict[int, np.ndarray] = {}
+        for p, row in zip(planes, plan.rows, strict=True):
+            if id(p) not in drawn:
+                drawn[id(p)] = np.empty((h, w), np.uint8)
+                transfer.grey(p, drawn[id(p)], mixed=len(row) > 1)
+        return _assemble([drawn[id(p)] for p in planes])
