@@ -26,6 +26,7 @@ def _load(name: str, path: Path):
 
 
 run = _load("pyiip_bench_run", BENCH / "run.py")
+images = sys.modules["images"]  # bench/images.py, which run.py imports
 Pyramid = run.Pyramid
 
 # --- the Lua script, under wrk's calling sequence: setup(thread) in the main state, then
@@ -168,11 +169,12 @@ def test_scenarios_name_many_distinct_urls():
         "rgb_jpeg.tif": jpeg,
         "rgb_deflate.tif": Pyramid("rgb_deflate.tif", jpeg.levels),
         "cube.tif": Pyramid("cube.tif", tuple((8000 >> k, 8000 >> k) for k in range(6))),
+        **{name: Pyramid(name, images.jpeg2000_levels(10000, 10000)) for name in images.JPEG2000},
     }
     scenarios = {s.name: s for s in run.build_scenarios(pyramids)}
     assert set(scenarios) == {
         "jtl_jpeg", "jtl_deflate", "jtl_reencode", "jtl_repeat", "iiif_region",
-        "iiif_aligned", "iiif_info", "cvt", "float", "memcached",
+        "iiif_aligned", "iiif_info", "cvt", "float", "memcached", "jp2_lossless", "jp2_lossy", "htj2k_lossy",
     }  # fmt: skip
     assert scenarios["jtl_repeat"].urls == ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=6,820"]
     for name, scenario in scenarios.items():
@@ -186,6 +188,12 @@ def test_scenarios_name_many_distinct_urls():
     assert scenarios["float"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
     assert scenarios["memcached"].memcached and scenarios["iiif_info"].kind == "json"
     assert scenarios["jtl_jpeg"].target == scenarios["jtl_repeat"].target == 2.0
+    lossy = scenarios["jp2_lossy"].urls
+    assert all("IIIF=rgb_lossy.jp2/" in u for u in lossy) and any(",1024,1024/256,/" in u for u in lossy)
+    assert (
+        "/fcgi-bin/iipsrv.fcgi?IIIF=rgb_lossy.jhc/9216,9216,784,784/784,/0/default.jpg" in scenarios["htj2k_lossy"].urls
+    )
+    assert images.jpeg2000_levels(10000, 7001)[-1] == (157, 110)
 
 
 # --- server settings

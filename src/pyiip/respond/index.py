@@ -11,11 +11,11 @@ from urllib.parse import quote
 
 from pyiip import __version__
 from pyiip.http import Request, Response
+from pyiip.read.image import SUFFIXES as IMAGE_SUFFIXES
 from pyiip.resolve.local import Resolver
 from pyiip.respond import static_files
 from pyiip.service import Service
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".ptif", ".btf", ".jpg", ".jpeg", ".png", ".jp2", ".webp")
 IIP_ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
 LEAFLET_CSS = "vendor/leaflet/leaflet.css"
@@ -26,7 +26,16 @@ MAX_PAGE = 10**7  # beyond any page: the last one is shown
 # change within the same tick would keep the mtime the listing was read with.
 SETTLED_NS = 2_000_000_000
 LISTINGS = 8  # (root, prefix, suffix) listings kept: one per settings in practice
-_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff", b"\x89PNG", b"\x00\x00\x00\x0cjP")
+_MAGIC = (
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",
+    b"MM\x00+",
+    b"\xff\xd8\xff",
+    b"\x89PNG",
+    b"\x00\x00\x00\x0cjP",
+    b"\xff\x4f\xff\x51",
+)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
