@@ -112,19 +112,19 @@ def _make_cube(directory: Path) -> None:
     _log(f"cube made in {time.monotonic() - started:.0f} s")
 
 
-def _encode_jpeg2000(pixels, name: str) -> bytes:
+def _write_jpeg2000(pixels, path: Path) -> None:
+    """HTJ2K through imagecodecs (OpenJPH); JPEG 2000 through glymur (OpenJPEG: imagecodecs writes no tiles)."""
+    import glymur
     import imagecodecs
 
     tile = (JP2_TILE, JP2_TILE)
-    if name.endswith(".jhc"):
-        return bytes(imagecodecs.htj2k_encode(pixels, 0.01, tile=tile, resolutions=JP2_RESOLUTIONS, reversible=False))
-    lossless = "lossless" in name
-    options = {} if lossless else {"level": 40}
-    return bytes(
-        imagecodecs.jpeg2k_encode(
-            pixels, codecformat="jp2", tile=tile, resolutions=JP2_RESOLUTIONS, reversible=lossless, **options
-        )
-    )
+    if path.suffix == ".jhc":
+        ht = imagecodecs.htj2k_encode(pixels, 0.01, tile=tile, resolutions=JP2_RESOLUTIONS, reversible=False)
+        path.write_bytes(bytes(ht))
+        return
+    lossless = "lossless" in path.name
+    options = {} if lossless else {"psnr": [40]}
+    glymur.Jp2k(str(path), data=pixels, tilesize=tile, numres=JP2_RESOLUTIONS, irreversible=not lossless, **options)
 
 
 def _make_jpeg2000(directory: Path) -> None:
@@ -136,8 +136,8 @@ def _make_jpeg2000(directory: Path) -> None:
     for name in JPEG2000:
         if not (directory / name).exists():
             _log(f"writing {name}")
-            partial = directory / f".{name}.partial"
-            partial.write_bytes(_encode_jpeg2000(pixels, name))
+            partial = directory / f".{name}.partial{Path(name).suffix}"  # glymur writes what the suffix says
+            _write_jpeg2000(pixels, partial)
             os.replace(partial, directory / name)
     _log(f"JPEG 2000 files made in {time.monotonic() - started:.0f} s")
 

@@ -4,7 +4,9 @@ Their code comes from npm (tests/support/viewers/package-lock.json), installed
 on first use with ``npm ci``; the page is a local file that loads them and
 points them at a pyiip server's info.json (CORS=* lets a file:// page read it).
 Each viewer reports every tile it loaded or failed, and the page lists the
-HTTP status of every request it made (Resource Timing's responseStatus).
+HTTP status of every request it made (Resource Timing's responseStatus, which
+a cross-origin image shows only when fetched in CORS mode: both viewers are
+told to).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ STYLES = {"leaflet-iiif": [MODULES / "leaflet/dist/leaflet.css"]}
 
 _OPENSEADRAGON = """
 const viewer = OpenSeadragon({id: "view", tileSources: INFO, prefixUrl: "", showNavigationControl: false,
-                              immediateRender: true, animationTime: 0});
+                              immediateRender: true, animationTime: 0, crossOriginPolicy: "Anonymous"});
 viewer.addHandler("tile-loaded", (e) => report.loaded.push(e.tile.getUrl()));
 viewer.addHandler("tile-load-failed", (e) => report.failed.push(e.tile.getUrl()));
 window.zoomTo = (zoom) => viewer.viewport.zoomTo(viewer.viewport.imageToViewportZoom(zoom), null, true);
 """
 _LEAFLET_IIIF = """
 const map = L.map("view", {center: [0, 0], crs: L.CRS.Simple, zoom: 0, zoomAnimation: false, fadeAnimation: false});
-const layer = L.tileLayer.iiif(INFO, {fitBounds: true, setMaxBounds: true}).addTo(map);
+const layer = L.tileLayer.iiif(INFO, {fitBounds: true, setMaxBounds: true, crossOrigin: "anonymous"}).addTo(map);
 layer.on("tileload", (e) => report.loaded.push(e.tile.src));
 layer.on("tileerror", (e) => report.failed.push(e.tile.src));
 window.zoomTo = (zoom) => map.setZoom(map.getMaxZoom() + Math.log2(zoom), {animate: false});

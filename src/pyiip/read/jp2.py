@@ -29,11 +29,14 @@ MAX_PRECISION = 16  # served as uint16 / int16 at most
 TILE_HEADER_BYTES = 9 * 1024
 TILE_COMPONENT_HEADER_BYTES = 1100
 MAX_HEADER_BYTES = 256 << 20
-# Per code-block of a tile any of whose pixels are decoded: OpenJPEG allocates and initialises the whole
-# tile's code-block structures (and precinct tag trees), not only those of the window (measured).
-CODEBLOCK_BYTES = 192
-# Decoding a window holds its int32 planes and wavelet buffers at each resolution: bytes per output value.
+# Per code-block of a codestream tile any of whose pixels are decoded: OpenJPEG allocates and initialises the
+# whole tile's code-block and precinct structures, not only the window's (measured on 2.5.0: about 670 bytes).
+CODEBLOCK_BYTES = 768
+# A window's int32 planes and wavelet buffers, per decoded value: a partial window (measured 15.7), a window of
+# whole codestream tiles (HTJ2K's, measured 4.9).
 WINDOW_BYTES = 16
+WHOLE_TILE_BYTES = 6
+READ_BYTES = 4 << 20  # what any decode holds besides (the codec, its code-block decoder, a tile's indices)
 SOURCE_BYTES = 4 * 1024  # the open image: its header and level list
 _COLOURS = {16: "rgb", 17: "grey"}
 
@@ -108,8 +111,10 @@ class Jp2Source:
     def read_overhead(self, level: int, w: int, h: int) -> int:
         """Memory a read needs besides its result, for the request budget (render.memory_estimate).
 
-        The decoded window's buffers (whole codestream tiles for HTJ2K), and for each codestream tile the
-        window may touch, its code-block structures and its share of the compressed bytes (read whole).
+        OpenJPEG's header structures (every read parses the main header), the decoded window's buffers
+        (whole codestream tiles for HTJ2K), and for each codestream tile the window may touch, its
+        code-block structures and twice its share of the compressed bytes (a tile-part is read whole).
+        Checked against peak RSS in tests/system/test_jpeg2000_memory.py.
         """
         header = self.header
         scale = 1 << level
@@ -123,8 +128,14 @@ class Jp2Source:
         blocks = -(-tile_width // header.codeblock[0]) * -(-tile_height // header.codeblock[1]) * 4 // 3
         tiles = across * down
         compressed = min(header.length, 2 * tiles * -(-header.length // (header.tiles_across * header.tiles_down)))
-        window = w * h * count * WINDOW_BYTES + tiles * blocks * count * CODEBLOCK_BYTES + compressed
-        return self.header_bytes + window
+        per_value = WHOLE_TILE_BYTES if header.high_throughput else WINDOW_BYTES
+        return (
+            READ_BYTES
+            + self.header_bytes
+            + w * h * count * per_value
+            + tiles * blocks * count * CODEBLOCK_BYTES
+            + compressed
+        )
 
     def stored_jpeg(self, level: int, col: int, row: int) -> bytes | None:
         return None  # JPEG 2000 tiles are always decoded and encoded again

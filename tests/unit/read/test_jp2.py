@@ -122,7 +122,7 @@ def test_open_reads_the_header_only_and_a_tile_its_code_blocks(tmp_path):
 def test_header_fields(files):
     header = jp2_header.read_header(LocalFile(str(files[("tiled.jhc", "rgb8")])))
     assert header.high_throughput and not header.container
-    assert (header.tile_width, header.tile_height, header.tiles_across, header.tiles_down) == (256, 256, 3, 3)
+    assert (header.tile_width, header.tile_height, header.tiles_across, header.tiles_down) == (256, 256, 2, 2)
     header = jp2_header.read_header(LocalFile(str(files[("lossless.jp2", "rgb8")])))
     assert header.container and not header.high_throughput and header.enumerated_colour == 16
     assert (header.width, header.height, len(header.components)) == (W, H, 3)
@@ -130,13 +130,13 @@ def test_header_fields(files):
 
 def test_jpeg2000_tiff_tiles_decode_through_openjpeg(tmp_path):
     """TIFF compression 34712 tiles, decoded by the same OpenJPEG binding: exact when lossless."""
-    data = _pixels("rgb16")[:512, :512]
+    data = _pixels("rgb16")
     path = tmp_path / "j2k.tif"
     tifffile.imwrite(path, data, tile=(256, 256), compression="jpeg2000", compressionargs={"level": 0})
     assert tifffile.TiffFile(path).pages.first.compression == 34712
     source = TiffSource(str(path))
     try:
-        np.testing.assert_array_equal(source.read(0, 100, 200, 300, 250), data[200:450, 100:400])
+        np.testing.assert_array_equal(source.read(0, 100, 50, 300, 250), data[50:300, 100:400])
     finally:
         source.close()
 
