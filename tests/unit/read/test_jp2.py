@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 
+from pyiip.errors import SourceError
 from pyiip.read import jp2_header
 from pyiip.read.byte_source import LocalFile
 from pyiip.read.image import SUFFIXES, open_source
 from pyiip.read.jp2 import Jp2Source
 from pyiip.read.tiff import TiffSource
 from tests.support.imaging import rgb_pattern
-from tests.support.jpeg2000 import htj2k_codestream, jp2_bytes, jph_bytes, write
+from tests.support.jpeg2000 import htj2k_codestream, jp2_bytes, jph_bytes, lying_siz, truncated, write
 
 W, H = 420, 310
 
@@ -143,3 +144,39 @@ def test_jpeg2000_tiff_tiles_decode_through_openjpeg(tmp_path):
 
 def test_suffixes_listed_for_the_index():
     assert {".jp2", ".j2k", ".jph", ".jhc"} <= set(SUFFIXES)
+
+
+def _broken() -> dict[str, tuple[bytes, str]]:
+    """Broken or unserved headers, and the words of the error each must give."""
+    raw = jp2_bytes(_pixels("grey8"), container=False)
+    boxed = jp2_bytes(_pixels("grey8"))
+    siz = raw.index(b"\xff\x4f\xff\x51") + 6  # SIZ's Rsiz field
+    deep = bytearray(raw)
+    deep[siz + 36] = 0x13  # Ssiz: 20-bit samples
+    return {
+        "not_jpeg2000": (b"GIF89a" + bytes(64), "not a JPEG 2000 file"),
+        "box_too_short": (boxed[:12] + b"\x00\x00\x00\x04ftyp" + boxed[20:], "box length"),
+        "box_past_the_end": (boxed[:12] + b"\x7f\x00\x00\x00ftyp" + boxed[20:], "box length"),
+        "no_codestream": (boxed[: boxed.index(b"jp2c") - 4], "no codestream"),
+        "truncated_siz": (raw[:30], "truncated"),
+        "empty_image": (lying_siz(raw, size=(0, 0)), "geometry"),
+        "twenty_bits": (bytes(deep), "16 bits"),
+    }
+
+
+@pytest.mark.parametrize("name", _broken())
+def test_broken_headers_are_refused_at_open(tmp_path, name):
+    raw, words = _broken()[name]
+    with pytest.raises(SourceError, match=words):
+        Jp2Source(str(write(tmp_path / f"{name}.jp2", raw)))
+
+
+def test_truncated_tile_data_is_an_error_not_a_partial_image(tmp_path):
+    """A bare codestream cut short opens (its header is whole) but never decodes; a JP2 one's box says so at open."""
+    raw = jp2_bytes(_pixels("rgb8"), container=False)
+    source = Jp2Source(str(write(tmp_path / "cut.j2k", truncated(raw, 0.6))))
+    try:
+        with pytest.raises(SourceError, match="JPEG 2000"):
+            source.read(0, 0, 0, 64, 64)
+    finally:
+        source.close()
