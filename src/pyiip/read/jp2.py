@@ -52,6 +52,7 @@ class Jp2Source:
         self.descriptors = 1 if isinstance(self._bytes, LocalFile) else 0
         self.cost = SOURCE_BYTES
         try:
+            openjpeg.library()  # a system without libopenjp2 says so at open, not at the first tile
             self.header = read_header(self._bytes)
             self.info = _info(self.header)
             self.header_bytes = header_bytes(self.header)
