@@ -8,7 +8,6 @@ need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 
 python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null || need python3-venv
 command -v npm >/dev/null 2>&1 || need npm   # builds the viewer (Leaflet) at install time
-need libopenjp2-7   # OpenJPEG 2.5+: JPEG 2000 and HTJ2K sources (src/pyiip/read/openjpeg.py)
 if [ "$what" = test ] || [ "$what" = bench ]; then
   for p in lighttpd memcached nginx-light spawn-fcgi apache2 libapache2-mod-fcgid libmagic1 curl \
            chromium chromium-driver; do need "$p"; done

@@ -64,8 +64,8 @@ class Jp2Source:
         area = self._area(level, x, y, w, h)
         if not self.header.high_throughput:
             return self._decode(level, area)
-        # OpenJPEG 2.5.0 decodes HTJ2K code-blocks wrongly in a window that cuts a codestream tile (the
-        # classic ones right): decode the whole tiles the window touches, then crop.
+        # OpenJPEG (2.5.0 to 2.5.4 at least) decodes HTJ2K code-blocks wrongly in a window that cuts a
+        # codestream tile (the classic ones right): decode the whole tiles the window touches, then crop.
         whole = self._tiles_around(area)
         scale = 1 << level
         dx, dy = -(-area[0] // scale) - -(-whole[0] // scale), -(-area[1] // scale) - -(-whole[1] // scale)

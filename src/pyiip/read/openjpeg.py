@@ -8,6 +8,11 @@ they read a ByteSource: a local file by pread, an object in object storage
 by ranges. docs/jpeg2000.md has the figures that chose this over
 imagecodecs and glymur (which opens files by name only). Classic and HTJ2K
 (Part 15) code-blocks both decode, since OpenJPEG 2.5.0.
+
+The library is the one imagecodecs' wheel ships (OpenJPEG 2.5.4, a release
+build) when there is one, else the system's: Debian 12's 2.5.0 keeps its
+assert()s, and a corrupt HTJ2K code-block aborts the process in it
+(fuzz/fuzz_jp2.py found one in minutes).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import ctypes
 import ctypes.util
 import functools
 from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint16, c_uint32, c_uint64, c_void_p
+from pathlib import Path
 
+import imagecodecs
 import numpy as np
 
 from pyiip.errors import SourceError
@@ -90,10 +97,16 @@ _SIGNATURES = {
 }
 
 
+def _bundled() -> list[str]:
+    """The libopenjp2 imagecodecs' wheel ships (a release build of a recent OpenJPEG), when there is one."""
+    libs = Path(imagecodecs.__file__).parent.parent / "imagecodecs.libs"
+    return [str(path) for path in sorted(libs.glob("libopenjp2*.so*"))]
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
-    """libopenjp2, loaded once; SourceError when this system has none of 2.5 or later."""
-    for name in ("libopenjp2.so.7", ctypes.util.find_library("openjp2")):
+    """libopenjp2, loaded once: imagecodecs' own, else the system's; SourceError when neither is 2.5 or later."""
+    for name in (*_bundled(), "libopenjp2.so.7", ctypes.util.find_library("openjp2")):
         if not name:
             continue
         try:
@@ -106,7 +119,7 @@ def library() -> ctypes.CDLL:
             getattr(lib, function).restype = result
             getattr(lib, function).argtypes = arguments
         return lib
-    raise SourceError("JPEG 2000 needs libopenjp2 2.5 or later (Debian: apt install libopenjp2-7)")
+    raise SourceError("JPEG 2000 needs libopenjp2 2.5 or later (imagecodecs' wheel, or Debian's libopenjp2-7)")
 
 
 def version() -> str:
