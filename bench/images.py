@@ -9,7 +9,8 @@
   list can name many more distinct tiles than the caches of either server hold.
 - ``rgb_lossless.jp2``, ``rgb_lossy.jp2``: the RGB pixels as JPEG 2000 (OpenJPEG through imagecodecs:
   reversible 5/3, and irreversible 9/7 at 40 dB PSNR), codestream tiles of 1024, 7 resolutions (down to
-  157 px); ``rgb_lossy.jhc``: the same lossy image as an HTJ2K codestream (OpenJPH).
+  157 px), TLM markers (tile-part lengths: a reader finds a tile without walking the ones before it);
+  ``rgb_lossy.jhc``: the same lossy image as an HTJ2K codestream (OpenJPH), the same way.
 """
 
 from __future__ import annotations
@@ -119,12 +120,14 @@ def _write_jpeg2000(pixels, path: Path) -> None:
 
     tile = (JP2_TILE, JP2_TILE)
     if path.suffix == ".jhc":
-        ht = imagecodecs.htj2k_encode(pixels, 0.01, tile=tile, resolutions=JP2_RESOLUTIONS, reversible=False)
+        ht = imagecodecs.htj2k_encode(pixels, 0.01, tile=tile, resolutions=JP2_RESOLUTIONS, reversible=False, tlm=True)
         path.write_bytes(bytes(ht))
         return
     lossless = "lossless" in path.name
     options = {} if lossless else {"psnr": [40]}
-    glymur.Jp2k(str(path), data=pixels, tilesize=tile, numres=JP2_RESOLUTIONS, irreversible=not lossless, **options)
+    glymur.Jp2k(
+        str(path), data=pixels, tilesize=tile, numres=JP2_RESOLUTIONS, irreversible=not lossless, tlm=True, **options
+    )
 
 
 def _make_jpeg2000(directory: Path) -> None:
