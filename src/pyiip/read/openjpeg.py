@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Iterator
 from ctypes import POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint16, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 
@@ -97,18 +98,20 @@ _SIGNATURES = {
 }
 
 
-def _bundled() -> list[str]:
-    """The libopenjp2 imagecodecs' wheel ships (a release build of a recent OpenJPEG), when there is one."""
+def _candidates() -> Iterator[str]:
+    """The libopenjp2 imagecodecs' wheel ships (a release build of a recent OpenJPEG), then the system's."""
     libs = Path(imagecodecs.__file__).parent.parent / "imagecodecs.libs"
-    return [str(path) for path in sorted(libs.glob("libopenjp2*.so*"))]
+    yield from (str(path) for path in sorted(libs.glob("libopenjp2*.so*")))
+    yield "libopenjp2.so.7"
+    found = ctypes.util.find_library("openjp2")  # runs ldconfig: only when the others are missing
+    if found:
+        yield found
 
 
 @functools.cache
 def library() -> ctypes.CDLL:
     """libopenjp2, loaded once: imagecodecs' own, else the system's; SourceError when neither is 2.5 or later."""
-    for name in (*_bundled(), "libopenjp2.so.7", ctypes.util.find_library("openjp2")):
-        if not name:
-            continue
+    for name in _candidates():
         try:
             lib = ctypes.CDLL(name)
         except OSError:
@@ -120,10 +123,6 @@ def library() -> ctypes.CDLL:
             getattr(lib, function).argtypes = arguments
         return lib
     raise SourceError("JPEG 2000 needs libopenjp2 2.5 or later (imagecodecs' wheel, or Debian's libopenjp2-7)")
-
-
-def version() -> str:
-    return str(library().opj_version().decode())
 
 
 class _Stream:

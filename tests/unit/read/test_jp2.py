@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
 
 from pyiip.errors import SourceError
-from pyiip.read import jp2_header
+from pyiip.read import jp2_header, openjpeg
 from pyiip.read.byte_source import LocalFile
 from pyiip.read.image import SUFFIXES, open_source
 from pyiip.read.jp2 import Jp2Source
@@ -180,3 +181,13 @@ def test_truncated_tile_data_is_an_error_not_a_partial_image(tmp_path):
             source.read(0, 0, 0, 64, 64)
     finally:
         source.close()
+
+
+def test_openjpeg_is_imagecodecs_release_build_when_it_ships_one():
+    """Debian 12's libopenjp2 2.5.0 aborts on corrupt HTJ2K code-blocks (its assert()s are on): not preferred."""
+    lib = openjpeg.library()
+    shipped = Path(imagecodecs.__file__).parent.parent / "imagecodecs.libs"
+    if not list(shipped.glob("libopenjp2*")):
+        pytest.skip("this imagecodecs wheel ships no libopenjp2")
+    assert Path(lib._name).parent == shipped
+    assert lib.opj_version().decode() >= "2.5.4"
