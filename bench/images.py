@@ -7,6 +7,10 @@
   ``pyiip convert`` uncompressed, with display cuts in SMin/SMaxSampleValue and the FITS header.
 - ``rgb_jpeg-1.tif``... : hard links to those files under other names (no disk space), so a URL
   list can name many more distinct tiles than the caches of either server hold.
+- ``rgb_lossless.jp2``, ``rgb_lossy.jp2``: the RGB pixels as JPEG 2000 (OpenJPEG through imagecodecs:
+  reversible 5/3, and irreversible 9/7 at 40 dB PSNR), codestream tiles of 1024, 7 resolutions (down to
+  157 px), TLM markers (tile-part lengths: a reader finds a tile without walking the ones before it);
+  ``rgb_lossy.jhc``: the same lossy image as an HTJ2K codestream (OpenJPH), the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ FLOAT_SIZE = 8000
 TILE = 256
 ALIASES = 9  # names per image: rgb_jpeg.tif, rgb_jpeg-1.tif ... rgb_jpeg-8.tif (hard links)
 IMAGES = ("rgb_jpeg.tif", "rgb_deflate.tif", "cube.tif")
+JPEG2000 = ("rgb_lossless.jp2", "rgb_lossy.jp2", "rgb_lossy.jhc")
+JP2_TILE = 1024  # codestream tiles: a window decodes the code-blocks of the tiles it touches
+JP2_RESOLUTIONS = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,43 @@ def _make_cube(directory: Path) -> None:
     _log(f"cube made in {time.monotonic() - started:.0f} s")
 
 
+def _write_jpeg2000(pixels, path: Path) -> None:
+    """HTJ2K through imagecodecs (OpenJPH); JPEG 2000 through glymur (OpenJPEG: imagecodecs writes no tiles)."""
+    import glymur
+    import imagecodecs
+
+    tile = (JP2_TILE, JP2_TILE)
+    if path.suffix == ".jhc":
+        ht = imagecodecs.htj2k_encode(pixels, 0.01, tile=tile, resolutions=JP2_RESOLUTIONS, reversible=False, tlm=True)
+        path.write_bytes(bytes(ht))
+        return
+    lossless = "lossless" in path.name
+    options = {} if lossless else {"psnr": [40]}
+    glymur.Jp2k(
+        str(path), data=pixels, tilesize=tile, numres=JP2_RESOLUTIONS, irreversible=not lossless, tlm=True, **options
+    )
+
+
+def _make_jpeg2000(directory: Path) -> None:
+    """The JPEG 2000 and HTJ2K files, from the full-resolution pixels of rgb_deflate.tif."""
+    import tifffile
+
+    started = time.monotonic()
+    pixels = tifffile.imread(directory / "rgb_deflate.tif", key=0)
+    for name in JPEG2000:
+        if not (directory / name).exists():
+            _log(f"writing {name}")
+            partial = directory / f".{name}.partial{Path(name).suffix}"  # glymur writes what the suffix says
+            _write_jpeg2000(pixels, partial)
+            os.replace(partial, directory / name)
+    _log(f"JPEG 2000 files made in {time.monotonic() - started:.0f} s")
+
+
+def jpeg2000_levels(width: int, height: int) -> tuple[tuple[int, int], ...]:
+    """A codestream's resolutions as pyiip serves them: ceil(W / 2^r) wide, the largest first."""
+    return tuple((-(-width // 2**r), -(-height // 2**r)) for r in range(JP2_RESOLUTIONS))
+
+
 def levels_of(path: Path) -> tuple[tuple[int, int], ...]:
     """(width, height) of each tiled page, largest first: the pyramid as both servers read it."""
     import tifffile
@@ -130,7 +174,9 @@ def ensure(directory: Path) -> dict[str, Pyramid]:
         _make_rgb(directory)
     if not (directory / "cube.tif").exists():
         _make_cube(directory)
-    pyramids = {}
+    if not all((directory / n).exists() for n in JPEG2000):
+        _make_jpeg2000(directory)
+    pyramids = {name: Pyramid(name, jpeg2000_levels(RGB_SIZE, RGB_SIZE)) for name in JPEG2000}
     for name in IMAGES:
         pyramid = Pyramid(name, levels_of(directory / name))
         for link in pyramid.aliases(ALIASES)[1:]:

@@ -192,6 +192,11 @@ def interactive_urls(pyramid: Pyramid, count: int, rng: random.Random, depth: in
     return urls
 
 
+def jpeg2000_urls(pyramid: Pyramid, rng: random.Random, regions: int = 2000) -> list[str]:
+    """Random 1024 px regions to 256 px and the tile-aligned requests of scales 1, 2 and 4 of one JPEG 2000 file."""
+    return iiif_region_urls(pyramid, regions, rng) + iiif_aligned_urls(pyramid, [pyramid.name])
+
+
 def shuffled(urls: list[str], rng: random.Random) -> list[str]:
     urls = list(urls)
     rng.shuffle(urls)
@@ -205,6 +210,8 @@ def build_scenarios(pyramids: dict[str, Pyramid], seed: int = 20261123) -> list[
     multiply the tiles where an image has too few."""
     rng = random.Random(seed)
     jpeg, deflate, cube = pyramids["rgb_jpeg.tif"], pyramids["rgb_deflate.tif"], pyramids["cube.tif"]
+    jp2_lossless, jp2_lossy = pyramids["rgb_lossless.jp2"], pyramids["rgb_lossy.jp2"]
+    htj2k_lossy = pyramids["rgb_lossy.jhc"]
     full = len(deflate.levels) - 1
     w, h = deflate.levels[0]
     middle = (tiles_across(h, deflate.tile) // 2) * tiles_across(w, deflate.tile) + tiles_across(w, deflate.tile) // 2
@@ -241,6 +248,14 @@ def build_scenarios(pyramids: dict[str, Pyramid], seed: int = 20261123) -> list[
             jtl_urls(deflate, deflate.aliases(ALIASES), commands="QLT=75&"),
             memcached=True,
         ),
+        Scenario("jp2_lossless", "JPEG 2000 lossless: IIIF regions and tiles", jpeg2000_urls(jp2_lossless, rng)),
+        Scenario("jp2_lossy", "JPEG 2000 lossy: IIIF regions and tiles", jpeg2000_urls(jp2_lossy, rng)),
+        Scenario(
+            "htj2k_lossy",
+            "HTJ2K lossy: IIIF regions and tiles",
+            jpeg2000_urls(htj2k_lossy, rng),
+            servers=("pyiip",),  # iipsrv 1.1 opens .jp2/.jpx/.j2k names only, and OpenJPEG 2.5.0 misdecodes HT windows
+        ),
     ]
     for scenario in scenarios:
         scenario.urls = shuffled(scenario.urls, rng)
@@ -251,7 +266,7 @@ def build_scenarios(pyramids: dict[str, Pyramid], seed: int = 20261123) -> list[
         interactive_urls(cube, 20000, random.Random(seed + 1)),
         servers=("iipsrv-omp1", "iipsrv", "pyiip"),
     )
-    scenarios.insert(len(scenarios) - 1, interactive)
+    scenarios.insert([s.name for s in scenarios].index("memcached"), interactive)
     return scenarios
 
 

@@ -19,21 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import seeds
 
-BUDGET = 64 << 20
 _STATE: dict = {}
-
-
-class MemoryBytes:
-    """A ByteSource over bytes in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self.name, self.size, self._data = "fuzz.tif", len(data), data
-
-    def pread(self, count: int, offset: int) -> bytes:
-        return self._data[offset : offset + count]
-
-    def close(self) -> None:
-        pass
 
 
 def setup(instrument: bool = False) -> None:
@@ -56,26 +42,10 @@ def setup(instrument: bool = False) -> None:
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer use
     source_error = _STATE["SourceError"]
     try:
-        source = _STATE["TiffSource"](MemoryBytes(data))
+        source = _STATE["TiffSource"](seeds.MemoryBytes(data))
     except source_error:
         return
-    try:
-        info = source.info
-        if not info.levels or info.channels < 1:
-            raise AssertionError("opened without levels or channels")
-        for level, lv in enumerate(info.levels):
-            w, h = min(lv.width, 64), min(lv.height, 64)
-            if w * h * info.channels * info.dtype.itemsize + source.read_overhead(level, w, h) > BUDGET:
-                continue  # the server would answer 413
-            try:
-                pixels = source.read(level, 0, 0, w, h)
-                if pixels.shape != (h, w, info.channels):
-                    raise AssertionError(f"read {pixels.shape}, wanted {(h, w, info.channels)}")
-                source.stored_jpeg(level, 0, 0)
-            except source_error:
-                pass
-    finally:
-        source.close()
+    seeds.check_source(source, source_error)
 
 
 def write_seeds(directory: Path) -> None:

@@ -1,6 +1,6 @@
 """`make fuzz`: run each atheris target for FUZZ_SECONDS, keeping its corpus; fail on any crash.
 
-    .venv/bin/python fuzz/run.py --seconds 60 [fuzz_parsers fuzz_tiff]
+    .venv/bin/python fuzz/run.py --seconds 60 [fuzz_parsers fuzz_tiff fuzz_jp2]
 
 Corpora grow in fuzz/corpus/<target>/ (seeded from fuzz/seeds.py), crashes
 are written to fuzz/artifacts/; both are ignored by git. Reproduce a crash with
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("fuzz_parsers", "fuzz_tiff")
+TARGETS = ("fuzz_parsers", "fuzz_tiff", "fuzz_jp2")
 
 
 def run(target: str, seconds: int, rss_limit_mb: int = 3072) -> int:

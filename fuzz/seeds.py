@@ -1,4 +1,5 @@
-"""Shared by the fuzz targets: a small image root, seed requests and seed TIFFs.
+"""Shared by the fuzz targets: a small image root, seed requests, seed TIFFs and JPEG 2000 files, and the
+checks a reader must pass on a mutated file.
 
 Everything is generated (a few hundred kilobytes), so the targets need no
 data set and run the same on any machine.
@@ -17,6 +18,42 @@ import numpy as np
 import tifffile
 
 IMAGES = ("rgb.tif", "cube.tif", "tall.tif", "flat.png")
+BUDGET = 64 << 20  # the memory check reads go through here (the server's, with a small MAX_REQUEST_MEMORY)
+
+
+class MemoryBytes:
+    """A ByteSource over bytes in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.name, self.size, self._data = "fuzz", len(data), data
+
+    def pread(self, count: int, offset: int) -> bytes:
+        return self._data[offset : offset + count]
+
+    def close(self) -> None:
+        pass
+
+
+def check_source(source, source_error: type[Exception]) -> None:
+    """What an opened mutation must survive: a corner of every level read (within BUDGET, else the server
+    would answer 413) gives the declared shape or ``source_error``, and so does asking for a stored JPEG."""
+    try:
+        info = source.info
+        if not info.levels or info.channels < 1:
+            raise AssertionError("opened without levels or channels")
+        for level, lv in enumerate(info.levels):
+            w, h = min(lv.width, 64), min(lv.height, 64)
+            if w * h * info.channels * info.dtype.itemsize + source.read_overhead(level, w, h) > BUDGET:
+                continue
+            try:
+                pixels = source.read(level, 0, 0, w, h)
+                if pixels.shape != (h, w, info.channels):
+                    raise AssertionError(f"read {pixels.shape}, wanted {(h, w, info.channels)}")
+                source.stored_jpeg(level, 0, 0)
+            except source_error:
+                pass
+    finally:
+        source.close()
 
 
 def _levels(data: np.ndarray, tile: int = 64) -> list[np.ndarray]:
@@ -61,6 +98,19 @@ def seed_tiffs() -> dict[str, bytes]:
         "float_cube": pyramid_bytes(cube, extratags=cuts),
         "float_planar": pyramid_bytes(cube, planarconfig="separate"),
         "grey_raw": pyramid_bytes(np.full((70, 70), 7, np.uint8)),
+    }
+
+
+def seed_jpeg2000() -> dict[str, bytes]:
+    """Valid JPEG 2000 and HTJ2K files (imagecodecs' OpenJPEG and OpenJPH encoders), untiled and tiled."""
+    import imagecodecs
+
+    rgb = _rgb(96, 80)
+    return {
+        "lossless.jp2": bytes(imagecodecs.jpeg2k_encode(rgb, codecformat="jp2", reversible=True, resolutions=3)),
+        "lossy.j2k": bytes(imagecodecs.jpeg2k_encode(rgb[:, :, 0], codecformat="j2k", level=40, reversible=False)),
+        "tiled.jhc": bytes(imagecodecs.htj2k_encode(rgb, tile=(32, 32), reversible=True, resolutions=3)),
+        "lossy.jhc": bytes(imagecodecs.htj2k_encode(rgb, 0.01, reversible=False)),
     }
 
 

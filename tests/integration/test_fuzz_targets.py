@@ -64,3 +64,13 @@ def test_tiff_target_on_seeds_and_mutations():
     for data in seeds.seed_tiffs().values():
         for case in [data, *mutations(data, rng, 40)]:
             target.TestOneInput(case)
+
+
+def test_jp2_target_on_seeds_and_mutations():
+    target = load("fuzz_jp2")
+    import seeds
+
+    rng = random.Random(3)
+    for data in seeds.seed_jpeg2000().values():
+        for case in [data, *mutations(data, rng, 60)]:
+            target.TestOneInput(case)

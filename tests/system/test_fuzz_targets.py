@@ -10,7 +10,7 @@ import pytest
 from tests.integration.test_fuzz_targets import FUZZ
 
 
-@pytest.mark.parametrize("target", ["fuzz_parsers", "fuzz_tiff"])
+@pytest.mark.parametrize("target", ["fuzz_parsers", "fuzz_tiff", "fuzz_jp2"])
 def test_atheris_runs_the_target(target, tmp_path):
     pytest.importorskip("atheris", reason="make fuzz installs atheris")
     done = subprocess.run(

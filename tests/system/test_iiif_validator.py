@@ -3,7 +3,8 @@
 It runs at level 3, which is level 2 plus the validator's optional tests, for
 API 3.0 and 2.0 (its 2.1 selects no test at all: reference section 1.7 item 1),
 on the test image as a pyramidal JPEG TIFF, as the PNG itself (the pyvips
-path) and as a 16-bit pyramid, plus iipsrv's ``?IIIF=`` form. Every test must
+path), as a 16-bit pyramid and as the validator's own JPEG 2000 file (served
+under the bare identifier by FILESYSTEM_SUFFIX=.jp2), plus iipsrv's ``?IIIF=`` form. Every test must
 pass except the ones listed in EXPECTED_FAILURES, which fail because of
 validator defects, each checked by the text of its failure.
 """
@@ -24,6 +25,7 @@ from tests.support.servers import VENV_BIN, get, http_server
 
 VALIDATOR_ID = "67352ccc-d1b0-11e1-89ae-279075081939"
 VALIDATOR_PNG = Path(__file__).parents[3] / "shared" / "data" / "iiif-validator" / f"{VALIDATOR_ID}.png"
+VALIDATOR_JP2 = VALIDATOR_PNG.with_suffix(".jp2")
 
 _URLOPEN = "module 'urllib' has no attribute 'urlopen'"
 # test name -> (applies to versions, text its failure report must contain, why it is not ours)
@@ -56,11 +58,26 @@ def validator_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# MAX_CVT=2000 keeps ^max (2000 x 2000) well inside the validator's 5 s per request on a busy machine,
+# and still allows every size the validator asks for.
+SETTINGS = {"CORS": "*", "MAX_CVT": "2000"}
+
+
 @pytest.fixture(scope="module")
 def validator_server(validator_root: Path):
-    # MAX_CVT=2000 keeps ^max (2000 x 2000) well inside the validator's 5 s per request on a busy machine,
-    # and still allows every size the validator asks for.
-    port, context = http_server(validator_root, {"CORS": "*", "MAX_CVT": "2000"}, workers=3)
+    port, context = http_server(validator_root, SETTINGS, workers=3)
+    with context:
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def jp2_server(tmp_path_factory: pytest.TempPathFactory):
+    """The validator's .jp2 as it ships, under its bare identifier."""
+    if not VALIDATOR_JP2.exists():
+        pytest.fail(f"the validator's test image is missing: {VALIDATOR_JP2}")
+    root = tmp_path_factory.mktemp("validator-jp2")
+    shutil.copy(VALIDATOR_JP2, root / VALIDATOR_JP2.name)
+    port, context = http_server(root, {**SETTINGS, "FILESYSTEM_SUFFIX": ".jp2"}, workers=3)
     with context:
         yield f"127.0.0.1:{port}"
 
@@ -78,9 +95,12 @@ def run_validator(server: str, prefix: str, identifier: str, version: str, level
     return results, report
 
 
+JP2 = "jp2"  # the prefix of the runs against jp2_server
 RUNS = [
     # (prefix, identifier, version, level, expected number of tests)
     ("iiif/3", VALIDATOR_ID, "3.0", 3, 45),
+    (f"{JP2}:iiif/3", VALIDATOR_ID, "3.0", 3, 45),
+    (f"{JP2}:iiif/2", VALIDATOR_ID, "2.0", 3, 42),
     ("iiif/2", VALIDATOR_ID, "2.0", 3, 42),
     ("iiif/3", f"{VALIDATOR_ID}.png", "3.0", 3, 45),
     ("iiif/2", f"{VALIDATOR_ID}.png", "2.0", 3, 42),
@@ -90,10 +110,15 @@ RUNS = [
 
 
 @pytest.fixture(scope="module")
-def reports(validator_server: str) -> dict[tuple[str, str, str, int], tuple[dict[str, str], str]]:
+def reports(validator_server: str, jp2_server: str) -> dict[tuple[str, str, str, int], tuple[dict[str, str], str]]:
     """All runs, two at a time (each validator request must be answered within 5 s)."""
+
+    def run(prefix: str, identifier: str, version: str, level: int) -> tuple[dict[str, str], str]:
+        server, _, path = prefix.rpartition(":")
+        return run_validator(jp2_server if server == JP2 else validator_server, path, identifier, version, level)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {run[:4]: pool.submit(run_validator, validator_server, *run[:4]) for run in RUNS}
+        futures = {r[:4]: pool.submit(run, *r[:4]) for r in RUNS}
         return {key: future.result() for key, future in futures.items()}
 
 

@@ -27,6 +27,7 @@ def _load(name: str, path: Path):
 
 
 run = _load("pyiip_bench_run", BENCH / "run.py")
+images = sys.modules["images"]  # bench/images.py, which run.py imports
 Pyramid = run.Pyramid
 
 # --- the Lua script, under wrk's calling sequence: setup(thread) in the main state, then
@@ -169,11 +170,13 @@ def test_scenarios_name_many_distinct_urls():
         "rgb_jpeg.tif": jpeg,
         "rgb_deflate.tif": Pyramid("rgb_deflate.tif", jpeg.levels),
         "cube.tif": Pyramid("cube.tif", tuple((8000 >> k, 8000 >> k) for k in range(6))),
+        **{name: Pyramid(name, images.jpeg2000_levels(10000, 10000)) for name in images.JPEG2000},
     }
     scenarios = {s.name: s for s in run.build_scenarios(pyramids)}
     assert set(scenarios) == {
         "jtl_jpeg", "jtl_deflate", "jtl_reencode", "jtl_repeat", "iiif_region",
-        "iiif_aligned", "iiif_info", "cvt", "float", "interactive", "memcached",
+        "iiif_aligned", "iiif_info", "cvt", "float", "interactive", "memcached", "jp2_lossless", "jp2_lossy",
+        "htj2k_lossy",
     }  # fmt: skip
     assert scenarios["jtl_repeat"].urls == ["/fcgi-bin/iipsrv.fcgi?FIF=rgb_deflate.tif&JTL=6,820"]
     for name, scenario in scenarios.items():
@@ -185,9 +188,15 @@ def test_scenarios_name_many_distinct_urls():
     assert all("QLT=75&JTL=" in u for u in scenarios["jtl_reencode"].urls)
     assert all("MINMAX=1:" in u and "&GAM=0.5&CMP=JET&JTL=" in u for u in scenarios["float"].urls)
     assert scenarios["float"].servers == scenarios["interactive"].servers == ("iipsrv-omp1", "iipsrv", "pyiip")
-    assert [s.name for s in run.build_scenarios(pyramids)][-2:] == ["interactive", "memcached"]
+    names = [s.name for s in run.build_scenarios(pyramids)]
+    assert names[names.index("memcached") - 1] == "interactive"
     assert scenarios["memcached"].memcached and scenarios["iiif_info"].kind == "json"
     assert scenarios["jtl_jpeg"].target == scenarios["jtl_repeat"].target == 2.0
+    lossy = scenarios["jp2_lossy"].urls
+    assert all("IIIF=rgb_lossy.jp2/" in u for u in lossy) and any(",1024,1024/256,/" in u for u in lossy)
+    corner = "/fcgi-bin/iipsrv.fcgi?IIIF=rgb_lossy.jhc/9216,9216,784,784/196,/0/default.jpg"  # at scale 4
+    assert corner in scenarios["htj2k_lossy"].urls and scenarios["htj2k_lossy"].servers == ("pyiip",)
+    assert images.jpeg2000_levels(10000, 7001)[-1] == (157, 110)
 
 
 def test_interactive_urls_are_a_viewer_dragging_its_sliders():

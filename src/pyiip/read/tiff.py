@@ -35,11 +35,13 @@ import simplejpeg
 import tifffile
 
 from pyiip.errors import SourceError, TooLarge
-from pyiip.read import codec_sizes
+from pyiip.read import codec_sizes, openjpeg
 from pyiip.read.byte_source import ByteSource, ByteStream, LocalFile
 from pyiip.read.source import ImageInfo, LevelInfo
 
 JPEG = 7
+# JPEG 2000 tiles (Aperio YCbCr and RGB, libtiff's): decoded by OpenJPEG, as .jp2 files are (read/openjpeg.py).
+JPEG2000 = frozenset({33003, 33004, 33005, 34712})
 # A pyramid halves at each level, so 64 levels cover any TIFF size; later IFDs are not looked at.
 MAX_PAGES = 64
 # Largest tile decoded at once, in bytes (tiles are usually 256 x 256): absurd tile sizes are refused.
@@ -580,13 +582,19 @@ class TiffSource:
                 pixels = None
             if pixels is not None and pixels.shape[:2] == (th, tw):
                 return pixels
+        segment: np.ndarray | None
         try:
-            segment, _index, _shape = page.decode(data, index, jpegtables=lv.jpegtables)
+            if page.compression in JPEG2000:
+                segment = openjpeg.decode_stream(data, cast(np.dtype, page.dtype))
+            else:
+                segment, _index, _shape = page.decode(data, index, jpegtables=lv.jpegtables)
         except Exception as exc:
             raise SourceError("TIFF tile cannot be decoded") from exc
         if segment is None:
             return np.zeros((th, tw, spp), dtype=page.dtype)
         tile: np.ndarray = segment.reshape(segment.shape[-3:])
+        if tile.shape[2] != spp:
+            raise SourceError("TIFF tile does not hold the samples its page declares")
         if tile.shape[:2] != (th, tw):
             padded = np.zeros((th, tw, tile.shape[2]), dtype=tile.dtype)
             padded[: min(th, tile.shape[0]), : min(tw, tile.shape[1])] = tile[:th, :tw]

@@ -1,9 +1,9 @@
-"""Non-pyramidal images (JPEG, PNG, WebP, flat TIFF, JPEG 2000 where libvips reads it) through pyvips.
+"""Non-pyramidal images (JPEG, PNG, WebP, flat TIFF) through pyvips (JPEG 2000 has its own reader: jp2.py).
 
 The renderer wants a pyramid, so one is offered without ever holding a
 large image in numpy: levels come from the format's own reduced
 resolutions when it has them (JPEG DCT shrink-on-load, WebP scale-on-load,
-TIFF pages or SubIFDs, JPEG 2000 resolution levels), then from a virtual
+TIFF pages or SubIFDs), then from a virtual
 pyramid of halvings that libvips computes lazily on access. ``read`` crops
 the level's libvips image, so only the requested rectangle reaches numpy.
 """
@@ -186,8 +186,6 @@ class VipsSource:
                 return []
             # libvips walks the IFD chain again for every page it opens: read all sizes in one pass instead.
             return [({"page": i}, size) for i, size in enumerate(_page_sizes(self.path)) if i > 0]
-        if loader.startswith("jp2kload"):
-            return [({"page": i}, None) for i in range(1, 32)]
         return []
 
     def _add_native_levels(self) -> None:
