@@ -1,6 +1,6 @@
 """Logging as iipsrv does it: LOGFILE (a path or ``syslog``) and VERBOSITY levels; LOG_FORMAT text or json.
 
-VERBOSITY 0 logs nothing, 1 start-up and errors, 2 one line per request with
+VERBOSITY 0 logs nothing, 1 warnings and errors, 2 start and stop and one line per request with
 its timing, 3 and more debugging detail. A log file that cannot be written
 (missing directory, full disk) never fails a request.
 
