@@ -44,7 +44,10 @@ def flat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     pyvips.Image.black(12000, 12000).cast("float").tiffsave(str(root / "float.tif"), compression="deflate")
     scratch = root / "tmp"
     scratch.mkdir()
-    port, server = http_server(root, {"TMPDIR": str(scratch), "VIPS_DISC_THRESHOLD": "1m"}, workers=1)
+    # pyiip's own directories (metrics, FITS cubes) elsewhere: the scratch directory is libvips' alone.
+    state = tmp_path_factory.mktemp("state")
+    settings = {"METRICS_DIR": str(state / "metrics"), "FITS_CACHE_DIR": str(state / "fits")}
+    port, server = http_server(root, {"TMPDIR": str(scratch), "VIPS_DISC_THRESHOLD": "1m", **settings}, workers=1)
     with server as process:
         deadline = time.monotonic() + 10
         while not children(process.pid) and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ import pytest
 
 from pyiip.config import ConfigError, load
 from pyiip.errors import NotFound, SourceError, TooLarge, Unavailable
+from pyiip.log import LOGGER
 from pyiip.resolve.fits_cache import ERROR_TTL, FitsCache, is_fits, private_directory
 
 
@@ -119,6 +120,7 @@ def test_a_default_directory_that_cannot_be_made_turns_fits_off(tmp_path: Path, 
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
     monkeypatch.setattr(tempfile, "tempdir", str(blocker))  # $TMPDIR is a file: nothing can be made under it
+    monkeypatch.setattr(LOGGER, "propagate", True)  # to caplog, even after a test ran log.setup (propagate off)
     fits_cache = FitsCache(load({}))
     assert not fits_cache.enabled and "FITS files are not served" in caplog.text
     with pytest.raises(NotFound, match="FITS_CACHE_DIR"):
