@@ -65,7 +65,8 @@ lint: $(STAMP)
 test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# Side-by-side benchmark against Debian's iipsrv (README, "Performance"). QUICK=1: 3 s runs, a smoke test.
+# Side-by-side benchmark against iipsrv (README, "Performance"). QUICK=1: 3 s runs, a smoke test.
+# IIPSRV=/path/to/iipsrv.fcgi: the iipsrv to compare against (default Debian's iipimage-server, 1.1).
 BENCH_SECONDS ?= 20
 BENCH_CONC    ?= 1 8 64
 BENCH_SOAK    ?= 600
@@ -77,7 +78,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
 	scripts/system-packages.sh bench
-	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" \
+	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" $(if $(IIPSRV),--iipsrv "$(IIPSRV)") \
 	  $(if $(QUICK),--quick,--seconds $(BENCH_SECONDS) --soak $(BENCH_SOAK))
 
 # Coverage-guided fuzzing (atheris) of the request parsers and of the TIFF reader: FUZZ_SECONDS per target.
