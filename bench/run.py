@@ -230,7 +230,17 @@ def iipsrv_variants(binary: Path) -> dict[str, Variant]:
     }
 
 
-VARIANTS = {**iipsrv_variants(IIPSRV), "pyiip": Variant("pyiip", "pyiip", PYIIP, PYIIP_SETTINGS)}
+def pyiip_path() -> dict[str, str]:
+    """The PYTHONPATH this runs under, made absolute, for pyiip's FastCGI processes: ``PYTHONPATH=src
+    bench/run.py`` measures that tree's pyiip (with the modules compiled in it), not the venv's install."""
+    entries = [str(Path(e).resolve()) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    return {"PYTHONPATH": os.pathsep.join(entries)} if entries else {}
+
+
+VARIANTS = {
+    **iipsrv_variants(IIPSRV),
+    "pyiip": Variant("pyiip", "pyiip", PYIIP, {**PYIIP_SETTINGS, **pyiip_path()}),
+}
 
 # The FastCGI program of a pyiip checked out from git: the same venv's Python, the checkout's src/
 # first on sys.path, and the entry point that commit's pyproject.toml names (it moves with the code).
@@ -1258,7 +1268,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings: list[str] = []
     first: dict[str, float] = {}  # seconds to answer the first 4 x PROCS URLs of each scenario, per server
 
-    def started(server: Server) -> None:
+    def start_server(server: Server) -> None:
         """Start a server; the first iipsrv started says which release it is, for the report."""
         server.start()
         if not server.variant.is_pyiip and "iipsrv_obj" not in report["versions"]:
@@ -1270,7 +1280,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(needed):
             servers[name] = Server(variants[name], workdir, root, None, dead)
             everything.append(servers[name])
-            started(servers[name])
+            start_server(servers[name])
             log(f"{servers[name].name} on port {servers[name].port}, processes {servers[name].children}")
         lists = {s.name: write_list(workdir, s.name, s.urls) for s in scenarios}
         for scenario in scenarios:
@@ -1287,7 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
                 group = [Server(variants[v], workdir, root, memcached.address, dead) for v in scenario.servers]
                 everything += group
                 for server in group:
-                    started(server)
+                    start_server(server)
                 warnings += guard(scenario, group)
                 for server in group:
                     log(f"{scenario.name}: filling memcached through {server.name} ({len(scenario.urls)} URLs)")

@@ -409,3 +409,11 @@ def test_spy_sums_samples_by_what_was_running(tmp_path):
     assert files == {"tifffile.py": 30, "pyiip/encode.py": 10, "pyiip/fastcgi.py": 60}
     assert functions.most_common(1) == [("_pairs (pyiip/fastcgi.py)", 60)]
     assert functions["decode_other (tifffile.py)"] == 30
+
+
+def test_pyiip_runs_the_tree_pythonpath_names(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "src:/x")
+    assert run.pyiip_path() == {"PYTHONPATH": f"{tmp_path}/src:/x"}
+    monkeypatch.delenv("PYTHONPATH")
+    assert run.pyiip_path() == {}
