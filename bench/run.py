@@ -555,7 +555,7 @@ def fetch(port: int, path: str, timeout: float = 60) -> tuple[int, str, bytes]:
 
 def iipsrv_version(port: int) -> dict[str, str]:
     """What an iipsrv says it is: its ``OBJ=IIP-server`` reply (the protocol, e.g. ``IIP-server:3.65``)
-    and the Server header that comes with it (the release, ``iipsrv/1.3``; 1.1 sends none)."""
+    and the Server header that comes with it (the release: ``iipsrv/1.3``, Debian's ``iipsrv/1.1``)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         connection.request("GET", f"{ENDPOINT}?OBJ=IIP-server")
@@ -567,7 +567,7 @@ def iipsrv_version(port: int) -> dict[str, str]:
     release = server.split("/", 1)[1].strip() if server.startswith("iipsrv/") else ""
     # 1.3 puts a second copy of its headers in the body of an OBJ reply: keep the object's line.
     obj = next((line for line in body.splitlines() if line.startswith("IIP-server:")), body.strip()[:200])
-    return {"iipsrv": release or "unknown (no Server header: before 1.2)", "iipsrv_obj": obj}
+    return {"iipsrv": release or "unknown (no iipsrv Server header)", "iipsrv_obj": obj}
 
 
 def check_reply(kind: str, status: int, content_type: str, body: bytes) -> tuple[str | None, object]:

@@ -315,7 +315,7 @@ def test_iipsrv_version_is_its_obj_reply_and_server_header():
     with http.server.HTTPServer(("127.0.0.1", 0), Handler) as httpd:
         threading.Thread(target=httpd.handle_request, daemon=True).start()
         found = run.iipsrv_version(httpd.server_port)
-        Handler.server_version = "lighttpd"  # 1.1 sends no Server header of its own
+        Handler.server_version = "lighttpd"  # a release that sends no Server header of its own
         threading.Thread(target=httpd.handle_request, daemon=True).start()
         older = run.iipsrv_version(httpd.server_port)
     assert Handler.asked == [f"{run.ENDPOINT}?OBJ=IIP-server"] * 2
