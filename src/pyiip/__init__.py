@@ -2,9 +2,9 @@
 
 import os
 
+from pyiip.compiled import use_sources
+
 __version__ = "0.1.0"
 
-if os.environ.get("PYIIP_PURE"):  # the compiled modules run from their Python source (pyiip.compiled)
-    from pyiip.compiled import use_sources
-
-    use_sources()
+# The compiled modules run from their Python source with PYIIP_PURE=1, or when stale (pyiip.compiled).
+use_sources(always=bool(os.environ.get("PYIIP_PURE")))

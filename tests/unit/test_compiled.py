@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,8 @@ print(json.dumps({"files": files, "describe": compiled.describe()}))
 """
 
 
-def probe(**env: str) -> dict:
-    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC), **env}
+def probe(src: Path = SRC, **env: str) -> dict:
+    environ = {"PATH": os.environ["PATH"], "PYTHONPATH": str(src), **env}
     done = subprocess.run([sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -65,6 +66,28 @@ def test_without_pure_a_compiled_module_is_the_one_imported_and_the_log_line_say
         assert found["describe"] == f"compiled request path (mypyc): {', '.join(runs)}"
     else:
         assert found["describe"].startswith("pure-Python request path (not compiled at install")
+
+
+def test_a_module_edited_since_it_was_compiled_runs_from_its_source(tmp_path):
+    source, extension = tmp_path / "m.py", tmp_path / "m.so"
+    source.write_text("")
+    extension.write_text("")
+    os.utime(extension, (1000.0, 1000.0))
+    os.utime(source, (1000.0 + compiled.STALE_AFTER / 2, 1000.0 + compiled.STALE_AFTER / 2))
+    assert not compiled.stale(str(source), str(extension))  # one install writes both
+    os.utime(source, (1000.0 + 2 * compiled.STALE_AFTER, 1000.0 + 2 * compiled.STALE_AFTER))
+    assert compiled.stale(str(source), str(extension))
+    # The whole import, in a copy of the tree whose fastcgi.py changed after the build:
+    copy = tmp_path / "src"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    edited = copy / "pyiip" / "server" / "fastcgi.py"
+    built_at = max((so.stat().st_mtime for so in edited.parent.glob("fastcgi.*.so")), default=0.0)
+    later = max(built_at, edited.stat().st_mtime) + 2 * compiled.STALE_AFTER
+    os.utime(edited, (later, later))
+    found = probe(copy)
+    assert found["files"]["pyiip.server.fastcgi"] == str(edited)
+    others = [name for name in compiled.COMPILED if name != "pyiip.server.fastcgi"]
+    assert [n for n in others if not found["files"][n].endswith(".py")] == [n for n in others if built(n)]
 
 
 def test_the_build_compiles_the_files_of_the_listed_modules(monkeypatch):
