@@ -62,10 +62,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Every test with the compiled request path (when the install compiled it), then the unit tests
+# once more from the Python source of the same modules (PYIIP_PURE=1; docs/performance.md).
 test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	PYIIP_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
-# Side-by-side benchmark against Debian's iipsrv (README, "Performance"). QUICK=1: 3 s runs, a smoke test.
+# Side-by-side benchmark against iipsrv (README, "Performance"). QUICK=1: 3 s runs, a smoke test.
+# IIPSRV=/path/to/iipsrv.fcgi: the iipsrv to compare against (default Debian's iipimage-server, 1.1).
 BENCH_SECONDS ?= 20
 BENCH_CONC    ?= 1 8 64
 BENCH_SOAK    ?= 600
@@ -77,7 +81,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
 	scripts/system-packages.sh bench
-	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" \
+	$(BIN)/python bench/run.py --conc "$(BENCH_CONC)" $(if $(IIPSRV),--iipsrv "$(IIPSRV)") \
 	  $(if $(QUICK),--quick,--seconds $(BENCH_SECONDS) --soak $(BENCH_SOAK))
 
 # Coverage-guided fuzzing (atheris) of the request parsers and of the TIFF reader: FUZZ_SECONDS per target.
@@ -100,3 +104,4 @@ soak: $(STAMP) $(DATA)/demo/cutout.fits
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache viewer/node_modules src/pyiip/static/vendor
+	find src -name '*.so' -delete  # the modules mypyc compiled in place

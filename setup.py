@@ -8,6 +8,9 @@ runs it when the files are missing. Without npm the build fails and says
 what to do: a wheel without Leaflet would install a viewer that shows nothing.
 An sdist made from a tree with Leaflet built carries the files (package data)
 and builds without npm.
+
+It also compiles the hot request-path modules with mypyc when a C compiler
+is there (scripts/mypyc_build.py; plain Python otherwise, never a failed install).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "scripts"))
+
+from mypyc_build import OptionalBuildExt, extensions  # noqa: E402
+
 LEAFLET = HERE / "src" / "pyiip" / "static" / "vendor" / "leaflet" / "leaflet.js"
 SCRIPT = HERE / "scripts" / "build-viewer.sh"
 NO_NPM = (
@@ -49,4 +56,4 @@ class BuildPyWithViewer(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithViewer})
+setup(cmdclass={"build_py": BuildPyWithViewer, "build_ext": OptionalBuildExt}, ext_modules=extensions(HERE))

@@ -1,10 +1,14 @@
-"""Side-by-side benchmark of pyiip and Debian's iipsrv, each under lighttpd with 2 FastCGI processes.
+"""Side-by-side benchmark of pyiip and iipsrv, each under lighttpd with 2 FastCGI processes.
 
 ``make bench`` runs this (``make bench QUICK=1`` for a 3 s smoke run). Both servers get the same
 settings, the same URL lists and the same wrk driver (bench/urls.lua), and their runs alternate
 within one invocation, so machine drift affects both. Prints a Markdown table and writes
 bench/results/latest.json and the plot (docs/bench.png; bench/results/bench.png when quick).
 See docs/performance.md, for the scenarios and how to read the ratios.
+
+The iipsrv is Debian's (iipimage-server, 1.1) unless ``--iipsrv PATH`` or ``IIPSRV=PATH`` names
+another FastCGI binary, e.g. iipsrv 1.3 built from the upstream source (``IIPSRV=/path/iipsrv.fcgi
+make bench``); the report records the version it answers (``OBJ=IIP-server``, Server header).
 
 A/B of pyiip versions, for a change that must not cost speed (no iipsrv, same images, settings and
 lighttpd; each commit extracted with ``git archive`` and run with this venv)::
@@ -47,7 +51,8 @@ sys.path.insert(0, str(HERE))
 
 from images import ALIASES, Pyramid  # noqa: E402
 
-IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
+DEBIAN_IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
+IIPSRV = Path(os.environ.get("IIPSRV") or DEBIAN_IIPSRV)
 PYIIP = Path(sys.executable).parent / "pyiip.fcgi"
 LUA = HERE / "urls.lua"
 ENDPOINT = "/fcgi-bin/iipsrv.fcgi"
@@ -288,11 +293,24 @@ class Variant:
         return self.binary.name == "pyiip.fcgi"
 
 
+def iipsrv_variants(binary: Path) -> dict[str, Variant]:
+    """The iipsrv configurations, of the binary ``--iipsrv`` names."""
+    return {
+        "iipsrv": Variant("iipsrv", "iipsrv", binary),
+        "iipsrv-omp1": Variant("iipsrv-omp1", "iipsrv OMP_NUM_THREADS=1", binary, {"OMP_NUM_THREADS": "1"}),
+    }
+
+
+def pyiip_path() -> dict[str, str]:
+    """The PYTHONPATH this runs under, made absolute, for pyiip's FastCGI processes: ``PYTHONPATH=src
+    bench/run.py`` measures that tree's pyiip (with the modules compiled in it), not the venv's install."""
+    entries = [str(Path(e).resolve()) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    return {"PYTHONPATH": os.pathsep.join(entries)} if entries else {}
+
+
 VARIANTS = {
-    "iipsrv": Variant("iipsrv", "iipsrv", IIPSRV),
-    "iipsrv-omp1": Variant("iipsrv-omp1", "iipsrv OMP_NUM_THREADS=1", IIPSRV, {"OMP_NUM_THREADS": "1"}),
-    # This checkout's code, whichever one the venv's editable install points at.
-    "pyiip": Variant("pyiip", "pyiip", PYIIP, {**PYIIP_SETTINGS, "PYTHONPATH": str(REPO / "src")}),
+    **iipsrv_variants(IIPSRV),
+    "pyiip": Variant("pyiip", "pyiip", PYIIP, {**PYIIP_SETTINGS, **pyiip_path()}),
 }
 
 # The FastCGI program of a pyiip checked out from git: the same venv's Python, the checkout's src/
@@ -604,6 +622,23 @@ def fetch(port: int, path: str, timeout: float = 60) -> tuple[int, str, bytes]:
         return reply.status, reply.getheader("Content-Type", ""), reply.read()
     finally:
         connection.close()
+
+
+def iipsrv_version(port: int) -> dict[str, str]:
+    """What an iipsrv says it is: its ``OBJ=IIP-server`` reply (the protocol, e.g. ``IIP-server:3.65``)
+    and the Server header that comes with it (the release: ``iipsrv/1.3``, Debian's ``iipsrv/1.1``)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", f"{ENDPOINT}?OBJ=IIP-server")
+        reply = connection.getresponse()
+        body = reply.read().decode("latin-1")
+        server = reply.getheader("Server", "")
+    finally:
+        connection.close()
+    release = server.split("/", 1)[1].strip() if server.startswith("iipsrv/") else ""
+    # 1.3 puts a second copy of its headers in the body of an OBJ reply: keep the object's line.
+    obj = next((line for line in body.splitlines() if line.startswith("IIP-server:")), body.strip()[:200])
+    return {"iipsrv": release or "unknown (no iipsrv Server header)", "iipsrv_obj": obj}
 
 
 def check_reply(kind: str, status: int, content_type: str, body: bytes) -> tuple[str | None, object]:
@@ -1124,6 +1159,13 @@ def soak(server: Server, urls: Path, seconds: float, conc: int = 8) -> dict:
     }
 
 
+def iipsrv_release(versions: dict) -> str:
+    """The iipsrv the report measured: the release it answered with, else (older reports, or a
+    release that sends no Server header) the Debian package's version."""
+    release = versions.get("iipsrv", "")
+    return release if release[:1].isdigit() else versions.get("iipimage-server", "")
+
+
 def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
     """The Markdown report (tables, notes, soak) and the plot's title, from the JSON report."""
     m = report["machine"]
@@ -1133,7 +1175,7 @@ def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
     against = (
         " vs ".join(v["label"] for v in compared)
         if compared
-        else f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {report['versions']['iipimage-server']}"
+        else f"pyiip {report['versions']['pyiip_commit']} vs iipsrv {iipsrv_release(report['versions'])}"
     )
     heading = f"{against}, {m['nproc']} x {m['cpu_model']}, {_rounds(report)}{report['seconds']:g} s runs" + (
         " (QUICK: smoke test, not a measurement)" if report["quick"] else ""
@@ -1182,6 +1224,12 @@ def render(report: dict, scenarios: Sequence[Scenario]) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--iipsrv",
+        type=Path,
+        default=IIPSRV,
+        help=f"the iipsrv FastCGI binary to compare against (default $IIPSRV, else Debian's {DEBIAN_IIPSRV})",
+    )
     parser.add_argument("--seconds", type=float, help="length of each timed run (default 20; 3 when quick)")
     parser.add_argument("--conc", default="1 8 64", help='concurrency levels (default "1 8 64")')
     parser.add_argument(
@@ -1241,7 +1289,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}")
         scenarios = [s for s in scenarios if s.name in wanted]
     workdir = Path(tempfile.mkdtemp(prefix="pyiip-bench-"))
-    variants = dict(VARIANTS)
+    variants = {**VARIANTS, **iipsrv_variants(args.iipsrv.resolve())}
     compared = [checkout_variant(ref, workdir) for ref in args.refs or []]
     if compared:
         if len({v.name for v in compared}) < len(compared):
@@ -1268,7 +1316,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": concs,
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_facts(),
-        "versions": versions(),
+        "versions": {**versions(), "iipsrv_binary": str(args.iipsrv.resolve())},
         "settings": {"shared": SHARED_SETTINGS, "pyiip": PYIIP_SETTINGS, "fastcgi_processes": PROCS},
         "pyiip_versions": [
             {"name": v.name, "ref": ref, "commit": git("rev-parse", ref), "label": v.label}
@@ -1290,12 +1338,20 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict] = []
     warnings: list[str] = []
     first: dict[str, float] = {}  # seconds to answer the first 4 x PROCS URLs of each scenario, per server
+
+    def start_server(server: Server) -> None:
+        """Start a server; the first iipsrv started says which release it is, for the report."""
+        server.start()
+        if not server.variant.is_pyiip and "iipsrv_obj" not in report["versions"]:
+            report["versions"].update(iipsrv_version(server.port))
+            log(f"iipsrv {report['versions']['iipsrv']} ({report['versions']['iipsrv_obj']}): {server.variant.binary}")
+
     try:
         needed = {v for s in scenarios if not s.memcached for v in s.servers}
         for name in sorted(needed):
             servers[name] = Server(variants[name], workdir, root, None, dead)
             everything.append(servers[name])
-            servers[name].start()
+            start_server(servers[name])
             log(f"{servers[name].name} on port {servers[name].port}, processes {servers[name].children}")
         lists = {s.name: write_list(workdir, s.name, s.urls) for s in scenarios}
         for scenario in scenarios:
@@ -1312,7 +1368,7 @@ def main(argv: list[str] | None = None) -> int:
                 group = [Server(variants[v], workdir, root, memcached.address, dead) for v in scenario.servers]
                 everything += group
                 for server in group:
-                    server.start()
+                    start_server(server)
                 warnings += guard(scenario, group)
                 for server in group:
                     log(f"{scenario.name}: filling memcached through {server.name} ({len(scenario.urls)} URLs)")

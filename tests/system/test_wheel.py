@@ -32,6 +32,7 @@ SOURCES = [
     "LICENSE",
     "src",
     "scripts/build-viewer.sh",
+    "scripts/mypyc_build.py",
     "viewer/package.json",
     "viewer/package-lock.json",
 ]
@@ -75,9 +76,9 @@ def test_the_sdist_carries_the_hook_and_the_wheel_carries_leaflet(dist: Path) ->
     (sdist,) = dist.glob("pyiip-*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"setup.py", "scripts/build-viewer.sh", "viewer/package.json", "viewer/package-lock.json"} <= names
+    assert {"setup.py", "scripts/build-viewer.sh", "scripts/mypyc_build.py", "viewer/package.json"} <= names
     assert not any("node_modules" in name for name in names)
-    (wheel,) = dist.glob("pyiip-*-py3-none-any.whl")
+    (wheel,) = dist.glob("pyiip-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         script = archive.read(LEAFLET + "leaflet.js")
@@ -85,6 +86,11 @@ def test_the_sdist_carries_the_hook_and_the_wheel_carries_leaflet(dist: Path) ->
         assert LEAFLET + name in names, name
     assert b"Leaflet 1.9.4" in script[:300]  # the version viewer/package-lock.json pins
     assert {"pyiip/static/viewer.js", "pyiip/static/iip.js", "pyiip/static/wcs.js"} <= names
+    # A C compiler is here: the request path is compiled (mypyc), next to its Python source.
+    assert f"-cp{sys.version_info.major}{sys.version_info.minor}-" in wheel.name  # a platform wheel
+    compiled = {name for name in names if name.endswith(".so")}
+    assert any(name.startswith("pyiip/server/fastcgi.") for name in compiled), compiled
+    assert "pyiip/server/fastcgi.py" in names
 
 
 def test_without_npm_the_build_stops_and_says_why(tmp_path: Path) -> None:
@@ -107,7 +113,7 @@ def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     fresh venv's own, by a path line in a .pth file, which does not run that directory's own .pth
     files: the test venv's editable pyiip stays invisible.
     """
-    (wheel,) = dist.glob("pyiip-*-py3-none-any.whl")
+    (wheel,) = dist.glob("pyiip-*.whl")
     target = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
     python = target / "bin" / "python"

@@ -234,7 +234,7 @@ def test_both_servers_get_the_same_settings(tmp_path):
     assert omp1["OMP_NUM_THREADS"] == "1" and "OMP_NUM_THREADS" not in iipsrv
     shared = run.server_env(run.VARIANTS["pyiip"], tmp_path, tmp_path / "log", "127.0.0.1:5", "127.0.0.1:9")
     assert shared["MEMCACHED_SERVERS"] == "127.0.0.1:5"
-    config = run.lighttpd_config(tmp_path, 8123, run.IIPSRV, {"CORS": '*"x'})
+    config = run.lighttpd_config(tmp_path, 8123, run.DEBIAN_IIPSRV, {"CORS": '*"x'})
     assert '"bin-path" => "/usr/lib/iipimage-server/iipsrv.fcgi"' in config
     assert '"CORS" => "*\\"x"' in config and '"max-procs" => 2' in config and "server.port = 8123" in config
     assert "OMP_NUM_THREADS" not in run.clean_env()
@@ -319,9 +319,40 @@ def test_render_a_saved_report():
     }  # fmt: skip
     markdown, heading = run.render(report, scenarios)
     assert heading == "pyiip abc vs iipsrv 1.1, 2 x CPU, 20 s runs"
+    report["versions"].update(iipsrv="1.3", iipsrv_obj="IIP-server:3.65")  # --iipsrv: the release it answered
+    assert run.render(report, scenarios)[1] == "pyiip abc vs iipsrv 1.3, 2 x CPU, 20 s runs"
     assert "other programs used 50% of one core" in markdown and "| pyiip | 1 | 2 | 4 | 4 |" in markdown
     assert "| JTL distinct | iipsrv | >= 2 | 2.50 | 0 | met |" in markdown and "\n- w" in markdown
     assert "Soak: pyiip 600 s at c=8, 300 req/s, 0 errors" in markdown
+
+
+def test_iipsrv_version_is_its_obj_reply_and_server_header():
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version, sys_version = "iipsrv/1.3", ""
+        asked: list[str] = []  # noqa: RUF012
+
+        def do_GET(self):
+            self.asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"Content-Type: application/vnd.netfpx\r\n\r\nIIP-server:3.65\r\n")  # 1.3's body
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        threading.Thread(target=httpd.handle_request, daemon=True).start()
+        found = run.iipsrv_version(httpd.server_port)
+        Handler.server_version = "lighttpd"  # a release that sends no Server header of its own
+        threading.Thread(target=httpd.handle_request, daemon=True).start()
+        older = run.iipsrv_version(httpd.server_port)
+    assert Handler.asked == [f"{run.ENDPOINT}?OBJ=IIP-server"] * 2
+    assert found == {"iipsrv": "1.3", "iipsrv_obj": "IIP-server:3.65"}
+    assert older["iipsrv"].startswith("unknown")
+    assert run.iipsrv_release({**older, "iipimage-server": "1.1-2"}) == "1.1-2"
 
 
 # --- A/B of pyiip versions (--pyiip REF, twice or more)
@@ -443,3 +474,11 @@ def test_peer_accounting():
     assert both["tiles_per_s"] == 400 / (2 + 3)
     me = peer.descendants(os.getpid())
     assert me[0] == os.getpid() and peer.tree_cpu(os.getpid()) > 0
+
+
+def test_pyiip_runs_the_tree_pythonpath_names(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "src:/x")
+    assert run.pyiip_path() == {"PYTHONPATH": f"{tmp_path}/src:/x"}
+    monkeypatch.delenv("PYTHONPATH")
+    assert run.pyiip_path() == {}

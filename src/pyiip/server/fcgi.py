@@ -16,7 +16,7 @@ import socket
 import stat
 import sys
 
-from pyiip import config, log
+from pyiip import compiled, config, log
 from pyiip.read import block_cache, credentials
 from pyiip.respond import metrics
 from pyiip.respond.app import Application
@@ -89,7 +89,12 @@ def _serve(settings: config.Settings, logger: logging.Logger) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     limits.apply(settings)
     app = Application(settings)
-    logger.info("pyiip FastCGI process %d started, image root %s", os.getpid(), app.service.resolver.root)
+    logger.info(
+        "pyiip FastCGI process %d started, image root %s, %s",
+        os.getpid(),
+        app.service.resolver.root,
+        compiled.describe(),
+    )
     responder = Responder(app.handle, socket.socket(fileno=0), settings.client_timeout)
     serve_with_reloads(app, responder, logger)
     logger.info("pyiip FastCGI process %d stopping", os.getpid())

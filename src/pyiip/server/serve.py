@@ -15,7 +15,7 @@ import logging
 import socket
 import sys
 
-from pyiip import config, log
+from pyiip import compiled, config, log
 from pyiip.read import block_cache, credentials
 from pyiip.respond import metrics
 from pyiip.respond.app import Application
@@ -52,6 +52,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 0) -> int:
     listening = listen.tcp(host, port, BACKLOG, "--port")
     where = f"[{host}]" if ":" in host else host
     print(f"pyiip serving http://{where}:{port}/ with {workers} worker(s)", file=sys.stderr, flush=True)
+    logger.info("pyiip HTTP server: %s", compiled.describe())
     cleanup = metrics.share_among_workers(settings.metrics_dir)
     try:
         return supervise(workers, lambda: _worker(listening, settings, logger), logger, "HTTP")
