@@ -12,6 +12,7 @@ the json format as members of one JSON object per line, next to ``time``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -70,7 +71,8 @@ class JsonFormatter(logging.Formatter):
 def setup(settings: Settings) -> logging.Logger:
     for handler in list(LOGGER.handlers):
         LOGGER.removeHandler(handler)
-        handler.close()
+        with contextlib.suppress(OSError):  # its last buffered lines cannot be written (a full disk, /dev/full)
+            handler.close()
     LOGGER.propagate = False
     if settings.verbosity <= 0:
         LOGGER.setLevel(logging.CRITICAL + 1)

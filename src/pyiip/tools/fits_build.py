@@ -47,8 +47,14 @@ class BuildRefused(Exception):
         self.status = status
 
 
+TIMEOUT_MESSAGE = "the FITS file takes longer than FITS_BUILD_TIMEOUT to prepare; convert it with pyiip convert"
+_timed_out = False  # set by the alarm: whatever the exception became on its way up (astropy wraps some), it says why
+
+
 def _timeout(_signum: int, _frame: FrameType | None) -> None:
-    raise BuildRefused("the FITS file takes longer than FITS_BUILD_TIMEOUT to prepare; convert it with pyiip convert")
+    global _timed_out
+    _timed_out = True
+    raise BuildRefused(TIMEOUT_MESSAGE)
 
 
 def choose_inputs(path: Path) -> tuple[list[tuple[Path, int]], list[int], str]:
@@ -164,14 +170,21 @@ def build(fits_path: Path, base: str, max_request_mb: int, cache_bytes: int) -> 
         check_sizes(dims, len(inputs), max_request_mb << 20, cache_bytes)
         convert(inputs, Path(base + ".tif"), tile=TILE, compression=COMPRESSION, progress=False)
     except BuildRefused as exc:
-        _error(base, exc.status, str(exc), fits_path)
+        _failed(base, exc.status, str(exc), fits_path)
     except ConvertError as exc:
-        _error(base, 404, str(exc), fits_path)
+        _failed(base, 404, str(exc), fits_path)
     except MemoryError:
-        _error(base, 413, "the FITS file needs more memory than MAX_REQUEST_MEMORY allows to prepare", fits_path)
+        _failed(base, 413, "the FITS file needs more memory than MAX_REQUEST_MEMORY allows to prepare", fits_path)
     except Exception as exc:  # anything else still answers, instead of a build started again per request
-        _error(base, 404, f"the FITS file cannot be prepared ({type(exc).__name__})", fits_path)
+        _failed(base, 404, f"the FITS file cannot be prepared ({type(exc).__name__})", fits_path)
     trim(os.path.dirname(base), cache_bytes, base + ".tif")
+
+
+def _failed(base: str, status: int, message: str, fits_path: Path) -> None:
+    """The error a failed build leaves: a timeout says so, whatever exception it surfaced as."""
+    if _timed_out:
+        status, message = 413, TIMEOUT_MESSAGE
+    _error(base, status, message, fits_path)
 
 
 def _error(base: str, status: int, message: str, fits_path: Path) -> None:

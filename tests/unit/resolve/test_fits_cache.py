@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import time
@@ -120,7 +121,8 @@ def test_a_default_directory_that_cannot_be_made_turns_fits_off(tmp_path: Path, 
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
     monkeypatch.setattr(tempfile, "tempdir", str(blocker))  # $TMPDIR is a file: nothing can be made under it
-    monkeypatch.setattr(LOGGER, "propagate", True)  # to caplog, even after a test ran log.setup (propagate off)
+    monkeypatch.setattr(LOGGER, "propagate", True)  # to caplog, even after a test ran log.setup (propagate off,
+    caplog.set_level(logging.WARNING, logger=LOGGER.name)  # its level maybe above WARNING)
     fits_cache = FitsCache(load({}))
     assert not fits_cache.enabled and "FITS files are not served" in caplog.text
     with pytest.raises(NotFound, match="FITS_CACHE_DIR"):
