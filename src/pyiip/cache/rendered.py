@@ -40,6 +40,7 @@ from pyiip import __version__
 from pyiip.cache.etags import key_etag
 from pyiip.cache.lru import LRUCache, footprint
 from pyiip.cache.replies import Replies
+from pyiip.cache.shared_replies import SharedReplies
 from pyiip.cache.tier import KEY_PREFIX, MemcachedCache
 from pyiip.cache.tiles import TileCache
 from pyiip.config import Settings, render_options
@@ -79,7 +80,8 @@ def render_namespace(options: RenderOptions) -> str:
 class RenderCache:
     """The two tiers in front of the renderer: per-process LRU, then memcached (when configured).
 
-    The LRU also holds decoded tiles (``tiles``) and whole replies (``replies``, asked before any parsing).
+    The LRU also holds decoded tiles (``tiles``) and whole replies (``replies``, asked before any
+    parsing); with memcached, so does ``shared`` (whole replies every process finds).
     """
 
     def __init__(self, settings: Settings, memcached: MemcachedCache | None = None) -> None:
@@ -90,6 +92,8 @@ class RenderCache:
         if memcached is None and settings.memcached_servers.strip():
             memcached = MemcachedCache(settings.memcached_servers, settings.memcached_timeout)
         self.memcached = memcached
+        # Whole replies in the same memcached, asked before any parsing (the application does).
+        self.shared = None if memcached is None else SharedReplies(memcached, settings)
         # The renderer takes this same value (Service): what it reads is exactly what the keys name.
         self.options = render_options(settings)
         self.namespace = render_namespace(self.options)
@@ -167,6 +171,9 @@ class RenderCache:
         out.update(reply_hits=replies.hits, reply_misses=replies.misses, reply_stores=replies.stores)
         if self.tiles is not None:  # lookups of decoded tiles, in the same LRU (its entries and bytes count both)
             out.update(tile_hits=self.tiles.hits, tile_misses=self.tiles.misses, tile_stores=self.tiles.stores)
+        shared = self.shared
+        if shared is not None:
+            out.update(shared_hits=shared.hits, shared_misses=shared.misses, shared_stores=shared.stores)
         if self.memcached is not None:
             mc = self.memcached
             out.update(

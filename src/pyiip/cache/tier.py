@@ -39,12 +39,29 @@ _SIGNATURES: dict[str, tuple[bytes, ...]] = {
 _FORMAT_OF_MIME = {mime: fmt for fmt, mime in MIME.items()}
 
 
+def format_of_mime(mime: str) -> str | None:
+    """The output format whose Content-Type is ``mime`` (pyiip's own types only), else None."""
+    return _FORMAT_OF_MIME.get(mime)
+
+
+# How each output format ends, where it has a fixed end: a value cut short is not taken.
+_ENDINGS: dict[str, bytes] = {"jpg": b"\xff\xd9", "png": b"IEND\xaeB`\x82", "gif": b";"}
+
+
 def looks_like(body: bytes | memoryview, fmt: str) -> bool:
-    """Whether ``body`` starts as an image in ``fmt`` does (an unknown format: never)."""
+    """Whether ``body`` starts (and, where the format says, ends) as an image in ``fmt`` does; an unknown format: never.
+
+    Not a validation of the image (anyone writing to memcached can write a
+    whole other image): what keeps a garbled or foreign value, or one cut
+    short, from being sent as the requested type.
+    """
     head = bytes(body[:12])
     if not head.startswith(_SIGNATURES.get(fmt, ())):
         return False
-    return fmt != "webp" or head[8:12] == b"WEBP"
+    if fmt == "webp":  # RIFF's own length: the bytes after its first 8
+        return head[8:12] == b"WEBP" and int.from_bytes(head[4:8], "little") == len(body) - 8
+    ending = _ENDINGS.get(fmt)
+    return ending is None or bytes(body[-len(ending) :]) == ending
 
 
 class MemcachedCache:
@@ -103,18 +120,13 @@ class MemcachedCache:
         value's bytes. Anything else (written by another party, or garbled)
         is a miss, logged at VERBOSITY >= 2, and rendered afresh.
         """
-        try:
-            value = self.client.get(key)
-        except Exception as exc:
-            self._failed("get", exc)
-            self.misses += 1
-            return None
+        value = self.fetch(key)
         if value is None:
             self.misses += 1
             return None
         head = value[:_MIME_MAX].tobytes()
         newline = head.find(b"\n")
-        stored = _FORMAT_OF_MIME.get(head[:newline].decode("latin-1")) if newline >= 0 else None
+        stored = format_of_mime(head[:newline].decode("latin-1")) if newline >= 0 else None
         body = value[newline + 1 :]
         if stored is None or (fmt is not None and (stored != fmt or not looks_like(body, fmt))):
             LOGGER.info("memcached value under %s is not a %s image: ignored", key, fmt or "pyiip")
@@ -123,18 +135,33 @@ class MemcachedCache:
         self.hits += 1
         return Rendered(bytes(body), MIME[stored], key_etag(key.removeprefix(KEY_PREFIX)))  # the one copy
 
-    def set(self, key: str, entry: Rendered) -> None:
-        """Store, unless the value is over memcached's item limit; failures are not errors of the request."""
-        if len(entry.body) + len(entry.mime) + 1 > self.item_limit:
+    def fetch(self, key: str) -> memoryview | None:
+        """The raw value under ``key``; None for a miss or a failure (counted in ``errors`` only)."""
+        try:
+            return self.client.get(key)
+        except Exception as exc:
+            self._failed("get", exc)
+            return None
+
+    def store(self, key: str, value: bytes) -> bool:
+        """Store a raw value unless it is over memcached's item limit; failures are not errors of the request."""
+        if len(value) > self.item_limit:
             self.skipped += 1
-            return
-        value = entry.mime.encode("latin-1") + b"\n" + entry.body
+            return False
         try:
             self.client.set(key, value, self._expiry())
         except Exception as exc:
             self._failed("set", exc)
+            return False
+        return True
+
+    def set(self, key: str, entry: Rendered) -> None:
+        """Store a rendering: its MIME type, a newline and its bytes."""
+        if len(entry.body) + len(entry.mime) + 1 > self.item_limit:  # before the copy below
+            self.skipped += 1
             return
-        self.stores += 1
+        if self.store(key, entry.mime.encode("latin-1") + b"\n" + entry.body):
+            self.stores += 1
 
     def touch(self, key: str) -> None:
         """Re-arm the expiry of an entry (``pyiip warm`` run again before MEMCACHED_TIMEOUT ends)."""

@@ -244,17 +244,30 @@ class Application:
                 reply = reply.again(rid)
                 ops.finished(service, request, kind, 200, len(reply.body), started, rid)
                 return reply
-        asked = cast(EnvironHeaders, request.headers).asked  # request_from_environ made it
-        before = len(asked)
-        response = self.respond(request, handler)
-        if len(asked) > before:
-            _vary(response, asked[before:])
-        if hooks is not None and hooks.authorize is not None and response.origin is not None:
-            _vary(response, ["authorization", "cookie"])  # a shared cache in front keys on the credentials
+        # memcached's whole replies next, still before any parsing; never under a hook (a reply may be one caller's).
+        shared = service.cache.shared if key is not None and hooks is None else None
+        shared_key = ""
+        response = None
+        if shared is not None:
+            shared_key = shared.key(request)
+            response = shared.get(shared_key, service.resolver.identity)
+        if response is None:
+            asked = cast(EnvironHeaders, request.headers).asked  # request_from_environ made it
+            before = len(asked)
+            response = self.respond(request, handler)
+            if len(asked) > before:
+                _vary(response, asked[before:])
+                shared = None  # it read request headers: the tier's key does not hold them
+            if hooks is not None and hooks.authorize is not None and response.origin is not None:
+                _vary(response, ["authorization", "cookie"])  # a shared cache in front keys on the credentials
+        else:
+            shared = None  # found there
         status, headers, body = self.finish(request, response)
         reply = Reply(status_line(status), headers, body, rid)
         if key is not None:
             replies.put(key, request, response, reply, service.kept_as)
+            if shared is not None and status == 200:
+                shared.put(shared_key, response, next(value for name, value in headers if name == "ETag"))
         ops.finished(service, request, kind, status, len(body), started, rid)  # counters; the log line
         return reply
 
