@@ -35,6 +35,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Hashable
+from typing import NamedTuple
 
 from pyiip import __version__
 from pyiip.cache.tier import KEY_PREFIX, MemcachedCache, format_of_mime, looks_like
@@ -43,6 +44,7 @@ from pyiip.http import Request, Response
 
 MAGIC = b"pyiip-reply/1 "
 _HEAD_MAX = 512  # the first line's bytes: magic, token, mtime, etag, type, identifier length
+TOKENS = 1024  # identities whose token is kept
 MAX_IDENTIFIER = 16384  # bytes of a stored identifier (replies.MAX_KEY characters, UTF-8)
 _ETAG = re.compile(rb'(?:W/)?"[0-9A-Za-z_.:+/=-]{1,128}"')
 
@@ -81,8 +83,7 @@ def identity_token(identity: Hashable) -> bytes:
     return hashlib.blake2b(repr(identity).encode("utf-8", "backslashreplace"), digest_size=16).hexdigest().encode()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredOrigin:
+class StoredOrigin(NamedTuple):
     """The image a shared reply was made from, as ``http.Origin``: Last-Modified, and the kept replies' check."""
 
     identifier: str
@@ -96,9 +97,18 @@ class SharedReplies:
     def __init__(self, memcached: MemcachedCache, settings: Settings) -> None:
         self.memcached = memcached
         self._head = hashlib.blake2b(namespace(settings).encode("utf-8", "backslashreplace"), digest_size=16)
+        self._tokens: dict[Hashable, bytes] = {}  # identity -> identity_token: a hit's check, without the digest
         self.hits = 0
         self.misses = 0
         self.stores = 0
+
+    def _token(self, identity: Hashable) -> bytes:
+        token = self._tokens.get(identity)
+        if token is None:
+            if len(self._tokens) >= TOKENS:
+                self._tokens.clear()
+            token = self._tokens[identity] = identity_token(identity)
+        return token
 
     def key(self, request: Request) -> str:
         """The memcached key of ``request``'s reply: path and query under the namespace (GET and HEAD share it)."""
@@ -138,7 +148,7 @@ class SharedReplies:
             now = identity(identifier)
         except Exception:  # not a number or not UTF-8; gone, refused, unreachable: the long way says so
             return None
-        if not math.isfinite(mtime) or identity_token(now) != token:
+        if not math.isfinite(mtime) or self._token(now) != token:
             return None
         origin = StoredOrigin(identifier, now, mtime)
         return Response(200, body.tobytes(), mime.decode("latin-1"), origin=origin, etag=etag.decode("latin-1"))
@@ -162,7 +172,7 @@ class SharedReplies:
             return
         head = b"%s%s %r %s %s %d\n" % (
             MAGIC,
-            identity_token(origin.identity),
+            self._token(origin.identity),
             float(origin.mtime),
             etag.encode("latin-1"),
             response.content_type.encode("latin-1"),
