@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from images import ALIASES, ensure  # noqa: E402
-from run import cpu_seconds, free_port, jtl_urls, run_wrk, total_errors, wait_for_port, wrk_command  # noqa: E402
+from run import free_port, jtl_urls, run_wrk, total_errors, tree_cpu, wait_for_port, wrk_command  # noqa: E402
 from run import lighttpd_config as lighttpd_conf  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -89,24 +89,6 @@ def command(name: str, port: int, workers: int, others: Path, directory: Path, e
     config = directory / "lighttpd.conf"
     config.write_text(lighttpd_conf(directory, port, VENV_BIN / "pyiip.fcgi", env, workers))
     return [shutil.which("lighttpd") or "/usr/sbin/lighttpd", "-D", "-f", str(config)]
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
-def tree_cpu(pid: int) -> float:
-    return sum(cpu_seconds(p) or 0.0 for p in tree(pid))
 
 
 @contextlib.contextmanager

@@ -6,37 +6,36 @@ servers get the benchmark's float cube (bench/images.py): VisiOmatic the FITS it
 from (written next to it, same seeds), pyiip ``cube.tif``. Each runs as one process (VisiOmatic: one
 uvicorn worker, one engine thread; pyiip: ``pyiip serve --workers 1``), JPEG quality 90 on both.
 
-Two cases, each the same tiles (every tile of the three largest levels, shuffled, each once):
+Two cases, each the same tiles (every tile of the three largest levels, shuffled anew each round):
 
 - ``fixed``: the viewer's default for a float image (display gamma 2.2), one setting for all;
 - ``changing``: a new contrast, gamma and range with every tile (``run.random_setting``), as when a
   user drags the sliders; pyiip gets them in VisiOmatic v2's order (``run.iip_display``),
   VisiOmatic v3 in its client's syntax (``v3_display``).
 
-Each tile is asked once, so no server answers from a cache of replies; each server is warmed up
-first on tiles of the smaller levels. CPU per tile is the server's process tree's CPU time (from
-/proc) over the run divided by the tiles; latencies are per request at ``--conc`` connections.
-The servers take turns, case by case (their order turning), so the drift of a shared machine hits
-both. Prints a Markdown table and writes bench/results/visiomatic.json.
+The load is bench/run.py's: wrk (bench/urls.lua) cycles through the case's URL list for ``--seconds``
+at ``--conc`` connections, so a tile may be asked again; neither server keeps replies, so each one is
+rendered (pyiip ``MAX_IMAGE_CACHE_SIZE=0``, no LRU of replies or decoded tiles; VisiOmatic
+``--max_cache_tile_count 1``, its least allowed, for its LRU of encoded tiles, which the next tile
+always replaces). Each server is warmed up first on tiles of the smaller levels (and a reply of each
+checked to be a JPEG). CPU per tile is the server's process tree's CPU time (``run.tree_cpu``) over
+the run divided by the tiles answered; latencies are wrk's. The servers take turns, case by case
+(their order turning), so the drift of a shared machine hits both. Prints a Markdown table and
+writes bench/results/visiomatic.json.
 
-    .venv/bin/python bench/visiomatic_peer.py --data bench/data [--venv /work/venvs/visiomatic]
+    .venv/bin/python bench/visiomatic_peer.py --data bench/data [--venv /work/venvs/visiomatic] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -110,76 +109,22 @@ def v3_levels(port: int) -> int:
     return int(json.loads(body)["tile_levels"])
 
 
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += parents.get(current, [])
-    return found
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants."""
-    return sum(run.cpu_seconds(p) or 0.0 for p in descendants(pid))
-
-
-def drive(port: int, urls: list[str], conc: int) -> tuple[list[float], list[str]]:
-    """Ask for every URL once, ``conc`` at a time on kept-alive connections: (latencies in ms, problems)."""
-    chunks = [urls[k::conc] for k in range(conc)]
-    latencies: list[list[float]] = [[] for _ in range(conc)]
-    problems: list[str] = []
-
-    def worker(k: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            for url in chunks[k]:
-                started = time.perf_counter()
-                connection.request("GET", url)
-                reply = connection.getresponse()
-                body = reply.read()
-                latencies[k].append((time.perf_counter() - started) * 1000)
-                if reply.status != 200 or run.jpeg_size(body) is None:  # VisiOmatic says image/jpg
-                    problems.append(f"{url}: status {reply.status}, {body[:200]!r}")
-        except (OSError, http.client.HTTPException) as exc:
-            problems.append(f"connection {k}: {exc}")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(conc)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [x for chunk in latencies for x in chunk], problems
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def measure(name: str, process: subprocess.Popen, port: int, urls: list[str], conc: int) -> dict:
-    """One timed pass over ``urls``: CPU ms per tile of the server's processes, p50/p99 ms, tiles/s."""
-    cpu0, wall0 = tree_cpu(process.pid), time.perf_counter()
-    latencies, problems = drive(port, urls, conc)
-    wall, cpu = time.perf_counter() - wall0, tree_cpu(process.pid) - cpu0
-    if problems:
-        raise SystemExit(f"{name}: {len(problems)} failed requests, first: {problems[0]}")
+def measure(name: str, process: subprocess.Popen, port: int, urls: Path, conc: int, seconds: float) -> dict:
+    """One wrk run over the list ``urls``: CPU ms per tile of the server's processes, p50/p99 ms, tiles/s."""
+    cpu0 = run.tree_cpu(process.pid)
+    command = run.wrk_command(f"http://127.0.0.1:{port}", urls, conc, seconds)
+    result, _ = run.run_wrk(command, timeout=seconds + 120)
+    cpu, tiles = run.tree_cpu(process.pid) - cpu0, result["requests"]
+    if run.total_errors(result) or not tiles:
+        raise SystemExit(f"{name}: {run.total_errors(result)} failed requests of {tiles}: {result['errors']}")
+    latency = result["latency_ms"]
     return {
-        "tiles": len(urls),
-        "cpu_ms_per_tile": 1000 * cpu / len(urls),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "mean_ms": statistics.fmean(latencies),
-        "tiles_per_s": len(urls) / wall,
+        "tiles": tiles,
+        "cpu_ms_per_tile": 1000 * cpu / tiles,
+        "p50_ms": latency["p50"],
+        "p99_ms": latency["p99"],
+        "mean_ms": latency["mean"],
+        "tiles_per_s": tiles / result["duration_s"],
     }
 
 
@@ -194,7 +139,8 @@ def start(command: list[str], env: dict[str, str], port: int, workdir: Path, nam
 
 def start_pyiip(data: Path, port: int, workdir: Path, src: Path = HERE.parent / "src") -> subprocess.Popen:
     """``pyiip serve`` with one worker, running the code in ``src`` (by default this checkout's)."""
-    env = {**os.environ, "FILESYSTEM_PREFIX": f"{data}/", "VERBOSITY": "0", "JPEG_QUALITY": str(QUALITY)}
+    env = {**os.environ, "FILESYSTEM_PREFIX": f"{data}/", "VERBOSITY": "0", "JPEG_QUALITY": str(QUALITY),
+           "MAX_IMAGE_CACHE_SIZE": "0"}  # fmt: skip
     env["PYTHONPATH"] = str(src.resolve())
     program = Path(sys.executable).parent / "pyiip"
     return start([str(program), "serve", "--workers", "1", "--port", str(port)], env, port, workdir, "pyiip")
@@ -205,17 +151,19 @@ def start_visiomatic(program: Path, fits_dir: Path, port: int, workdir: Path) ->
         str(program),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--thread_count", "1",
         "--data_dir", str(fits_dir), "--cache_dir", str(workdir / "cache"), "--quality", str(QUALITY),
-        "--no_browser",
+        "--max_cache_tile_count", "1", "--no_browser",
     ]  # fmt: skip
     return start(command, {**os.environ, "PYTHONPATH": ""}, port, workdir, "visiomatic")
 
 
 def warm(port: int, server: str, cells: list[tuple[int, int]], rng: random.Random, shift: int) -> None:
-    """Have the server answer tiles of the smaller levels, fixed and changing."""
+    """Have the server answer tiles of the smaller levels, fixed and changing: every one a 200, the first a JPEG."""
     settings = [None] * len(cells) + [run.random_setting(rng) for _ in cells]
-    _, problems = drive(port, urls_for(server, cells + cells, settings, shift), 2)
-    if problems:
-        raise SystemExit(f"{server} warm-up: {problems[0]}")
+    urls = urls_for(server, cells + cells, settings, shift)
+    failed = run.fetch_all(port, urls, workers=2)
+    status, _, body = run.fetch(port, urls[0])
+    if failed or run.jpeg_size(body) is None:  # VisiOmatic says image/jpg
+        raise SystemExit(f"{server} warm-up: {failed} of {len(urls)} failed; {urls[0]}: {status}, {body[:200]!r}")
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -239,12 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=HERE / "data", help="the benchmark's images (made if missing)")
     parser.add_argument("--fits", type=Path, help="where the cube's FITS is written once (default: DATA/visiomatic)")
-    parser.add_argument("--venv", type=Path, default=Path("/work/venvs/visiomatic"), help="VisiOmatic's virtualenv")
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=Path(os.environ.get("PYIIP_VISIOMATIC_VENV") or "/work/venvs/visiomatic"),
+        help="VisiOmatic's virtualenv (default: $PYIIP_VISIOMATIC_VENV, else /work/venvs/visiomatic)",
+    )
     parser.add_argument(
         "--src", type=Path, default=HERE.parent / "src", help="the pyiip code to run (default: this one)"
     )
     parser.add_argument("--conc", type=int, default=4, help="connections at once (default 4)")
-    parser.add_argument("--rounds", type=int, default=1, help="passes per case and server, summed (default 1)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per run (default 10)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per case and server, summed (default 1)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "visiomatic.json")
     args = parser.parse_args(argv)
     program = ensure_venv(args.venv)
@@ -274,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 tiles = rng.sample(cells, len(cells))
                 settings = [None if case == "fixed" else run.random_setting(rng) for _ in tiles]
                 for name in order[(index + k) % 2 :] + order[: (index + k) % 2]:
-                    urls = urls_for(name, tiles, settings, shift)
-                    measured = measure(name, processes[name], ports[name], urls, args.conc)
+                    urls = run.write_list(workdir, f"{case}-{k}-{name}", urls_for(name, tiles, settings, shift))
+                    measured = measure(name, processes[name], ports[name], urls, args.conc, args.seconds)
                     run.log(f"{case} {name}: {measured['cpu_ms_per_tile']:.2f} ms CPU per tile, "
                             f"p50 {measured['p50_ms']:.1f} ms, p99 {measured['p99_ms']:.1f} ms")  # fmt: skip
                     results[case][name] = combine(results[case].get(name), measured)
@@ -288,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "visiomatic": VERSION,
         "pyiip": str(args.src.resolve()),
         "conc": args.conc,
+        "seconds": args.seconds,
         "rounds": args.rounds,
         "results": results,
     }

@@ -6,6 +6,7 @@ value stops the server with a clear message instead of failing requests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -238,23 +239,43 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return _replace(settings, fixes)
 
 
-def private_directory(name: str, path: str) -> None:
-    """``path`` made if missing (0700), and refused unless this user owns it and no one else may write there.
+class UnusableDirectory(ConfigError):
+    """A private directory that cannot be made or examined (a read-only filesystem...): a cache may turn
+    itself off instead of stopping the server, where a directory others could write to must stop it."""
 
-    Another local user able to write there could plant files the server
-    then reads as its own (counts, cached data).
+
+def private_directory(name: str, path: str) -> str:
+    """``path`` as an absolute path, made if missing (0700), and refused unless it is a directory (not a
+    symbolic link) that this process's user owns and no one else may write.
+
+    Another local user able to write there could plant files the server then
+    takes for its own (counters, FITS cubes, blocks of remote images); a link,
+    even one of ours, could be pointed elsewhere later by whoever owns its
+    parent (a sticky /tmp). METRICS_DIR, FITS_CACHE_DIR and BLOCK_CACHE_DIR all
+    pass here: one rule, one wording.
     """
+    path = os.path.abspath(path)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
-    except FileExistsError:
-        raise ConfigError(f"{name} {path} is not a directory") from None
+        with contextlib.suppress(FileExistsError):  # there already: the lstat says what it is
+            os.makedirs(path, mode=0o700)
+        found = os.lstat(path)
     except OSError as exc:
-        raise ConfigError(f"{name} {path}: {exc.strerror or exc}") from None
-    if st.st_uid != os.geteuid():
-        raise ConfigError(f"{name} {path} is owned by uid {st.st_uid}, not by this process's user ({os.geteuid()})")
-    if st.st_mode & 0o022:
-        raise ConfigError(f"{name} {path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}): chmod go-w it")
+        raise UnusableDirectory(f"{name} {path} cannot be used: {exc.strerror or exc}") from None
+    mode, uid = stat.S_IMODE(found.st_mode), os.geteuid()
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a directory"
+    elif found.st_uid != uid:
+        problem = f"belongs to uid {found.st_uid}"
+    elif mode & 0o022:
+        problem = f"is writable by its group or others (mode {mode:04o})"
+    else:
+        return path
+    raise ConfigError(
+        f"{name} {path} {problem}: another user could plant files there; it must be a directory (not a "
+        f"symbolic link) of this process's user (uid {uid}) that no one else may write (chmod 700)"
+    )
 
 
 def preferred_formats(settings: Settings) -> list[str]:

@@ -85,17 +85,5 @@ def test_metrics_dir_is_made_private_and_refused_when_others_may_write(tmp_path)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with pytest.raises(ConfigError, match="writable by others"):
-        config.load({"METRICS_DIR": str(shared)})
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="not a directory"):
-        config.load({"METRICS_DIR": str(tmp_path / "file")})
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a directory to another user")
-def test_metrics_dir_of_another_user_is_refused(tmp_path):
-    theirs = tmp_path / "theirs"
-    theirs.mkdir(mode=0o755)
-    os.chown(theirs, 65534, 65534)
-    with pytest.raises(ConfigError, match="owned by uid 65534"):
-        config.load({"METRICS_DIR": str(theirs)})
+    with pytest.raises(ConfigError, match=f"^METRICS_DIR {shared} is writable by its group or others"):
+        config.load({"METRICS_DIR": str(shared)})  # config.private_directory's rules, tested there

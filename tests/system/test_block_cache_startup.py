@@ -34,8 +34,9 @@ def test_an_open_block_cache_directory_stops_the_server(tmp_path: Path, entry: s
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr == (
-        f"pyiip: BLOCK_CACHE_DIR {directory} is writable by its group or others (mode 0777): "
-        f"another user could plant blocks there; chmod 700 {directory}\n"
+        f"pyiip: BLOCK_CACHE_DIR {directory} is writable by its group or others (mode 0777): another user could "
+        f"plant files there; it must be a directory (not a symbolic link) of this process's user (uid {os.geteuid()}) "
+        "that no one else may write (chmod 700)\n"
     )
     directory.chmod(0o700)  # the fix it names: the same command line then serves
     with running(command, port, settings(directory), stderr=subprocess.DEVNULL) as server:

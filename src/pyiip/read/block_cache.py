@@ -18,7 +18,8 @@ process between scans.
 Nothing here can fail a request: a full disk evicts (logged once a minute), an
 unusable directory turns the cache into a no-op (logged once), a truncated
 file is a miss. A directory another user could write to is refused at
-start-up (ConfigError): blocks planted there would be served as image bytes.
+start-up (ConfigError, config.private_directory): blocks planted there would
+be served as image bytes.
 """
 
 from __future__ import annotations
@@ -28,44 +29,16 @@ import errno
 import fcntl
 import logging
 import os
-import stat
 import tempfile
 import time
 
-from pyiip.config import ConfigError, Settings
+from pyiip.config import Settings, UnusableDirectory, private_directory
 
 LOGGER = logging.getLogger("pyiip")
 
 TOUCH_INTERVAL = 60.0  # seconds: an mtime fresher than this is not touched again on a hit
 STALE_TEMP = 3600.0  # seconds: temp files older than this are debris of a crashed writer
 LOW_WATER = 0.9  # eviction brings the total down to this fraction of the budget
-
-
-def check_directory(directory: str) -> None:
-    """Create the directory (mode 0700) when absent; refuse one that another user could write to.
-
-    The directory must be owned by this process's user and writable by no
-    group or other user: anyone who can write there can plant a block, which
-    would then be served as image bytes. A symbolic link must be this user's
-    too (in a sticky /tmp its owner could point it elsewhere later), and so
-    must its target. OSError when it cannot be made (a read-only
-    filesystem...): BlockCache then turns the cache off, as for any unusable
-    directory.
-    """
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    found = os.stat(directory)
-    where = f"BLOCK_CACHE_DIR {directory}"
-    for owner in {os.lstat(directory).st_uid, found.st_uid}:
-        if owner != os.geteuid():
-            raise ConfigError(
-                f"{where} belongs to uid {owner}, not to this process's user (uid {os.geteuid()}): another "
-                "user could plant blocks there; remove it or set BLOCK_CACHE_DIR to a directory of this user"
-            )
-    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(
-            f"{where} is writable by its group or others (mode {stat.S_IMODE(found.st_mode):04o}): "
-            f"another user could plant blocks there; chmod 700 {directory}"
-        )
 
 
 def directory_of(settings: Settings) -> str:
@@ -78,8 +51,8 @@ def check_settings(settings: Settings) -> None:
     BLOCK_CACHE_SIZE > 0) has a directory another user could write to. A directory that cannot be made is no
     start-up error: the cache turns itself off, logged."""
     if (settings.remote_url_template or settings.s3_bucket) and settings.block_cache_size > 0:
-        with contextlib.suppress(OSError):
-            check_directory(directory_of(settings))
+        with contextlib.suppress(UnusableDirectory):
+            private_directory("BLOCK_CACHE_DIR", directory_of(settings))
 
 
 class BlockCache:
@@ -98,8 +71,8 @@ class BlockCache:
         self.evictions = 0
         if self.max_bytes:
             try:
-                check_directory(self.directory)
-            except OSError as exc:
+                private_directory("BLOCK_CACHE_DIR", self.directory)
+            except UnusableDirectory as exc:
                 self._disable(exc)
 
     @property
@@ -230,10 +203,10 @@ class BlockCache:
         if self._written:
             self.trim()
 
-    def _disable(self, exc: OSError) -> None:
+    def _disable(self, exc: OSError | UnusableDirectory) -> None:
         if not self._broken:
             self._broken = True
-            LOGGER.error("block cache %s disabled: %s", self.directory, exc.strerror or exc)
+            LOGGER.error("block cache %s disabled: %s", self.directory, getattr(exc, "strerror", None) or exc)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -26,14 +26,13 @@ import contextlib
 import fcntl
 import json
 import os
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from pyiip.config import ConfigError, Settings
+from pyiip.config import Settings, UnusableDirectory, private_directory
 from pyiip.errors import HTTPError, NotFound, SourceError, TooLarge, Unavailable
 from pyiip.log import LOGGER
 from pyiip.read import formats
@@ -61,28 +60,6 @@ def cache_directory(settings: Settings) -> str:
     return settings.fits_cache_dir or os.path.join(tempfile.gettempdir(), f"pyiip-fits-{os.getuid()}")
 
 
-def private_directory(path: str) -> str:
-    """Create ``path`` (0700) or check it: a directory of ours that no one else may write.
-
-    Another user who could write there could plant a cube under a FITS file's name, and
-    every client would be served it.
-    """
-    path = os.path.abspath(path)
-    with contextlib.suppress(OSError):  # exists already, or cannot be made: the lstat says which
-        os.makedirs(path, mode=0o700)
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise ConfigError(f"FITS_CACHE_DIR {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"FITS_CACHE_DIR {path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise ConfigError(f"FITS_CACHE_DIR {path} belongs to another user")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(f"FITS_CACHE_DIR {path} is writable by others: chmod 700 it")
-    return path
-
-
 class FitsCache:
     """Cubes built from FITS files under one directory, at most FITS_CACHE_SIZE MB of them."""
 
@@ -91,10 +68,10 @@ class FitsCache:
         self.directory = ""
         if self.enabled:
             try:
-                self.directory = private_directory(cache_directory(settings))
-            except ConfigError as error:
-                if settings.fits_cache_dir or os.path.lexists(cache_directory(settings)):
-                    raise  # a directory asked for, or one of someone else's: never used, never ignored
+                self.directory = private_directory("FITS_CACHE_DIR", cache_directory(settings))
+            except UnusableDirectory as error:
+                if settings.fits_cache_dir:
+                    raise  # a directory asked for: never ignored (one others could write to is never used)
                 # The default cannot be made (a read-only $TMPDIR): images other than FITS must not suffer.
                 LOGGER.warning("%s; FITS files are not served (set FITS_CACHE_DIR)", error)
                 self.enabled = False

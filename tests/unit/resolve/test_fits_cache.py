@@ -15,7 +15,7 @@ import pytest
 from pyiip.config import ConfigError, load
 from pyiip.errors import NotFound, SourceError, TooLarge, Unavailable
 from pyiip.log import LOGGER
-from pyiip.resolve.fits_cache import ERROR_TTL, FitsCache, is_fits, private_directory
+from pyiip.resolve.fits_cache import ERROR_TTL, FitsCache, cache_directory, is_fits
 
 
 def cache(directory: Path, **env: str) -> FitsCache:
@@ -45,33 +45,22 @@ def test_the_key_follows_the_file_identity(tmp_path: Path) -> None:
     assert len({first, touched, grown, fits_cache.key(os.stat(path))}) == 4
 
 
-def test_the_directory_is_made_private(tmp_path: Path) -> None:
-    path = private_directory(str(tmp_path / "new"))
-    assert os.stat(path).st_mode & 0o777 == 0o700
-
-
-def test_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+def test_the_directory_is_made_private_and_an_unsafe_one_refused(tmp_path: Path) -> None:
+    """config.private_directory's rules (tested there), applied under FITS_CACHE_DIR's name."""
+    assert os.stat(cache(tmp_path / "new").directory).st_mode & 0o777 == 0o700
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with pytest.raises(ConfigError, match="writable by others"):
+    with pytest.raises(ConfigError, match=f"^FITS_CACHE_DIR {shared} is writable by its group or others"):
         cache(shared)
-    (tmp_path / "file").write_bytes(b"")
-    with pytest.raises(ConfigError, match="not a directory"):
-        cache(tmp_path / "file")
-    (tmp_path / "link").symlink_to(tmp_path / "new", target_is_directory=True)
-    (tmp_path / "new").mkdir(mode=0o700)
-    with pytest.raises(ConfigError, match="not a directory"):
-        cache(tmp_path / "link")
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a directory to another user")
-def test_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
-    theirs = tmp_path / "theirs"
-    theirs.mkdir(mode=0o700)
-    os.chown(theirs, 65534, 65534)
-    with pytest.raises(ConfigError, match="another user"):
-        cache(theirs)
+def test_an_unsafe_default_directory_is_refused_not_ignored(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = Path(cache_directory(load({})))
+    planted.symlink_to(tmp_path, target_is_directory=True)  # another user's, say, in a shared /tmp
+    with pytest.raises(ConfigError, match=f"^FITS_CACHE_DIR {planted} is a symbolic link"):
+        FitsCache(load({}))
 
 
 def test_a_failed_build_answers_until_it_expires(tmp_path: Path) -> None:
