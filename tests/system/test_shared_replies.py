@@ -6,6 +6,7 @@ the rendering, after a hooked request.)
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyiip.respond.app import Application, request_from_environ
 from pyiip.server.fcgi_client import environ_for
 from tests.integration.test_cache import replace_image
 from tests.support.mcserver import memcached
+from tests.system.test_memcached import pyiip_log  # noqa: F401 (a fixture)
 
 TILE = "/fcgi-bin/iipsrv.fcgi?FIF=rgb.tif&JTL=3,6"
 
@@ -133,7 +135,11 @@ def forgeries(value: bytes) -> dict[str, bytes]:
     }
 
 
-def test_values_that_lie_are_misses_and_are_replaced(root, mc, make_app):
+# Values that are a reply pyiip stored, for a file that is not the one there now: plain misses, not logged.
+NOT_LOGGED = {"stale-token", "another-image-named", "outside-the-root"}
+
+
+def test_values_that_lie_are_misses_and_are_replaced(root, mc, make_app, pyiip_log):  # noqa: F811
     writer = make_app(root, MEMCACHED_SERVERS=mc.address)
     made = get(writer, TILE)
     key, value = stored_value(writer, TILE)
@@ -145,6 +151,9 @@ def test_values_that_lie_are_misses_and_are_replaced(root, mc, make_app):
             assert get(reader, TILE) == made, name
             assert counts(reader) == (0, 1, 1), name  # a miss, then the long way's reply stored over it
             assert raw.get(key) == value, name
+            logged = [m for m in pyiip_log.messages(logging.INFO) if "is not a reply pyiip stored" in m]
+            assert len(logged) == (name not in NOT_LOGGED), name
+            pyiip_log.records.clear()
     finally:
         raw.close()
 

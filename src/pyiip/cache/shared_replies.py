@@ -41,6 +41,7 @@ from pyiip import __version__
 from pyiip.cache.tier import KEY_PREFIX, MemcachedCache, format_of_mime, looks_like
 from pyiip.config import Settings
 from pyiip.http import Request, Response
+from pyiip.log import LOGGER
 
 MAGIC = b"pyiip-reply/1 "
 _HEAD_MAX = 512  # the first line's bytes: magic, token, mtime, etag, type, identifier length
@@ -83,6 +84,10 @@ def identity_token(identity: Hashable) -> bytes:
     return hashlib.blake2b(repr(identity).encode("utf-8", "backslashreplace"), digest_size=16).hexdigest().encode()
 
 
+class _Foreign(Exception):
+    """A value that is not a reply this tier stored: garbled, cut short, or written by another party."""
+
+
 class StoredOrigin(NamedTuple):
     """The image a shared reply was made from, as ``http.Origin``: Last-Modified, and the kept replies' check."""
 
@@ -117,9 +122,18 @@ class SharedReplies:
         return KEY_PREFIX + "reply-" + hasher.hexdigest()
 
     def get(self, key: str, identity: Callable[[str], Hashable]) -> Response | None:
-        """The stored reply under ``key`` if it checks out against the image now (``identity``: Resolver.identity)."""
+        """The stored reply under ``key`` if it checks out against the image now (``identity``: Resolver.identity).
+
+        A value that is not one pyiip stored is logged (VERBOSITY >= 2); a
+        stored one whose image changed or went is a plain miss.
+        """
         value = self.memcached.fetch(key)
-        response = None if value is None else self._checked(value, identity)
+        response = None
+        if value is not None:
+            try:
+                response = self._checked(value, identity)
+            except _Foreign as exc:
+                LOGGER.info("memcached value under %s is not a reply pyiip stored (%s): ignored", key, exc)
         if response is None:
             self.misses += 1
         else:
@@ -130,25 +144,30 @@ class SharedReplies:
         head = value[:_HEAD_MAX].tobytes()
         newline = head.find(b"\n")
         if not head.startswith(MAGIC) or newline < 0:
-            return None
+            raise _Foreign("no header")
         fields = head[len(MAGIC) : newline].split(b" ")
         if len(fields) != 5:
-            return None
+            raise _Foreign("header fields")
         token, mtime_text, etag, mime, length = fields
         fmt = format_of_mime(mime.decode("latin-1"))
         if fmt is None or not _ETAG.fullmatch(etag) or not length.isdigit() or int(length) > MAX_IDENTIFIER:
-            return None
+            raise _Foreign("type, ETag or length")
         start = newline + 1 + int(length)
         body = value[start:]
         if len(value) < start or not looks_like(body, fmt):
-            return None
+            raise _Foreign(f"not a whole {fmt} image")
         try:
             mtime = float(mtime_text)
             identifier = value[newline + 1 : start].tobytes().decode("utf-8")
+        except ValueError:
+            raise _Foreign("time or identifier") from None
+        if not math.isfinite(mtime):
+            raise _Foreign("time")
+        try:
             now = identity(identifier)
-        except Exception:  # not a number or not UTF-8; gone, refused, unreachable: the long way says so
+        except Exception:  # gone, refused, unreachable: the long way says so
             return None
-        if not math.isfinite(mtime) or self._token(now) != token:
+        if self._token(now) != token:
             return None
         origin = StoredOrigin(identifier, now, mtime)
         return Response(200, body.tobytes(), mime.decode("latin-1"), origin=origin, etag=etag.decode("latin-1"))
