@@ -34,8 +34,11 @@ def test_sighup_empties_the_caches_and_keeps_the_socket(images, tmp_path: Path):
             tile = "FIF=rgb.tif&JTL=3,6"
             status, headers, body = fcgi_get(port, tile)
             assert status == 200 and body[:2] == b"\xff\xd8" and headers["ETag"].startswith('W/"')
-            assert fcgi_get(port, tile)[2] == body  # from the process's LRU: memcached not asked
-            assert (mc.stats()["get_hits"], mc.stats()["get_misses"]) == (0, 1)
+            # Missed in both memcached tiers (whole replies, then renderings), rendered, stored in both.
+            assert (mc.stats()["get_hits"], mc.stats()["get_misses"]) == (0, 2)
+            assert fcgi_get(port, tile)[2] == body  # memcached's whole reply; now kept in the process too
+            assert fcgi_get(port, tile)[2] == body  # the kept reply: memcached not asked
+            assert (mc.stats()["get_hits"], mc.stats()["get_misses"]) == (1, 2)
 
             os.kill(process.pid, signal.SIGHUP)
             deadline = time.monotonic() + 10
@@ -45,7 +48,7 @@ def test_sighup_empties_the_caches_and_keeps_the_socket(images, tmp_path: Path):
 
             status, again, second = fcgi_get(port, tile)  # same socket, same process
             assert status == 200 and second == body and again["ETag"] == headers["ETag"]
-            assert mc.stats()["get_hits"] == 1  # the LRU was emptied: memcached answered
+            assert mc.stats()["get_hits"] == 2  # the kept replies were emptied: memcached answered
             assert process.poll() is None
             for _ in range(3):
                 os.kill(process.pid, signal.SIGHUP)
