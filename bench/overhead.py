@@ -3,12 +3,12 @@
 wrk figures say how fast; this says where. Each URL goes, as lighttpd would
 send it, through the real FastCGI responder over a socket pair; the time
 inside ``Application.handle`` (request object, reply headers, counters) and
-inside ``Application.respond`` (protocol, caches, rendering) is taken apart
+inside the route's handler (protocol, caches, rendering) is taken apart
 from the FastCGI layer's (records, name-value pairs, sockets). Medians over the list; the first pass
 over it opens the images (and fills memcached); the measured pass starts
 with an empty per-process LRU, so distinct tiles are rendered (or fetched
 from memcached), as under wrk. The layers are timed inside that one pass
-(``handle`` and ``respond`` wrapped), so they add up.
+(``handle`` and the handlers wrapped), so they add up.
 
     .venv/bin/python bench/overhead.py iiif_info jtl_deflate memcached
     .venv/bin/python bench/overhead.py jtl_deflate --profile     # cProfile of the whole path
@@ -38,6 +38,8 @@ import images  # noqa: E402
 from run import PYIIP_SETTINGS, SHARED_SETTINGS, build_scenarios, free_port, stop_process  # noqa: E402
 
 from pyiip import config  # noqa: E402
+from pyiip.http import Request  # noqa: E402
+from pyiip.respond import routes  # noqa: E402
 from pyiip.respond.app import Application  # noqa: E402
 from pyiip.server.fastcgi import STDIN, Responder, encode_record  # noqa: E402
 from pyiip.server.fcgi_client import environ_for, opening  # noqa: E402
@@ -67,7 +69,7 @@ def fastcgi_request(params: dict[str, str]) -> bytes:
 def measure(app: Application, urls: list[str]) -> dict[str, float]:
     """Median µs per request: the whole FastCGI path, and inside it handle() and respond(), timed in one pass.
 
-    A kept reply (replies.py) is answered without respond(): it counts 0 there.
+    A kept reply (replies.py) is answered without its handler: it counts 0 there.
     """
     inner: dict[str, list[int]] = {"handle": [], "respond": []}
 
@@ -81,7 +83,14 @@ def measure(app: Application, urls: list[str]) -> dict[str, float]:
 
         return run
 
-    app.respond = timed("respond", app.respond)  # handle() calls self.respond: the instance attribute
+    route = routes.route
+
+    def timed_route(request: Request) -> tuple[Callable, str]:
+        """handle() looks the route up here: the handler it calls, timed, is the protocol layer."""
+        handler, kind = route(request)
+        return timed("respond", handler), kind
+
+    routes.route = timed_route
     responder = Responder(timed("handle", app.handle), socket.socket())
     app.service.cache.lru.clear()
     whole = []
@@ -100,7 +109,7 @@ def measure(app: Application, urls: list[str]) -> dict[str, float]:
                 pass
             client.close()
     finally:
-        del app.respond
+        routes.route = route
     w, h, r = (statistics.median(v) / 1000 for v in (whole, inner["handle"], inner["respond"]))
     return {"whole": w, "fastcgi": w - h, "http": h - r, "respond": r}
 

@@ -30,6 +30,10 @@ COMPILED = (
     "pyiip.cache.lru",
     "pyiip.cache.replies",
     "pyiip.parse.iiif",
+    "pyiip.respond.app",
+    "pyiip.respond.ops",
+    "pyiip.respond.request_ids",
+    "pyiip.respond.metrics",
 )
 PURE = "PYIIP_PURE"
 

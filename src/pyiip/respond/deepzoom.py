@@ -10,6 +10,7 @@ viewer asks for exists (iipsrv clamps them to its smallest level instead).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from pyiip.errors import NotFound
 from pyiip.http import Request, Response
@@ -57,5 +58,5 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     return tile(service, request, image, parsed.level, parsed.col, parsed.row, parsed.ext, query)
 
 
-handle_path = path_handler(PREFIX, respond)
-handle_query = query_handler("deepzoom", respond)
+handle_path: Callable[[Service, Request], Response] = path_handler(PREFIX, respond)
+handle_query: Callable[[Service, Request, str], Response] = query_handler("deepzoom", respond)

@@ -9,6 +9,8 @@ spreads files over directories in static Zoomify sets, so it is ignored
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyiip.errors import NotFound
 from pyiip.http import Request, Response
 from pyiip.parse import zoomify as zf
@@ -62,5 +64,5 @@ def respond(service: Service, request: Request, path: str, query: str) -> Respon
     return tile(service, request, image, parsed.tier, parsed.col, parsed.row, parsed.ext, query)
 
 
-handle_path = path_handler(PREFIX, respond)
-handle_query = query_handler("zoomify", respond)
+handle_path: Callable[[Service, Request], Response] = path_handler(PREFIX, respond)
+handle_query: Callable[[Service, Request, str], Response] = query_handler("zoomify", respond)
