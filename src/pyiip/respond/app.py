@@ -68,6 +68,12 @@ def request_from_environ(environ: Mapping[str, str]) -> Request:
     )
 
 
+# The kinds of request whose replies the shared tier can hold (shared_replies.py: an image body and
+# no header of the handler's): IIIF images carry a Link header, CVT a file name, the rest is not an
+# image. Other requests do not ask memcached for a whole reply, which they would never find.
+SHARED_KINDS = frozenset({"iip_tile", "deepzoom", "zoomify", "v3_tile", "v3_region"})
+
+
 def _etag_matches(header: str, etag: str | None) -> bool:
     """If-None-Match with the weak comparison (RFC 9110 13.1.2): ``*`` or any listed tag."""
     if header.strip() == "*":
@@ -244,8 +250,9 @@ class Application:
                 reply = reply.again(rid)
                 ops.finished(service, request, kind, 200, len(reply.body), started, rid)
                 return reply
-        # memcached's whole replies next, still before any parsing; never under a hook (a reply may be one caller's).
-        shared = service.cache.shared if key is not None and hooks is None else None
+        # memcached's whole replies next, still before any parsing, for the kinds it can hold; never
+        # under a hook (a reply may be one caller's).
+        shared = service.cache.shared if key is not None and hooks is None and kind in SHARED_KINDS else None
         shared_key = ""
         response = None
         if shared is not None:
