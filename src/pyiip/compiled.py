@@ -30,6 +30,9 @@ COMPILED = (
     "pyiip.cache.lru",
     "pyiip.cache.replies",
     "pyiip.parse.iiif",
+    "pyiip.parse.numbers",
+    "pyiip.process.bind",
+    "pyiip.respond.iiif",
 )
 PURE = "PYIIP_PURE"
 

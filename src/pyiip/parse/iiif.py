@@ -78,15 +78,22 @@ class SizeSpec:
     keyword: str = "max"  # "full" or "max", for the v2 canonical form
 
     def __str__(self) -> str:
-        body = {
-            "max": self.keyword,
-            "w": f"{self.width},",
-            "h": f",{self.height}",
-            "wh": f"{self.width},{self.height}",
-            "fit": f"!{self.width},{self.height}",
-            "pct": f"pct:{number(self.percent)}",
-        }[self.kind]
-        return ("^" if self.upscale else "") + body
+        return size_text(self.kind, self.width, self.height, self.upscale, self.keyword, self.percent)
+
+
+def size_text(kind: str, width: int, height: int, upscale: bool, keyword: str = "max", percent: float = 0.0) -> str:
+    """A size as IIIF prints it (``SizeSpec``'s text, also the canonical size without building one)."""
+    if kind == "max":
+        body = keyword
+    elif kind == "w":
+        body = f"{width},"
+    elif kind == "h":
+        body = f",{height}"
+    elif kind == "pct":
+        body = f"pct:{number(percent)}"
+    else:  # "wh", or "fit" (!w,h)
+        body = f"{'!' if kind == 'fit' else ''}{width},{height}"
+    return "^" + body if upscale else body
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +110,9 @@ class Params:
     def __str__(self) -> str:
         return self.text()
 
-    def text(self, region: RegionSpec | None = None, size: SizeSpec | None = None) -> str:
-        """The parameters as text, with ``region`` and ``size`` in place of their own when given (the
-        canonical form: no dataclass copy on every image request)."""
+    def text(self, region: str | None = None, size: str | None = None) -> str:
+        """The parameters as text, with the texts ``region`` and ``size`` in place of their own when
+        given (the canonical form: no spec built on every image request)."""
         rotation = ("!" if self.mirror else "") + number(self.rotation)
         return f"{region or self.region}/{size or self.size}/{rotation}/{self.quality}.{self.format}"
 
@@ -139,7 +146,7 @@ def parse_size(text: str, version: int) -> SizeSpec:
         percent = numbers.real("size", match.group(1), 0.0, numbers.MAX_PERCENT)
         if percent <= 0:
             raise BadRequest("size percentage must be positive")
-        return SizeSpec("pct", percent=percent, upscale=upscale)
+        return SizeSpec("pct", 0, 0, percent, upscale)
     match = _SIZE_WH.match(body)
     if match:
         bang, w, h = match.groups()
@@ -147,9 +154,9 @@ def parse_size(text: str, version: int) -> SizeSpec:
         if (w is not None and width == 0) or (h is not None and height == 0):
             raise BadRequest("size must be at least one pixel")
         if w and h:
-            return SizeSpec("fit" if bang else "wh", width, height, upscale=upscale)
+            return SizeSpec("fit" if bang else "wh", width, height, 0.0, upscale)
         if not bang and (w or h):
-            return SizeSpec("w" if w else "h", width, height, upscale=upscale)
+            return SizeSpec("w" if w else "h", width, height, 0.0, upscale)
     raise BadRequest(f"invalid size {text[:60]!r}")
 
 
@@ -243,6 +250,10 @@ Request = Base | Info | Image
 
 def decode(segment: str) -> str:
     """Percent-decode an identifier (UTF-8, odd bytes kept as surrogates); ``+`` stays a plus."""
+    if "%" not in segment and segment.isascii():
+        if "\x00" in segment:
+            raise BadRequest("invalid character in identifier")
+        return segment  # the usual case: nothing to decode
     raw = unquote_to_bytes(segment.encode("latin-1", "replace"))
     if b"\x00" in raw:
         raise BadRequest("invalid character in identifier")

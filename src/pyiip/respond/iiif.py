@@ -24,7 +24,7 @@ from pyiip.cache.etags import content_etag
 from pyiip.errors import BadRequest, NotFound, TooLarge
 from pyiip.http import Request, Response, media_ranges
 from pyiip.model import ImageRequest
-from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
+from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, parse_base, size_text
 from pyiip.parse.iiif import parse as parse_path
 from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
@@ -51,20 +51,20 @@ def canonical_params(
 ) -> str:
     """The canonical {region}/{size}/{rotation}/{quality}.{format} of IIIF 3 section 4.8 / 2.1 section 4.7."""
     x, y, w, h = rect
-    region = RegionSpec("full") if (x, y, w, h) == (0, 0, *full) else RegionSpec("px", rect)
+    region = "full" if (x, y, w, h) == (0, 0, *full) else f"{x},{y},{w},{h}"
     width, height = size
     if version >= 3:
         upscaled = width > w or height > h
         if (width, height) == limits.fit(w, h, upscale=upscaled):
-            spec = SizeSpec("max", upscale=upscaled)
+            spec = size_text("max", 0, 0, upscaled)
         else:
-            spec = SizeSpec("wh", width, height, upscale=upscaled)
+            spec = size_text("wh", width, height, upscaled)
     elif (width, height) == (w, h):
-        spec = SizeSpec("max", keyword="full")
+        spec = size_text("max", 0, 0, False, keyword="full")
     elif round(h * width / w) != height:
-        spec = SizeSpec("wh", width, height)  # a distorting size
+        spec = size_text("wh", width, height, False)  # a distorting size
     else:
-        spec = SizeSpec("w", width)
+        spec = size_text("w", width, 0, False)
     return params.text(region, spec)
 
 
@@ -249,7 +249,8 @@ def handle_query(service: Service, request: Request, value: str) -> Response:
     settings = service.settings
     version = negotiated_version(request, settings.iiif_version)
     key = next((t.partition("=")[0] for t in request.query.split("&") if t.lower().startswith("iiif=")), "IIIF")
-    raw = re.sub("%2[fF]", "/", value).lstrip("/")  # iipsrv decodes the whole value before splitting
+    raw = re.sub("%2[fF]", "/", value) if "%2" in value else value  # iipsrv decodes the whole value
+    raw = raw.lstrip("/")  # before splitting
     lead = "/" * (len(value) - len(value.lstrip("/")))
     if settings.base_url and "?" in settings.base_url:
         start = settings.base_url + lead  # iipsrv style: BASE_URL ends with "...?IIIF="
