@@ -278,3 +278,13 @@ def test_size_text_is_what_a_size_spec_prints() -> None:
     for spec in (SizeSpec("max", upscale=True), SizeSpec("max", keyword="full"), SizeSpec("fit", 9, 7, upscale=True)):
         assert size_text(spec.kind, spec.width, spec.height, spec.upscale, spec.keyword, spec.percent) == str(spec)
     assert size_text("w", 512, 0, False) == "512," and size_text("wh", 3, 4, True) == "^3,4"
+
+
+def test_parsed_tile_requests_are_values_equal_and_hashed_by_content() -> None:
+    path = "a.tif/0,0,256,256/256,/0/default.jpg"
+    first, second = parse(path, 2), parse(path, 2)
+    assert first is not second and first == second and hash(first) == hash(second)
+    assert first != parse("a.tif/0,0,256,256/128,/0/default.jpg", 2)
+    assert isinstance(first, Image) and replace(first.params, format="png").text() == "0,0,256,256/256,/0/default.png"
+    shown = "SizeSpec(kind='w', width=256, height=0, percent=0.0, upscale=False, keyword='max')"
+    assert repr(first.params.size) == shown
