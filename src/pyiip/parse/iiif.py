@@ -164,7 +164,7 @@ def parse_region(text: str) -> RegionSpec:
         return RegionSpec(text)
     match = _REGION_PX.match(text)
     if match:
-        x, y, w, h = (numbers.integer("region", v, *numbers.PIXELS) for v in match.groups())
+        x, y, w, h = (numbers.integer("region", v, 0, numbers.MAX_PIXELS) for v in match.groups())
         if w <= 0 or h <= 0:
             raise BadRequest("region width and height must be positive")
         return RegionSpec("px", (x, y, w, h))
@@ -192,7 +192,7 @@ def parse_size(text: str, version: int) -> SizeSpec:
     match = _SIZE_WH.match(body)
     if match:
         bang, w, h = match.groups()
-        width, height = (numbers.integer("size", v or "0", *numbers.PIXELS) for v in (w, h))
+        width, height = (numbers.integer("size", v or "0", 0, numbers.MAX_PIXELS) for v in (w, h))
         if (w is not None and width == 0) or (h is not None and height == 0):
             raise BadRequest("size must be at least one pixel")
         if w and h:

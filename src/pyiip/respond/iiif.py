@@ -166,17 +166,17 @@ def build_request(
     """The model request and its canonical IIIF parameters."""
     info = image.info
     settings = service.settings
-    rect = region_rect(params.region, info.width, info.height)
+    rect = x, y, w, h = region_rect(params.region, info.width, info.height)
     limits = image_limits(image, settings)
     if not limits.area:
         raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
     if service.hooks is not None:
-        limits = service.capped(image, limits, rect[2], rect[3])
-    size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
+        limits = service.capped(image, limits, w, h)
+    size = width, height = output_size(params.size, w, h, limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)
     model = ImageRequest(
-        region=grid_region(info, *rect, *size),
+        region=grid_region(info, x, y, w, h, width, height),  # no *args: a native call when compiled
         size=size,
         rotation=params.rotation,
         mirror=params.mirror,
