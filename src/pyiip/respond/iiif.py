@@ -193,7 +193,8 @@ def _image(
     service: Service, request: Request, parsed: Image, version: int, base: str, query: str, negotiated: bool
 ) -> Response:
     image, display = open_image(service, parsed.identifier)
-    query = "&".join(part for part in (display, query) if part)  # the URL's own query string wins
+    if display:
+        query = f"{display}&{query}" if query else display  # the URL's own query string wins
     model, canonical = build_request(image, parsed.params, version, service, request, query)
     rendered = service.render(image, model)
     headers = [_link(version, base, canonical, service)]
@@ -256,5 +257,6 @@ def handle_query(service: Service, request: Request, value: str) -> Response:
         start = settings.base_url + lead  # iipsrv style: BASE_URL ends with "...?IIIF="
     else:
         start = public_origin(request, settings.base_url, request.path) + request.path + f"?{key}={lead}"
-    query = without_key(request.query, "iiif")
+    # With no other parameter there is nothing to keep (the usual tile URL): no split and join.
+    query = without_key(request.query, "iiif") if "&" in request.query else ""
     return respond(service, request, raw.replace("+", "%20"), version, start, query, negotiated=True)
