@@ -23,7 +23,7 @@ from pyiip.config import Settings
 from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
 from pyiip.model import ImageRequest, Region
 from pyiip.parse.iiif import RegionSpec, SizeSpec
-from pyiip.read.source import ImageInfo
+from pyiip.read.source import ImageInfo, LevelInfo
 
 
 def level_scale(info: ImageInfo, level: int) -> int | None:
@@ -38,21 +38,23 @@ def level_scale(info: ImageInfo, level: int) -> int | None:
     return scale
 
 
-# level_scales of the infos seen, by id() with the info itself (so a reused id is told apart): an
-# open image keeps its info, and every tile request of it would otherwise redo these divisions.
-_SCALES: dict[int, tuple[ImageInfo, tuple[int | None, ...]]] = {}
+# level_scales by id() of an info's levels, kept with the levels themselves (so a reused id is told
+# apart, and only the small level tuples stay alive, not the infos' metadata): an open image keeps its
+# info, and every tile request of it would otherwise redo these divisions.
+_SCALES: dict[int, tuple[tuple[LevelInfo, ...], tuple[int | None, ...]]] = {}
 _SCALES_KEPT = 4096
 
 
 def level_scales(info: ImageInfo) -> tuple[int | None, ...]:
     """``level_scale`` of every stored level, computed once per info."""
-    kept = _SCALES.get(id(info))
-    if kept is not None and kept[0] is info:
+    levels = info.levels
+    kept = _SCALES.get(id(levels))
+    if kept is not None and kept[0] is levels:
         return kept[1]
     if len(_SCALES) >= _SCALES_KEPT:
         _SCALES.clear()
-    scales = tuple([level_scale(info, level) for level in range(len(info.levels))])
-    _SCALES[id(info)] = (info, scales)
+    scales = tuple([level_scale(info, level) for level in range(len(levels))])
+    _SCALES[id(levels)] = (levels, scales)
     return scales
 
 
