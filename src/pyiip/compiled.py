@@ -23,7 +23,8 @@ from types import ModuleType
 
 # What the profile of the bench's scenarios names (docs/performance.md, "Compiled request path"):
 # FastCGI records and name-value pairs, the CGI head and header lookups, the byte-budgeted LRU
-# with its footprint, the kept replies, and the IIIF parse of a tile to its request.
+# with its footprint, the kept replies, the IIIF parse of a tile to its request with the bounded
+# numbers of every parser, the binding onto the pyramid's levels, and the IIIF responder.
 COMPILED = (
     "pyiip.server.fastcgi",
     "pyiip.http",
