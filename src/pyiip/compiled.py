@@ -23,14 +23,19 @@ from types import ModuleType
 
 # What the profile of the bench's scenarios names (docs/performance.md, "Compiled request path"):
 # FastCGI records and name-value pairs, the CGI head and header lookups, the byte-budgeted LRU
-# with its footprint, the kept replies, the IIIF parse of a tile to its request, and the application
-# layer every request crosses (routing to a handler, finishing the reply, its id, counters and log line).
+# with its footprint, the kept replies, the IIIF parse of a tile to its request with the bounded
+# numbers of every parser, the binding onto the pyramid's levels, the IIIF responder, and the
+# application layer every request crosses (routing to a handler, finishing the reply, its id,
+# counters and log line).
 COMPILED = (
     "pyiip.server.fastcgi",
     "pyiip.http",
     "pyiip.cache.lru",
     "pyiip.cache.replies",
     "pyiip.parse.iiif",
+    "pyiip.parse.numbers",
+    "pyiip.process.bind",
+    "pyiip.respond.iiif",
     "pyiip.respond.app",
     "pyiip.respond.ops",
     "pyiip.respond.request_ids",

@@ -8,7 +8,8 @@ protocol asked for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 COLORMAPS = ("jet", "hot", "cold", "red", "green", "blue")
 # The output formats the encoders write, in the order info.json lists them (IIIF names: ``tif``, not ``tiff``).
@@ -17,7 +18,11 @@ FORMATS = ("jpg", "png", "webp", "tif", "gif", "avif")
 DEEP_FORMATS = ("png", "tif")
 
 
-@dataclass(frozen=True, slots=True)
+# Region and ImageRequest, built on every tile request, are immutable through ``Final`` fields and
+# their own ``__init__`` rather than ``frozen=True``, whose generated __init__ sets each field with
+# object.__setattr__ (~1 µs per object); mypy refuses any assignment, the decorator still gives
+# equality, hashing (they are cache keys) and repr (docs/performance.md, "IIIF tile-aligned").
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class Region:
     """A rectangle in the pixel grid of pyramid level ``level`` (0 = full size).
 
@@ -25,11 +30,18 @@ class Region:
     even where level sizes are rounded down.
     """
 
-    x: int
-    y: int
-    w: int
-    h: int
-    level: int = 0
+    x: Final[int]
+    y: Final[int]
+    w: Final[int]
+    h: Final[int]
+    level: Final[int]
+
+    def __init__(self, x: int, y: int, w: int, h: int, level: int = 0) -> None:
+        self.x = x
+        self.y = y
+        self.w = w
+        self.h = h
+        self.level = level
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +96,7 @@ class VisiomaticDisplay:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class ImageRequest:
     """One rendered image: which pixels, at which size, how processed and encoded.
 
@@ -95,15 +107,37 @@ class ImageRequest:
     (process.deep says how its values are mapped).
     """
 
-    region: Region
-    size: tuple[int, int]
-    rotation: float = 0.0
-    mirror: bool = False
-    color: str = "default"
-    format: str = "jpg"
-    quality: int | None = None
-    display: Display | VisiomaticDisplay = field(default_factory=lambda: IDENTITY)
-    depth: int = 8
+    region: Final[Region]
+    size: Final[tuple[int, int]]
+    rotation: Final[float]
+    mirror: Final[bool]
+    color: Final[str]
+    format: Final[str]
+    quality: Final[int | None]
+    display: Final[Display | VisiomaticDisplay]
+    depth: Final[int]
+
+    def __init__(  # the field's name: dataclasses.replace passes it by keyword
+        self,
+        region: Region,
+        size: tuple[int, int],
+        rotation: float = 0.0,
+        mirror: bool = False,
+        color: str = "default",
+        format: str = "jpg",  # noqa: A002
+        quality: int | None = None,
+        display: Display | VisiomaticDisplay = IDENTITY,
+        depth: int = 8,
+    ) -> None:
+        self.region = region
+        self.size = size
+        self.rotation = rotation
+        self.mirror = mirror
+        self.color = color
+        self.format = format
+        self.quality = quality
+        self.display = display
+        self.depth = depth
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote, unquote_to_bytes
 
 from pyiip.errors import BadRequest, NotFound
@@ -51,12 +52,21 @@ def number(value: float) -> str:
 # ---------------------------------------------------------------- parameters
 
 
-@dataclass(frozen=True, slots=True)
+# The values built on every tile request (specs, Params, Image) are immutable through ``Final`` fields
+# and their own ``__init__`` rather than ``frozen=True``: a frozen dataclass's generated __init__ sets
+# each field through object.__setattr__, ~1 µs per object even compiled, where mypyc makes this form a
+# native constructor (~35 ns) with read-only attributes (docs/performance.md, "IIIF tile-aligned").
+# The dataclass decorator still gives them equality, hashing and repr.
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class RegionSpec:
     """A IIIF region as parsed: ``values`` are pixels (px) or percentages (pct) of the full image."""
 
-    kind: str  # "full", "square", "px" or "pct"
-    values: tuple[float, float, float, float] = (0, 0, 0, 0)
+    kind: Final[str]  # "full", "square", "px" or "pct"
+    values: Final[tuple[float, float, float, float]]
+
+    def __init__(self, kind: str, values: tuple[float, float, float, float] = (0, 0, 0, 0)) -> None:
+        self.kind = kind
+        self.values = values
 
     def __str__(self) -> str:
         if self.kind == "px":
@@ -66,46 +76,85 @@ class RegionSpec:
         return self.kind
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class SizeSpec:
     """A IIIF size as parsed, before it is bound to a region's pixels (``process.bind.output_size``)."""
 
-    kind: str  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
-    width: int = 0
-    height: int = 0
-    percent: float = 0.0
-    upscale: bool = False  # the ^ prefix
-    keyword: str = "max"  # "full" or "max", for the v2 canonical form
+    kind: Final[str]  # "max", "w", "h", "wh", "fit" (!w,h) or "pct"
+    width: Final[int]
+    height: Final[int]
+    percent: Final[float]
+    upscale: Final[bool]  # the ^ prefix
+    keyword: Final[str]  # "full" or "max", for the v2 canonical form
+
+    def __init__(
+        self,
+        kind: str,
+        width: int = 0,
+        height: int = 0,
+        percent: float = 0.0,
+        upscale: bool = False,
+        keyword: str = "max",
+    ) -> None:
+        self.kind = kind
+        self.width = width
+        self.height = height
+        self.percent = percent
+        self.upscale = upscale
+        self.keyword = keyword
 
     def __str__(self) -> str:
-        body = {
-            "max": self.keyword,
-            "w": f"{self.width},",
-            "h": f",{self.height}",
-            "wh": f"{self.width},{self.height}",
-            "fit": f"!{self.width},{self.height}",
-            "pct": f"pct:{number(self.percent)}",
-        }[self.kind]
-        return ("^" if self.upscale else "") + body
+        return size_text(self.kind, self.width, self.height, self.upscale, self.keyword, self.percent)
 
 
-@dataclass(frozen=True, slots=True)
+def size_text(kind: str, width: int, height: int, upscale: bool, keyword: str = "max", percent: float = 0.0) -> str:
+    """A size as IIIF prints it (``SizeSpec``'s text, also the canonical size without building one)."""
+    if kind == "max":
+        body = keyword
+    elif kind == "w":
+        body = f"{width},"
+    elif kind == "h":
+        body = f",{height}"
+    elif kind == "pct":
+        body = f"pct:{number(percent)}"
+    else:  # "wh", or "fit" (!w,h)
+        body = f"{'!' if kind == 'fit' else ''}{width},{height}"
+    return "^" + body if upscale else body
+
+
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class Params:
     """``{region}/{size}/{rotation}/{quality}.{format}``: the rotation is in [0, 360), ``mirror`` its ``!``."""
 
-    region: RegionSpec
-    size: SizeSpec
-    mirror: bool
-    rotation: float
-    quality: str
-    format: str
+    region: Final[RegionSpec]
+    size: Final[SizeSpec]
+    mirror: Final[bool]
+    rotation: Final[float]
+    quality: Final[str]
+    format: Final[str]
+
+    def __init__(  # the field's name: dataclasses.replace passes it by keyword
+        self,
+        region: RegionSpec,
+        size: SizeSpec,
+        mirror: bool,
+        rotation: float,
+        quality: str,
+        format: str,  # noqa: A002
+    ) -> None:
+        self.region = region
+        self.size = size
+        self.mirror = mirror
+        self.rotation = rotation
+        self.quality = quality
+        self.format = format
 
     def __str__(self) -> str:
         return self.text()
 
-    def text(self, region: RegionSpec | None = None, size: SizeSpec | None = None) -> str:
-        """The parameters as text, with ``region`` and ``size`` in place of their own when given (the
-        canonical form: no dataclass copy on every image request)."""
+    def text(self, region: str | None = None, size: str | None = None) -> str:
+        """The parameters as text, with the texts ``region`` and ``size`` in place of their own when
+        given (the canonical form: no spec built on every image request)."""
         rotation = ("!" if self.mirror else "") + number(self.rotation)
         return f"{region or self.region}/{size or self.size}/{rotation}/{self.quality}.{self.format}"
 
@@ -115,7 +164,7 @@ def parse_region(text: str) -> RegionSpec:
         return RegionSpec(text)
     match = _REGION_PX.match(text)
     if match:
-        x, y, w, h = (numbers.integer("region", v, *numbers.PIXELS) for v in match.groups())
+        x, y, w, h = (numbers.integer("region", v, 0, numbers.MAX_PIXELS) for v in match.groups())
         if w <= 0 or h <= 0:
             raise BadRequest("region width and height must be positive")
         return RegionSpec("px", (x, y, w, h))
@@ -139,17 +188,17 @@ def parse_size(text: str, version: int) -> SizeSpec:
         percent = numbers.real("size", match.group(1), 0.0, numbers.MAX_PERCENT)
         if percent <= 0:
             raise BadRequest("size percentage must be positive")
-        return SizeSpec("pct", percent=percent, upscale=upscale)
+        return SizeSpec("pct", 0, 0, percent, upscale)
     match = _SIZE_WH.match(body)
     if match:
         bang, w, h = match.groups()
-        width, height = (numbers.integer("size", v or "0", *numbers.PIXELS) for v in (w, h))
+        width, height = (numbers.integer("size", v or "0", 0, numbers.MAX_PIXELS) for v in (w, h))
         if (w is not None and width == 0) or (h is not None and height == 0):
             raise BadRequest("size must be at least one pixel")
         if w and h:
-            return SizeSpec("fit" if bang else "wh", width, height, upscale=upscale)
+            return SizeSpec("fit" if bang else "wh", width, height, 0.0, upscale)
         if not bang and (w or h):
-            return SizeSpec("w" if w else "h", width, height, upscale=upscale)
+            return SizeSpec("w" if w else "h", width, height, 0.0, upscale)
     raise BadRequest(f"invalid size {text[:60]!r}")
 
 
@@ -226,13 +275,18 @@ class Info:
         return f"{self.encoded}/info.json"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, unsafe_hash=True, slots=True)
 class Image:
     """``{id}/{region}/{size}/{rotation}/{quality}.{format}``."""
 
-    identifier: str
-    encoded: str
-    params: Params
+    identifier: Final[str]
+    encoded: Final[str]
+    params: Final[Params]
+
+    def __init__(self, identifier: str, encoded: str, params: Params) -> None:
+        self.identifier = identifier
+        self.encoded = encoded
+        self.params = params
 
     def __str__(self) -> str:
         return f"{self.encoded}/{self.params}"
@@ -243,6 +297,10 @@ Request = Base | Info | Image
 
 def decode(segment: str) -> str:
     """Percent-decode an identifier (UTF-8, odd bytes kept as surrogates); ``+`` stays a plus."""
+    if "%" not in segment and segment.isascii():
+        if "\x00" in segment:
+            raise BadRequest("invalid character in identifier")
+        return segment  # the usual case: nothing to decode
     raw = unquote_to_bytes(segment.encode("latin-1", "replace"))
     if b"\x00" in raw:
         raise BadRequest("invalid character in identifier")

@@ -48,12 +48,14 @@ def _text(name: str, text: str) -> str:
     return text
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
+# ``int | float``, not float: compiled (mypyc), a float parameter turns an int bound into a float,
+# and the message would print 2147483647 as 2.14748e+09.
+def _check_range(name: str, value: int | float, low: int | float, high: int | float) -> None:
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {_shown(low)} and {_shown(high)}")
 
 
-def _shown(bound: float) -> str:
+def _shown(bound: int | float) -> str:
     return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 

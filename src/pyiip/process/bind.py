@@ -23,7 +23,7 @@ from pyiip.config import Settings
 from pyiip.errors import BadRequest, NotFound, NotImplementedFeature
 from pyiip.model import ImageRequest, Region
 from pyiip.parse.iiif import RegionSpec, SizeSpec
-from pyiip.read.source import ImageInfo
+from pyiip.read.source import ImageInfo, LevelInfo
 
 
 def level_scale(info: ImageInfo, level: int) -> int | None:
@@ -38,10 +38,29 @@ def level_scale(info: ImageInfo, level: int) -> int | None:
     return scale
 
 
+# level_scales by id() of an info's levels, kept with the levels themselves (so a reused id is told
+# apart, and only the small level tuples stay alive, not the infos' metadata): an open image keeps its
+# info, and every tile request of it would otherwise redo these divisions.
+_SCALES: dict[int, tuple[tuple[LevelInfo, ...], tuple[int | None, ...]]] = {}
+_SCALES_KEPT = 4096
+
+
+def level_scales(info: ImageInfo) -> tuple[int | None, ...]:
+    """``level_scale`` of every stored level, computed once per info."""
+    levels = info.levels
+    kept = _SCALES.get(id(levels))
+    if kept is not None and kept[0] is levels:
+        return kept[1]
+    if len(_SCALES) >= _SCALES_KEPT:
+        _SCALES.clear()
+    scales = tuple([level_scale(info, level) for level in range(len(levels))])
+    _SCALES[id(levels)] = (levels, scales)
+    return scales
+
+
 def scale_factors(info: ImageInfo) -> list[int]:
     """Distinct exact scale factors of the stored levels, smallest first."""
-    found = {level_scale(info, level) for level in range(len(info.levels))}
-    return sorted(s for s in found if s is not None)
+    return sorted({s for s in level_scales(info) if s is not None})
 
 
 def grid_region(info: ImageInfo, x: int, y: int, w: int, h: int, out_w: int, out_h: int) -> Region:
@@ -50,16 +69,18 @@ def grid_region(info: ImageInfo, x: int, y: int, w: int, h: int, out_w: int, out
     A level of scale s serves the request when the rectangle starts on its
     grid and the output is exactly the rectangle's pixels at that level.
     """
-    width, height = info.width, info.height
-    for level in range(len(info.levels) - 1, 0, -1):
-        scale = level_scale(info, level)
+    scales = level_scales(info)
+    levels = info.levels
+    width, height = levels[0].width, levels[0].height
+    for level in range(len(scales) - 1, 0, -1):
+        scale = scales[level]
         if scale is None or x % scale or y % scale:
             continue
         if out_w != -(-w // scale) or out_h != -(-h // scale):
             continue
         if (x + w != width and w % scale) or (y + h != height and h % scale):
             continue
-        lv = info.levels[level]
+        lv = levels[level]
         lx, ly = x // scale, y // scale
         if lx + out_w <= lv.width and ly + out_h <= lv.height:
             return Region(lx, ly, out_w, out_h, level)
@@ -205,12 +226,13 @@ def region_rect(spec: RegionSpec, width: int, height: int) -> tuple[int, int, in
     if spec.kind == "square":
         side = min(width, height)
         return (width - side) // 2, (height - side) // 2, side, side
-    x, y, w, h = spec.values
+    fx, fy, fw, fh = spec.values
     if spec.kind == "pct":
-        x0, y0 = round(x * width / 100), round(y * height / 100)
-        x1, y1 = round((x + w) * width / 100), round((y + h) * height / 100)
-        x, y, w, h = x0, y0, max(1, x1 - x0), max(1, y1 - y0)
-    x, y, w, h = int(x), int(y), int(w), int(h)
+        x, y = round(fx * width / 100), round(fy * height / 100)
+        x1, y1 = round((fx + fw) * width / 100), round((fy + fh) * height / 100)
+        w, h = max(1, x1 - x), max(1, y1 - y)
+    else:
+        x, y, w, h = int(fx), int(fy), int(fw), int(fh)
     if x >= width or y >= height:
         raise BadRequest("region lies outside the image")
     return x, y, min(w, width - x), min(h, height - y)

@@ -528,8 +528,8 @@ class TiffSource:
         tables = lv.jpegtables
         if tables and len(tables) > 4:
             # The tables stream ends with EOI and the tile starts with SOI:
-            # join them into one stream any decoder reads.
-            return tables[:-2] + data[2:]
+            # join them into one stream any decoder reads (one copy: views, not slices).
+            return b"".join((memoryview(tables)[:-2], memoryview(data)[2:]))
         return data
 
     def decode_tile(self, level: int, col: int, row: int) -> np.ndarray:

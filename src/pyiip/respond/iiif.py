@@ -24,7 +24,7 @@ from pyiip.cache.etags import content_etag
 from pyiip.errors import BadRequest, NotFound, TooLarge
 from pyiip.http import Request, Response, media_ranges
 from pyiip.model import ImageRequest
-from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, RegionSpec, SizeSpec, parse_base
+from pyiip.parse.iiif import DEEP_QUALITY, Base, Image, Info, Params, parse_base, size_text
 from pyiip.parse.iiif import parse as parse_path
 from pyiip.parse.iip import split_query, without_key
 from pyiip.process.bind import Limits, grid_region, output_size, region_rect
@@ -51,20 +51,20 @@ def canonical_params(
 ) -> str:
     """The canonical {region}/{size}/{rotation}/{quality}.{format} of IIIF 3 section 4.8 / 2.1 section 4.7."""
     x, y, w, h = rect
-    region = RegionSpec("full") if (x, y, w, h) == (0, 0, *full) else RegionSpec("px", rect)
+    region = "full" if (x, y, w, h) == (0, 0, *full) else f"{x},{y},{w},{h}"
     width, height = size
     if version >= 3:
         upscaled = width > w or height > h
         if (width, height) == limits.fit(w, h, upscale=upscaled):
-            spec = SizeSpec("max", upscale=upscaled)
+            spec = size_text("max", 0, 0, upscaled)
         else:
-            spec = SizeSpec("wh", width, height, upscale=upscaled)
+            spec = size_text("wh", width, height, upscaled)
     elif (width, height) == (w, h):
-        spec = SizeSpec("max", keyword="full")
+        spec = size_text("max", 0, 0, False, keyword="full")
     elif round(h * width / w) != height:
-        spec = SizeSpec("wh", width, height)  # a distorting size
+        spec = size_text("wh", width, height, False)  # a distorting size
     else:
-        spec = SizeSpec("w", width)
+        spec = size_text("w", width, 0, False)
     return params.text(region, spec)
 
 
@@ -166,17 +166,17 @@ def build_request(
     """The model request and its canonical IIIF parameters."""
     info = image.info
     settings = service.settings
-    rect = region_rect(params.region, info.width, info.height)
+    rect = x, y, w, h = region_rect(params.region, info.width, info.height)
     limits = image_limits(image, settings)
     if not limits.area:
         raise TooLarge("no output of this image fits in MAX_REQUEST_MEMORY")
     if service.hooks is not None:
-        limits = service.capped(image, limits, rect[2], rect[3])
-    size = output_size(params.size, rect[2], rect[3], limits, version, settings.allow_upscaling)
+        limits = service.capped(image, limits, w, h)
+    size = width, height = output_size(params.size, w, h, limits, version, settings.allow_upscaling)
     display, quality = display_from_query(query, image)
     deep = params.quality == DEEP_QUALITY  # the default colours at 16 bits (process.deep checks the rest)
     model = ImageRequest(
-        region=grid_region(info, *rect, *size),
+        region=grid_region(info, x, y, w, h, width, height),  # no *args: a native call when compiled
         size=size,
         rotation=params.rotation,
         mirror=params.mirror,
@@ -193,7 +193,8 @@ def _image(
     service: Service, request: Request, parsed: Image, version: int, base: str, query: str, negotiated: bool
 ) -> Response:
     image, display = open_image(service, parsed.identifier)
-    query = "&".join(part for part in (display, query) if part)  # the URL's own query string wins
+    if display:
+        query = f"{display}&{query}" if query else display  # the URL's own query string wins
     model, canonical = build_request(image, parsed.params, version, service, request, query)
     rendered = service.render(image, model)
     headers = [_link(version, base, canonical, service)]
@@ -249,11 +250,13 @@ def handle_query(service: Service, request: Request, value: str) -> Response:
     settings = service.settings
     version = negotiated_version(request, settings.iiif_version)
     key = next((t.partition("=")[0] for t in request.query.split("&") if t.lower().startswith("iiif=")), "IIIF")
-    raw = re.sub("%2[fF]", "/", value).lstrip("/")  # iipsrv decodes the whole value before splitting
+    raw = re.sub("%2[fF]", "/", value) if "%2" in value else value  # iipsrv decodes the whole value
+    raw = raw.lstrip("/")  # before splitting
     lead = "/" * (len(value) - len(value.lstrip("/")))
     if settings.base_url and "?" in settings.base_url:
         start = settings.base_url + lead  # iipsrv style: BASE_URL ends with "...?IIIF="
     else:
         start = public_origin(request, settings.base_url, request.path) + request.path + f"?{key}={lead}"
-    query = without_key(request.query, "iiif")
+    # With no other parameter there is nothing to keep (the usual tile URL): no split and join.
+    query = without_key(request.query, "iiif") if "&" in request.query else ""
     return respond(service, request, raw.replace("+", "%20"), version, start, query, negotiated=True)

@@ -31,6 +31,7 @@ from pyiip.parse.iiif import (
     parse_region,
     parse_rotation,
     parse_size,
+    size_text,
 )
 
 # Section 4.1 of both versions (the same grammar): region.
@@ -257,3 +258,33 @@ def test_info_and_base_requests_round_trip(identifier: str, version: int) -> Non
     encoded = quote(identifier, safe="")
     for request in (Info(identifier, encoded), Base(identifier, encoded)):
         assert parse(str(request), version) == request
+
+
+@pytest.mark.parametrize(
+    ("path", "identifier"),
+    [("plain.tif/info.json", "plain.tif"), ("caf%C3%A9.tif/info.json", "caf\u00e9.tif"), ("a%20b/info.json", "a b")],
+)
+def test_identifiers_without_escapes_are_taken_as_they_are(path: str, identifier: str) -> None:
+    assert parse(path, 3) == Info(identifier, path.rpartition("/")[0])
+
+
+@pytest.mark.parametrize("path", ["a\x00b/info.json", "a%00b/info.json", "a\x00b/full/max/0/default.jpg"])
+def test_a_nul_in_an_identifier_is_refused_escaped_or_not(path: str) -> None:
+    with pytest.raises(BadRequest, match="invalid character in identifier"):
+        parse(path, 3)
+
+
+def test_size_text_is_what_a_size_spec_prints() -> None:
+    for spec in (SizeSpec("max", upscale=True), SizeSpec("max", keyword="full"), SizeSpec("fit", 9, 7, upscale=True)):
+        assert size_text(spec.kind, spec.width, spec.height, spec.upscale, spec.keyword, spec.percent) == str(spec)
+    assert size_text("w", 512, 0, False) == "512," and size_text("wh", 3, 4, True) == "^3,4"
+
+
+def test_parsed_tile_requests_are_values_equal_and_hashed_by_content() -> None:
+    path = "a.tif/0,0,256,256/256,/0/default.jpg"
+    first, second = parse(path, 2), parse(path, 2)
+    assert first is not second and first == second and hash(first) == hash(second)
+    assert first != parse("a.tif/0,0,256,256/128,/0/default.jpg", 2)
+    assert isinstance(first, Image) and replace(first.params, format="png").text() == "0,0,256,256/256,/0/default.png"
+    shown = "SizeSpec(kind='w', width=256, height=0, percent=0.0, upscale=False, keyword='max')"
+    assert repr(first.params.size) == shown

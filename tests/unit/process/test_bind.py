@@ -149,3 +149,14 @@ def test_tile_grids_map_onto_the_stored_levels_they_coincide_with():
     assert tile_request_region(INFO, 8, 256, 1, 0) is None
     assert grid_region(INFO, 512, 0, 512, 512, 256, 256) == Region(256, 0, 256, 256, 1)
     assert grid_region(INFO, 511, 0, 512, 512, 256, 256) == Region(511, 0, 512, 512, 0)
+
+
+def test_level_scales_are_kept_per_info_and_never_taken_from_another() -> None:
+    """The scales are kept by id(): an info made after another was freed may reuse its id, and must
+    get its own scales (a 1100 px pyramid's scale 2 level is no scale 2 level of a 4400 px one)."""
+    for _ in range(50):
+        small, large = pyramid(1100, 900), pyramid(4400, 3600, levels=3)
+        assert grid_region(small, 0, 0, 512, 512, 256, 256) == Region(0, 0, 256, 256, 1)
+        assert grid_region(large, 0, 0, 1024, 1024, 256, 256) == Region(0, 0, 256, 256, 2)
+        assert scale_factors(small) == [1, 2, 4, 8] and scale_factors(large) == [1, 2, 4]
+        del small, large
