@@ -52,7 +52,6 @@ single-threaded server advertises (FCGI_MPXS_CONNS=0).
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import resource
@@ -85,6 +84,8 @@ MAX_CONNECTIONS = 512  # connections waiting in one process (a quarter of the de
 MAX_HELD = 64 << 20  # bytes the waiting connections of a process may hold: requests read, replies unsent
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 WAIT_INPUT, WAIT_OUTPUT = select.EPOLLIN, select.EPOLLOUT
+SEND_PARTS = 64  # buffers given to one sendmsg (IOV_MAX is 1024): management answers can queue thousands
+NOTHING_WAITING = bytes(4)  # FIONREAD's answer when the peer sent nothing more
 
 
 class ProtocolError(Exception):
@@ -142,15 +143,20 @@ def encode_record(kind: int, request_id: int, content: bytes = b"") -> bytes:
     return HEADER.pack(1, kind, request_id, len(content), padding) + content + b"\x00" * padding
 
 
-def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
-    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: one buffer, one send."""
+def _stdout_records(request_id: int, head: bytes, body: bytes) -> list[bytes | memoryview]:
+    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: the buffers of one sendmsg.
+
+    A reply that fits one record (tiles, info.json: nearly every reply) goes
+    out as three buffers, the body among them as it is: gathering them is the
+    kernel's copy, not one more here.
+    """
     end = HEADER.pack(1, STDOUT, request_id, 0, 0) + encode_record(
         END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)
     )
     size = len(head) + len(body)
-    if size <= MAX_CONTENT:  # nearly every reply: tiles, info.json
+    if size <= MAX_CONTENT:
         padding = -size & 7
-        return b"".join((HEADER.pack(1, STDOUT, request_id, size, padding), head, body, b"\x00" * padding, end))
+        return [HEADER.pack(1, STDOUT, request_id, size, padding) + head, body, bytes(padding) + end]
     data = head + body
     out: list[bytes | memoryview] = []
     view = memoryview(data)
@@ -162,7 +168,7 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
         if padding:
             out.append(b"\x00" * padding)
     out.append(end)
-    return b"".join(out)
+    return [b"".join(out)]
 
 
 def _plain(status: str, message: str) -> tuple[bytes, bytes]:
@@ -176,17 +182,17 @@ INTERNAL_ERROR = _plain("500 Internal Server Error", "internal server error")
 BODY_TOO_LARGE = _plain(f"{TooLarge.status} {TooLarge.reason}", f"request body over {MAX_STDIN} bytes")
 
 
-def _end_request(request_id: int, status: int) -> bytes:
-    return encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))
+def _end_request(request_id: int, status: int) -> list[bytes | memoryview]:
+    return [encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))]
 
 
-def _management(kind: int, content: bytes | bytearray) -> bytes:
+def _management(kind: int, content: bytes) -> list[bytes | memoryview]:
     """The answer to a record of request id 0: the values asked for, or "unknown type"."""
     if kind == GET_VALUES:
         asked = decode_pairs(content)
         values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
-        return encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))
-    return encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)
+        return [encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))]
+    return [encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)]
 
 
 def _connection_limit() -> int:
@@ -223,9 +229,9 @@ class _Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = bytearray()
+        self.buffer = b""  # the first read as it came (nearly always the whole request): no copy
         self.request: _Request | None = None
-        self.out: bytes | memoryview = b""
+        self.out: list[bytes | memoryview] = []  # the buffers still to send, in order
         self.replying = False  # out holds a request's reply (not only management records)
         self.closing = False  # close once out is sent
         self.deadline: float | None = None
@@ -234,7 +240,8 @@ class _Connection:
 
     def holding(self) -> int:
         """Bytes kept for this connection: unparsed input, the parameters so far, the unsent output."""
-        return len(self.buffer) + len(self.out) + (len(self.request.params) if self.request else 0)
+        unsent = sum([len(part) for part in self.out])
+        return len(self.buffer) + unsent + (len(self.request.params) if self.request else 0)
 
 
 # What answers a request: its CGI variables in, a reply out (http.Reply: its CGI head
@@ -403,7 +410,7 @@ class Responder:
             self._close(connection)
             return
         if chunk:
-            connection.buffer += chunk
+            connection.buffer = connection.buffer + chunk if connection.buffer else chunk
         self._work(connection)
 
     def _work(self, connection: _Connection) -> None:
@@ -469,20 +476,29 @@ class Responder:
         connection.events = events
 
     @staticmethod
-    def _queue(connection: _Connection, data: bytes) -> None:
-        """Add to what is to be sent: management answers and refusals, after what is already there."""
-        connection.out = bytes(connection.out) + data if connection.out else data
+    def _queue(connection: _Connection, parts: list[bytes | memoryview]) -> None:
+        """Add to what is to be sent: a reply, management answers and refusals, after what is already there."""
+        if connection.out:
+            connection.out += parts
+        else:
+            connection.out = parts
 
     @staticmethod
     def _flush(connection: _Connection) -> bool:
-        """Send what the socket takes now; True when nothing is left."""
+        """Send what the socket takes now (one sendmsg gathers the buffers); True when nothing is left."""
         out = connection.out
         try:
-            sent = connection.sock.send(out, socket.MSG_DONTWAIT)
+            sent = connection.sock.sendmsg(out if len(out) <= SEND_PARTS else out[:SEND_PARTS], (), socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-        connection.out = b"" if sent == len(out) else memoryview(out)[sent:]
-        return not connection.out
+        done = 0
+        while done < len(out) and sent >= len(out[done]):
+            sent -= len(out[done])
+            done += 1
+        del out[:done]
+        if sent:
+            out[0] = memoryview(out[0])[sent:]
+        return not out
 
     # ---------------------------------------------------------------- records
 
@@ -490,7 +506,7 @@ class Responder:
         """Records from the buffer up to the end of a request; None when more bytes are needed.
 
         Records are parsed in place; what they used of the buffer is dropped once,
-        on return. Answers to management records and refusals are queued.
+        on return (nearly always all of it). Answers to management records and refusals are queued.
         """
         buffer = connection.buffer
         end = len(buffer)  # records do not change the buffer: only this function does, on return
@@ -510,9 +526,10 @@ class Responder:
                     return request
             return None
         finally:
-            del buffer[:pos]
+            if pos:
+                connection.buffer = buffer[pos:]
 
-    def _record(self, connection: _Connection, kind: int, request_id: int, content: bytearray) -> _Request | None:
+    def _record(self, connection: _Connection, kind: int, request_id: int, content: bytes) -> _Request | None:
         """Take one record; the request it ends (whole or aborted), if it ends one."""
         if request_id == 0:
             self._queue(connection, _management(kind, content))
@@ -540,7 +557,7 @@ class Responder:
             return request
         return None
 
-    def _begin(self, connection: _Connection, request_id: int, content: bytearray) -> None:
+    def _begin(self, connection: _Connection, request_id: int, content: bytes) -> None:
         """BEGIN_REQUEST: a new request, or a refusal (a second one at once, another role)."""
         if len(content) < BEGIN_BODY.size:
             raise ProtocolError("BEGIN_REQUEST body too short")
@@ -554,7 +571,7 @@ class Responder:
 
     # ---------------------------------------------------------------- replies
 
-    def _respond(self, request: _Request) -> bytes:
+    def _respond(self, request: _Request) -> list[bytes | memoryview]:
         """The reply records: the handler's, or the responder's own for an abort or an oversized body."""
         if request.aborted:
             return _end_request(request.id, REQUEST_COMPLETE)
@@ -595,9 +612,7 @@ class Responder:
         that keeps writing does not keep us here.
         """
         with contextlib.suppress(OSError):
-            waiting = array.array("i", [0])
-            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting)
-            if waiting[0]:
+            if fcntl.ioctl(sock.fileno(), termios.FIONREAD, NOTHING_WAITING) != NOTHING_WAITING:
                 for _ in range(4):
                     if not sock.recv(READ_SIZE, socket.MSG_DONTWAIT):
                         break
