@@ -52,6 +52,7 @@ single-threaded server advertises (FCGI_MPXS_CONNS=0).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import fcntl
 import resource
@@ -92,7 +93,7 @@ class ProtocolError(Exception):
     """The peer broke the protocol or went away: drop the connection."""
 
 
-def decode_pairs(data: bytes | bytearray) -> dict[str, str]:
+def decode_pairs(data: bytes) -> dict[str, str]:
     """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
 
     Lengths are read from the bytes, names and values sliced from one decoded
@@ -227,7 +228,7 @@ class _Connection:
 
     __slots__ = ("buffer", "closing", "deadline", "events", "held", "out", "replying", "request", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buffer = b""  # the first read as it came (nearly always the whole request): no copy
         self.request: _Request | None = None
@@ -256,6 +257,9 @@ class Responder:
     def __init__(self, handler: Handler, listening: socket.socket, timeout: float = 30.0) -> None:
         self.handler = handler
         self.listening = listening
+        self.family: int = listening.family
+        # accept4 in C, the descriptor only (socket.accept wraps it in Python; typeshed omits it)
+        self.take: Callable[[], tuple[int, object]] = listening._accept  # type: ignore[attr-defined]
         self.timeout = timeout  # CLIENT_TIMEOUT; the caller updates it on reload
         self.limit = _connection_limit()
         self.stopping = False
@@ -266,6 +270,7 @@ class Responder:
         self.connections: dict[int, _Connection] = {}  # those in the poller, by descriptor
         self.held = 0  # bytes they hold (_Connection.held), at most MAX_HELD
         self.next_sweep = 0.0
+        self.waiting = bytearray(4)  # FIONREAD's answer (_discard_and_close)
 
     # ---------------------------------------------------------------- the loop
 
@@ -373,7 +378,7 @@ class Responder:
     def _accept(self) -> bool:
         """Take one waiting connection and serve it; False when none waits (or none can be taken now)."""
         try:
-            sock, _ = self.listening.accept()
+            fd, _ = self.take()
         except BlockingIOError:
             return False
         except ConnectionAbortedError:
@@ -383,12 +388,14 @@ class Responder:
             self.poller.unregister(self.listening.fileno())
             self.accepting = False
             return False
-        self.serve_connection(sock)
+        # The C socket type, not socket.socket: its accept(), __init__ and close() are Python
+        # code, a fifth of what the responder itself costs a connection.
+        self.serve_connection(_socket.socket(self.family, socket.SOCK_STREAM, 0, fd))
         return True
 
     # ---------------------------------------------------------------- one connection
 
-    def serve_connection(self, sock: socket.socket) -> None:
+    def serve_connection(self, sock: _socket.socket) -> None:
         """A new connection: answered and closed at once when its request is already there.
 
         Behind a web server it nearly always is; otherwise the connection waits in
@@ -580,7 +587,7 @@ class Responder:
             head, body = BODY_TOO_LARGE
         else:
             try:
-                reply = self.handler(decode_pairs(request.params))
+                reply = self.handler(decode_pairs(bytes(request.params)))  # bytes: indexed natively when compiled
                 head, body = reply.cgi_head(), reply.body
             except Exception:  # the application answers its own errors; this is the last resort
                 head, body = INTERNAL_ERROR
@@ -601,18 +608,19 @@ class Responder:
             self._listen()
         self._discard_and_close(connection.sock)
 
-    @staticmethod
-    def _discard_and_close(sock: socket.socket) -> None:
+    def _discard_and_close(self, sock: _socket.socket) -> None:
         """Take what the web server may still have sent (so closing resets nothing), then close.
 
         The request was read whole, so nothing more is owed to us, and the web
         server's own close is not awaited. FIONREAD tells whether anything
         waits; nearly always nothing does, and asking costs a quarter of a
         non-blocking read that fails with EAGAIN. A few reads at most: a peer
-        that keeps writing does not keep us here.
+        that keeps writing does not keep us here. The answer is written into a
+        buffer kept for it (given bytes, ioctl first fails to parse them as writable).
         """
         with contextlib.suppress(OSError):
-            if fcntl.ioctl(sock.fileno(), termios.FIONREAD, NOTHING_WAITING) != NOTHING_WAITING:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, self.waiting)
+            if self.waiting != NOTHING_WAITING:
                 for _ in range(4):
                     if not sock.recv(READ_SIZE, socket.MSG_DONTWAIT):
                         break
