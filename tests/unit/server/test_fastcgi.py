@@ -121,6 +121,14 @@ def test_thousands_of_management_records_in_one_write_are_all_answered():
     assert got[2000][2].endswith(b"q") and got[-1][0] == fastcgi.END_REQUEST
 
 
+def test_parameters_over_several_records_are_gathered():
+    encoded = fastcgi.encode_pairs({k.encode(): v.encode() for k, v in environ_for("/x?FIF=a.tif&JTL=1,2").items()})
+    pieces = [encoded[:5], encoded[5:9], encoded[9:]]  # cut inside a name-value pair
+    opening_records = begin(1) + b"".join(encode_record(fastcgi.PARAMS, 1, piece) for piece in pieces)
+    got = exchange(opening_records + encode_record(fastcgi.PARAMS, 1) + encode_record(fastcgi.STDIN, 1))
+    assert got[0][2].endswith(b"\r\n\r\nFIF=a.tif&JTL=1,2")
+
+
 def test_kept_connection_serves_several_requests():
     got = exchange(full_request("one", 1, keep=True), full_request("two", 2, keep=True))
     bodies = [(rid, c) for kind, rid, c in got if kind == fastcgi.STDOUT and c]
