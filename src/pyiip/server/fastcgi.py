@@ -69,6 +69,7 @@ from collections.abc import Callable
 from pyiip.errors import TooLarge
 from pyiip.http import Reply
 from pyiip.log import LOGGER
+from pyiip.server.interpreted import run_signal_handlers
 
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
@@ -313,6 +314,7 @@ class Responder:
         """
         self._listen()
         while True:
+            run_signal_handlers()  # compiled, this loop would not notice a signal that came between system calls
             if self.stopping:
                 if not self.wound_down:
                     self._wind_down()
