@@ -11,7 +11,7 @@ connection arrives with its whole request already written. The responder
 accepts it, reads it in one ``recv``, answers it in one ``sendmsg`` and closes
 it, without registering anything anywhere: seven system calls with the
 FIONREAD check and the getsockname CPython's socket makes (iipsrv 1.3 makes
-18 for a cached tile). Only a connection that cannot
+19 for a cached tile). Only a connection that cannot
 complete at once (its request not all there, a reply the peer does not take
 whole, a kept connection waiting for its next request) enters an epoll set,
 with its own buffers, and the loop serves whichever connection is ready, so
