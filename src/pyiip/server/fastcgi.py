@@ -190,10 +190,10 @@ def _end_request(request_id: int, status: int) -> list[bytes | memoryview]:
     return [encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))]
 
 
-def _management(kind: int, content: bytes) -> list[bytes | memoryview]:
+def _management(kind: int, content: bytes | bytearray) -> list[bytes | memoryview]:
     """The answer to a record of request id 0: the values asked for, or "unknown type"."""
     if kind == GET_VALUES:
-        asked = decode_pairs(content)
+        asked = decode_pairs(bytes(content))
         values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
         return [encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))]
     return [encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)]
@@ -234,7 +234,7 @@ class _Connection:
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""  # the first read as it came (nearly always the whole request): no copy
+        self.buffer: bytes | bytearray = b""  # the first read as it came (nearly always the whole request)
         self.request: _Request | None = None
         self.out: list[bytes | memoryview] = []  # the buffers still to send, in order
         self.replying = False  # out holds a request's reply (not only management records)
@@ -422,8 +422,24 @@ class Responder:
             self._close(connection)
             return
         if chunk:
-            connection.buffer = connection.buffer + chunk if connection.buffer else chunk
+            self._gather(connection, chunk)
         self._work(connection)
+
+    @staticmethod
+    def _gather(connection: _Connection, chunk: bytes) -> None:
+        """Keep what was read: a first read as it came, later ones appended to a bytearray.
+
+        Appending to bytes would copy what is held at every read: a peer sending
+        a long record a byte at a time would cost quadratic copying.
+        """
+        buffer = connection.buffer
+        if not buffer:
+            connection.buffer = chunk
+            return
+        if type(buffer) is bytes:
+            buffer = bytearray(buffer)
+        buffer += chunk
+        connection.buffer = buffer
 
     def _work(self, connection: _Connection) -> None:
         """Send what is pending, answer the whole requests buffered, then wait for what is needed next.
@@ -541,7 +557,9 @@ class Responder:
             if pos:
                 connection.buffer = buffer[pos:]
 
-    def _record(self, connection: _Connection, kind: int, request_id: int, content: bytes) -> _Request | None:
+    def _record(
+        self, connection: _Connection, kind: int, request_id: int, content: bytes | bytearray
+    ) -> _Request | None:
         """Take one record; the request it ends (whole or aborted), if it ends one."""
         if request_id == 0:
             self._queue(connection, _management(kind, content))
@@ -572,7 +590,7 @@ class Responder:
             return request
         return None
 
-    def _begin(self, connection: _Connection, request_id: int, content: bytes) -> None:
+    def _begin(self, connection: _Connection, request_id: int, content: bytes | bytearray) -> None:
         """BEGIN_REQUEST: a new request, or a refusal (a second one at once, another role)."""
         if len(content) < BEGIN_BODY.size:
             raise ProtocolError("BEGIN_REQUEST body too short")
