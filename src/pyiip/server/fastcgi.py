@@ -147,6 +147,16 @@ def encode_record(kind: int, request_id: int, content: bytes = b"") -> bytes:
     return HEADER.pack(1, kind, request_id, len(content), padding) + content + b"\x00" * padding
 
 
+def _end_records(request_id: int) -> bytes:
+    """The empty STDOUT record that ends a reply, and END_REQUEST."""
+    end_request = encode_record(END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE))
+    return HEADER.pack(1, STDOUT, request_id, 0, 0) + end_request
+
+
+# After each padding, what ends a reply to request 1: every request of lighttpd, nginx and Apache.
+ENDS_1 = tuple(bytes(padding) + _end_records(1) for padding in range(8))
+
+
 def _stdout_records(request_id: int, head: bytes, body: bytes) -> list[bytes | memoryview]:
     """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: the buffers of one sendmsg.
 
@@ -154,13 +164,11 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> list[bytes | m
     out as three buffers, the body among them as it is: gathering them is the
     kernel's copy, not one more here.
     """
-    end = HEADER.pack(1, STDOUT, request_id, 0, 0) + encode_record(
-        END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)
-    )
     size = len(head) + len(body)
     if size <= MAX_CONTENT:
         padding = -size & 7
-        return [HEADER.pack(1, STDOUT, request_id, size, padding) + head, body, bytes(padding) + end]
+        tail = ENDS_1[padding] if request_id == 1 else bytes(padding) + _end_records(request_id)
+        return [HEADER.pack(1, STDOUT, request_id, size, padding) + head, body, tail]
     data = head + body
     out: list[bytes | memoryview] = []
     view = memoryview(data)
@@ -171,7 +179,7 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> list[bytes | m
         out.append(chunk)
         if padding:
             out.append(b"\x00" * padding)
-    out.append(end)
+    out.append(_end_records(request_id))
     return [b"".join(out)]
 
 
