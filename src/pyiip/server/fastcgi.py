@@ -8,8 +8,10 @@ the connection after every reply), against under a fifth in the application.
 
 The fast path is what a web server in front does nearly every time: a
 connection arrives with its whole request already written. The responder
-accepts it, reads it in one ``recv``, answers it in one ``send`` and closes
-it, without registering anything anywhere. Only a connection that cannot
+accepts it, reads it in one ``recv``, answers it in one ``sendmsg`` and closes
+it, without registering anything anywhere: seven system calls with the
+FIONREAD check and the getsockname CPython's socket makes (iipsrv 1.3 makes
+19 for a cached tile). Only a connection that cannot
 complete at once (its request not all there, a reply the peer does not take
 whole, a kept connection waiting for its next request) enters an epoll set,
 with its own buffers, and the loop serves whichever connection is ready, so
@@ -52,7 +54,7 @@ single-threaded server advertises (FCGI_MPXS_CONNS=0).
 
 from __future__ import annotations
 
-import array
+import _socket
 import contextlib
 import fcntl
 import resource
@@ -67,6 +69,7 @@ from collections.abc import Callable
 from pyiip.errors import TooLarge
 from pyiip.http import Reply
 from pyiip.log import LOGGER
+from pyiip.server.interpreted import run_signal_handlers
 
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
@@ -85,13 +88,15 @@ MAX_CONNECTIONS = 512  # connections waiting in one process (a quarter of the de
 MAX_HELD = 64 << 20  # bytes the waiting connections of a process may hold: requests read, replies unsent
 CAPABILITIES = {b"FCGI_MAX_CONNS": b"1", b"FCGI_MAX_REQS": b"1", b"FCGI_MPXS_CONNS": b"0"}
 WAIT_INPUT, WAIT_OUTPUT = select.EPOLLIN, select.EPOLLOUT
+SEND_PARTS = 64  # buffers given to one sendmsg (IOV_MAX is 1024): management answers can queue thousands
+NOTHING_WAITING = bytes(4)  # FIONREAD's answer when the peer sent nothing more
 
 
 class ProtocolError(Exception):
     """The peer broke the protocol or went away: drop the connection."""
 
 
-def decode_pairs(data: bytes | bytearray) -> dict[str, str]:
+def decode_pairs(data: bytes) -> dict[str, str]:
     """FastCGI name-value pairs, decoded as latin-1 like every WSGI server (PEP 3333).
 
     Lengths are read from the bytes, names and values sliced from one decoded
@@ -142,15 +147,28 @@ def encode_record(kind: int, request_id: int, content: bytes = b"") -> bytes:
     return HEADER.pack(1, kind, request_id, len(content), padding) + content + b"\x00" * padding
 
 
-def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
-    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: one buffer, one send."""
-    end = HEADER.pack(1, STDOUT, request_id, 0, 0) + encode_record(
-        END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE)
-    )
+def _end_records(request_id: int) -> bytes:
+    """The empty STDOUT record that ends a reply, and END_REQUEST."""
+    end_request = encode_record(END_REQUEST, request_id, END_BODY.pack(0, REQUEST_COMPLETE))
+    return HEADER.pack(1, STDOUT, request_id, 0, 0) + end_request
+
+
+# After each padding, what ends a reply to request 1: every request of lighttpd, nginx and Apache.
+ENDS_1 = tuple(bytes(padding) + _end_records(1) for padding in range(8))
+
+
+def _stdout_records(request_id: int, head: bytes, body: bytes) -> list[bytes | memoryview]:
+    """The reply as STDOUT records, the empty one that ends it, and END_REQUEST: the buffers of one sendmsg.
+
+    A reply that fits one record (tiles, info.json: nearly every reply) goes
+    out as three buffers, the body among them as it is: gathering them is the
+    kernel's copy, not one more here.
+    """
     size = len(head) + len(body)
-    if size <= MAX_CONTENT:  # nearly every reply: tiles, info.json
+    if size <= MAX_CONTENT:
         padding = -size & 7
-        return b"".join((HEADER.pack(1, STDOUT, request_id, size, padding), head, body, b"\x00" * padding, end))
+        tail = ENDS_1[padding] if request_id == 1 else bytes(padding) + _end_records(request_id)
+        return [HEADER.pack(1, STDOUT, request_id, size, padding) + head, body, tail]
     data = head + body
     out: list[bytes | memoryview] = []
     view = memoryview(data)
@@ -161,8 +179,8 @@ def _stdout_records(request_id: int, head: bytes, body: bytes) -> bytes:
         out.append(chunk)
         if padding:
             out.append(b"\x00" * padding)
-    out.append(end)
-    return b"".join(out)
+    out.append(_end_records(request_id))
+    return [b"".join(out)]
 
 
 def _plain(status: str, message: str) -> tuple[bytes, bytes]:
@@ -176,17 +194,17 @@ INTERNAL_ERROR = _plain("500 Internal Server Error", "internal server error")
 BODY_TOO_LARGE = _plain(f"{TooLarge.status} {TooLarge.reason}", f"request body over {MAX_STDIN} bytes")
 
 
-def _end_request(request_id: int, status: int) -> bytes:
-    return encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))
+def _end_request(request_id: int, status: int) -> list[bytes | memoryview]:
+    return [encode_record(END_REQUEST, request_id, END_BODY.pack(0, status))]
 
 
-def _management(kind: int, content: bytes | bytearray) -> bytes:
+def _management(kind: int, content: bytes | bytearray) -> list[bytes | memoryview]:
     """The answer to a record of request id 0: the values asked for, or "unknown type"."""
     if kind == GET_VALUES:
-        asked = decode_pairs(content)
+        asked = decode_pairs(bytes(content))
         values = {k.encode(): CAPABILITIES[k.encode()] for k in asked if k.encode() in CAPABILITIES}
-        return encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))
-    return encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)
+        return [encode_record(GET_VALUES_RESULT, 0, encode_pairs(values))]
+    return [encode_record(UNKNOWN_TYPE, 0, bytes((kind,)) + b"\x00" * 7)]
 
 
 def _connection_limit() -> int:
@@ -205,7 +223,8 @@ class _Request:
     def __init__(self, request_id: int, keep: bool) -> None:
         self.id = request_id
         self.keep = keep
-        self.params = bytearray()
+        # The one PARAMS record as it came (nearly always), or the records gathered in a bytearray
+        self.params: bytes | bytearray = b""
         self.body = 0
         self.params_ended = self.stdin_ended = self.aborted = False
 
@@ -221,11 +240,11 @@ class _Connection:
 
     __slots__ = ("buffer", "closing", "deadline", "events", "held", "out", "replying", "request", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.buffer = bytearray()
+        self.buffer: bytes | bytearray = b""  # the first read as it came (nearly always the whole request)
         self.request: _Request | None = None
-        self.out: bytes | memoryview = b""
+        self.out: list[bytes | memoryview] = []  # the buffers still to send, in order
         self.replying = False  # out holds a request's reply (not only management records)
         self.closing = False  # close once out is sent
         self.deadline: float | None = None
@@ -234,7 +253,8 @@ class _Connection:
 
     def holding(self) -> int:
         """Bytes kept for this connection: unparsed input, the parameters so far, the unsent output."""
-        return len(self.buffer) + len(self.out) + (len(self.request.params) if self.request else 0)
+        unsent = sum([len(part) for part in self.out])
+        return len(self.buffer) + unsent + (len(self.request.params) if self.request else 0)
 
 
 # What answers a request: its CGI variables in, a reply out (http.Reply: its CGI head
@@ -249,6 +269,9 @@ class Responder:
     def __init__(self, handler: Handler, listening: socket.socket, timeout: float = 30.0) -> None:
         self.handler = handler
         self.listening = listening
+        self.family: int = listening.family
+        # accept4 in C, the descriptor only (socket.accept wraps it in Python; typeshed omits it)
+        self.take: Callable[[], tuple[int, object]] = listening._accept  # type: ignore[attr-defined]
         self.timeout = timeout  # CLIENT_TIMEOUT; the caller updates it on reload
         self.limit = _connection_limit()
         self.stopping = False
@@ -259,6 +282,7 @@ class Responder:
         self.connections: dict[int, _Connection] = {}  # those in the poller, by descriptor
         self.held = 0  # bytes they hold (_Connection.held), at most MAX_HELD
         self.next_sweep = 0.0
+        self.waiting = bytearray(4)  # FIONREAD's answer (_discard_and_close)
 
     # ---------------------------------------------------------------- the loop
 
@@ -298,6 +322,7 @@ class Responder:
         """
         self._listen()
         while True:
+            run_signal_handlers()  # compiled, this loop would not notice a signal that came between system calls
             if self.stopping:
                 if not self.wound_down:
                     self._wind_down()
@@ -366,7 +391,7 @@ class Responder:
     def _accept(self) -> bool:
         """Take one waiting connection and serve it; False when none waits (or none can be taken now)."""
         try:
-            sock, _ = self.listening.accept()
+            fd, _ = self.take()
         except BlockingIOError:
             return False
         except ConnectionAbortedError:
@@ -376,12 +401,14 @@ class Responder:
             self.poller.unregister(self.listening.fileno())
             self.accepting = False
             return False
-        self.serve_connection(sock)
+        # The C socket type, not socket.socket: its accept(), __init__ and close() are Python
+        # code, a fifth of what the responder itself costs a connection.
+        self.serve_connection(_socket.socket(self.family, socket.SOCK_STREAM, 0, fd))
         return True
 
     # ---------------------------------------------------------------- one connection
 
-    def serve_connection(self, sock: socket.socket) -> None:
+    def serve_connection(self, sock: _socket.socket) -> None:
         """A new connection: answered and closed at once when its request is already there.
 
         Behind a web server it nearly always is; otherwise the connection waits in
@@ -403,8 +430,24 @@ class Responder:
             self._close(connection)
             return
         if chunk:
-            connection.buffer += chunk
+            self._gather(connection, chunk)
         self._work(connection)
+
+    @staticmethod
+    def _gather(connection: _Connection, chunk: bytes) -> None:
+        """Keep what was read: a first read as it came, later ones appended to a bytearray.
+
+        Appending to bytes would copy what is held at every read: a peer sending
+        a long record a byte at a time would cost quadratic copying.
+        """
+        buffer = connection.buffer
+        if not buffer:
+            connection.buffer = chunk
+            return
+        if type(buffer) is bytes:
+            buffer = bytearray(buffer)
+        buffer += chunk
+        connection.buffer = buffer
 
     def _work(self, connection: _Connection) -> None:
         """Send what is pending, answer the whole requests buffered, then wait for what is needed next.
@@ -469,20 +512,29 @@ class Responder:
         connection.events = events
 
     @staticmethod
-    def _queue(connection: _Connection, data: bytes) -> None:
-        """Add to what is to be sent: management answers and refusals, after what is already there."""
-        connection.out = bytes(connection.out) + data if connection.out else data
+    def _queue(connection: _Connection, parts: list[bytes | memoryview]) -> None:
+        """Add to what is to be sent: a reply, management answers and refusals, after what is already there."""
+        if connection.out:
+            connection.out += parts
+        else:
+            connection.out = parts
 
     @staticmethod
     def _flush(connection: _Connection) -> bool:
-        """Send what the socket takes now; True when nothing is left."""
+        """Send what the socket takes now (one sendmsg gathers the buffers); True when nothing is left."""
         out = connection.out
         try:
-            sent = connection.sock.send(out, socket.MSG_DONTWAIT)
+            sent = connection.sock.sendmsg(out if len(out) <= SEND_PARTS else out[:SEND_PARTS], (), socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-        connection.out = b"" if sent == len(out) else memoryview(out)[sent:]
-        return not connection.out
+        done = 0
+        while done < len(out) and sent >= len(out[done]):
+            sent -= len(out[done])
+            done += 1
+        del out[:done]
+        if sent:
+            out[0] = memoryview(out[0])[sent:]
+        return not out
 
     # ---------------------------------------------------------------- records
 
@@ -490,7 +542,7 @@ class Responder:
         """Records from the buffer up to the end of a request; None when more bytes are needed.
 
         Records are parsed in place; what they used of the buffer is dropped once,
-        on return. Answers to management records and refusals are queued.
+        on return (nearly always all of it). Answers to management records and refusals are queued.
         """
         buffer = connection.buffer
         end = len(buffer)  # records do not change the buffer: only this function does, on return
@@ -510,9 +562,12 @@ class Responder:
                     return request
             return None
         finally:
-            del buffer[:pos]
+            if pos:
+                connection.buffer = buffer[pos:]
 
-    def _record(self, connection: _Connection, kind: int, request_id: int, content: bytearray) -> _Request | None:
+    def _record(
+        self, connection: _Connection, kind: int, request_id: int, content: bytes | bytearray
+    ) -> _Request | None:
         """Take one record; the request it ends (whole or aborted), if it ends one."""
         if request_id == 0:
             self._queue(connection, _management(kind, content))
@@ -528,7 +583,10 @@ class Responder:
                 request.params_ended = True
             elif len(request.params) + len(content) > MAX_PARAMS:
                 raise ProtocolError("parameters too long")
+            elif not request.params:
+                request.params = content
             else:
+                request.params = bytearray(request.params) if type(request.params) is bytes else request.params
                 request.params += content
         elif kind == STDIN:
             request.body += len(content)
@@ -540,7 +598,7 @@ class Responder:
             return request
         return None
 
-    def _begin(self, connection: _Connection, request_id: int, content: bytearray) -> None:
+    def _begin(self, connection: _Connection, request_id: int, content: bytes | bytearray) -> None:
         """BEGIN_REQUEST: a new request, or a refusal (a second one at once, another role)."""
         if len(content) < BEGIN_BODY.size:
             raise ProtocolError("BEGIN_REQUEST body too short")
@@ -554,7 +612,7 @@ class Responder:
 
     # ---------------------------------------------------------------- replies
 
-    def _respond(self, request: _Request) -> bytes:
+    def _respond(self, request: _Request) -> list[bytes | memoryview]:
         """The reply records: the handler's, or the responder's own for an abort or an oversized body."""
         if request.aborted:
             return _end_request(request.id, REQUEST_COMPLETE)
@@ -563,7 +621,8 @@ class Responder:
             head, body = BODY_TOO_LARGE
         else:
             try:
-                reply = self.handler(decode_pairs(request.params))
+                params = request.params
+                reply = self.handler(decode_pairs(params if type(params) is bytes else bytes(params)))
                 head, body = reply.cgi_head(), reply.body
             except Exception:  # the application answers its own errors; this is the last resort
                 head, body = INTERNAL_ERROR
@@ -584,20 +643,19 @@ class Responder:
             self._listen()
         self._discard_and_close(connection.sock)
 
-    @staticmethod
-    def _discard_and_close(sock: socket.socket) -> None:
+    def _discard_and_close(self, sock: _socket.socket) -> None:
         """Take what the web server may still have sent (so closing resets nothing), then close.
 
         The request was read whole, so nothing more is owed to us, and the web
         server's own close is not awaited. FIONREAD tells whether anything
         waits; nearly always nothing does, and asking costs a quarter of a
         non-blocking read that fails with EAGAIN. A few reads at most: a peer
-        that keeps writing does not keep us here.
+        that keeps writing does not keep us here. The answer is written into a
+        buffer kept for it (given bytes, ioctl first fails to parse them as writable).
         """
         with contextlib.suppress(OSError):
-            waiting = array.array("i", [0])
-            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting)
-            if waiting[0]:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, self.waiting)
+            if self.waiting != NOTHING_WAITING:
                 for _ in range(4):
                     if not sock.recv(READ_SIZE, socket.MSG_DONTWAIT):
                         break

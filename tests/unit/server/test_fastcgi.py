@@ -53,9 +53,14 @@ def serve_one(responder: fastcgi.Responder, server_side: socket.socket, timeout:
         responder.step(0.05)
 
 
-def exchange(*chunks: bytes, close: bool = True) -> list[tuple[int, int, bytes]]:
-    """Send chunks to a responder serving one connection; all it answered, as records."""
+def exchange(*chunks: bytes, close: bool = True, send_buffer: int = 0) -> list[tuple[int, int, bytes]]:
+    """Send chunks to a responder serving one connection; all it answered, as records.
+
+    ``send_buffer``: the responder's socket takes only that much at a time (replies go out in parts).
+    """
     server_side, client = socket.socketpair()
+    if send_buffer:
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     responder = fastcgi.Responder(handler, socket.socket())
     worker = threading.Thread(target=serve_one, args=(responder, server_side))
     worker.start()
@@ -92,6 +97,36 @@ def test_a_large_reply_is_split_into_records():
     stdout = [c for kind, _r, c in got if kind == fastcgi.STDOUT]
     assert max(len(c) for c in stdout) <= 65535 and len(stdout) > 5
     assert b"".join(stdout).endswith(b"x" * 300000)
+
+
+def test_replies_the_socket_takes_in_parts_arrive_whole_and_in_order():
+    """A reply sent as header, body and end records in one sendmsg, taken a few KB at a time."""
+    query = "".join(chr(48 + k % 75) for k in range(1000))
+    got = exchange(
+        full_request(query, 1, keep=True, repeat="60"),  # 60 KB: one record, the largest kind sent gathered
+        full_request("second", 2, keep=True),
+        send_buffer=4096,
+    )
+    one, two = (((fastcgi.STDOUT, rid), (fastcgi.STDOUT, rid), (fastcgi.END_REQUEST, rid)) for rid in (1, 2))
+    assert [(kind, rid) for kind, rid, _c in got] == [*one, *two]
+    assert got[0][2].endswith(b"\r\n\r\n" + query.encode() * 60)
+    assert got[3][2].endswith(b"\r\n\r\nsecond")
+
+
+def test_thousands_of_management_records_in_one_write_are_all_answered():
+    """More answers queued than one sendmsg may gather (IOV_MAX): they go out in turns."""
+    unknown = encode_record(99, 0, b"\x00" * 8)
+    got = exchange(unknown * 2000 + full_request("q"))
+    assert got[:2000] == [(fastcgi.UNKNOWN_TYPE, 0, bytes((99,)) + b"\x00" * 7)] * 2000
+    assert got[2000][2].endswith(b"q") and got[-1][0] == fastcgi.END_REQUEST
+
+
+def test_parameters_over_several_records_are_gathered():
+    encoded = fastcgi.encode_pairs({k.encode(): v.encode() for k, v in environ_for("/x?FIF=a.tif&JTL=1,2").items()})
+    pieces = [encoded[:5], encoded[5:9], encoded[9:]]  # cut inside a name-value pair
+    opening_records = begin(1) + b"".join(encode_record(fastcgi.PARAMS, 1, piece) for piece in pieces)
+    got = exchange(opening_records + encode_record(fastcgi.PARAMS, 1) + encode_record(fastcgi.STDIN, 1))
+    assert got[0][2].endswith(b"\r\n\r\nFIF=a.tif&JTL=1,2")
 
 
 def test_kept_connection_serves_several_requests():
