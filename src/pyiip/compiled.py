@@ -23,10 +23,10 @@ from types import ModuleType
 
 # What the profile of the bench's scenarios names (docs/performance.md, "Compiled request path"):
 # FastCGI records and name-value pairs, the CGI head and header lookups, the byte-budgeted LRU
-# with its footprint, the kept replies (in the process and in memcached), the IIIF parse of a tile to its request with the bounded
-# numbers of every parser, the binding onto the pyramid's levels, the IIIF responder, and the
-# application layer every request crosses (routing to a handler, finishing the reply, its id,
-# counters and log line).
+# with its footprint, the kept replies (in the process and in memcached), the IIIF parse of a tile
+# to its request with the bounded numbers of every parser, the binding onto the pyramid's levels,
+# the IIIF responder, and the application layer every request crosses (routing to a handler,
+# finishing the reply, its id, counters and log line).
 COMPILED = (
     "pyiip.server.fastcgi",
     "pyiip.http",
