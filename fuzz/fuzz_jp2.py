@@ -25,16 +25,9 @@ _STATE: dict = {}
 def setup(instrument: bool = False) -> None:
     import numpy  # noqa: F401 - imported (uninstrumented) before pyiip
 
-    if instrument:
-        import atheris
-
-        with atheris.instrument_imports(include=["pyiip"]):
-            from pyiip import errors
-            from pyiip.read.jp2 import Jp2Source
-    else:
-        from pyiip import errors
-        from pyiip.read.jp2 import Jp2Source
-    _STATE.update(Jp2Source=Jp2Source, refused=(errors.SourceError, errors.TooLarge), SourceError=errors.SourceError)
+    errors, jp2 = seeds.import_pyiip(instrument, "pyiip.errors", "pyiip.read.jp2")
+    refused = (errors.SourceError, errors.TooLarge)
+    _STATE.update(Jp2Source=jp2.Jp2Source, refused=refused, SourceError=errors.SourceError)
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer use
@@ -46,9 +39,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
 
 
 def write_seeds(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, data in seeds.seed_jpeg2000().items():
-        (directory / f"seed-{name}").write_bytes(data)
+    seeds.write_corpus(directory, seeds.seed_jpeg2000())
 
 
 if __name__ == "__main__":

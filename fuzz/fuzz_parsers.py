@@ -26,15 +26,7 @@ def setup(instrument: bool = False) -> None:
     import pyvips  # noqa: F401
     import tifffile  # noqa: F401
 
-    if instrument:
-        import atheris
-
-        with atheris.instrument_imports(include=["pyiip"]):
-            from pyiip import config
-            from pyiip.respond import app as app_module
-    else:
-        from pyiip import config
-        from pyiip.respond import app as app_module
+    config, app_module = seeds.import_pyiip(instrument, "pyiip.config", "pyiip.respond.app")
     root = seeds.image_root()
     settings = config.load(
         {"FILESYSTEM_PREFIX": f"{root}/", "VERBOSITY": "0", "MAX_REQUEST_MEMORY": "64", "MAX_IMAGE_CACHE_SIZE": "1"}
@@ -84,9 +76,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
 
 
 def write_seeds(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for index, request in enumerate(seeds.SEED_REQUESTS):
-        (directory / f"seed-{index:02d}").write_bytes(request.encode("latin-1"))
+    seeds.write_corpus(directory, {f"{i:02d}": r.encode("latin-1") for i, r in enumerate(seeds.SEED_REQUESTS)})
 
 
 if __name__ == "__main__":

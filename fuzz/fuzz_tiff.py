@@ -27,16 +27,8 @@ def setup(instrument: bool = False) -> None:
     import tifffile
 
     tifffile.tifffile.logger().disabled = True  # mutated files make tifffile warn a lot
-    if instrument:
-        import atheris
-
-        with atheris.instrument_imports(include=["pyiip"]):
-            from pyiip import errors
-            from pyiip.read.tiff import TiffSource
-    else:
-        from pyiip import errors
-        from pyiip.read.tiff import TiffSource
-    _STATE.update(TiffSource=TiffSource, SourceError=errors.SourceError)
+    errors, tiff = seeds.import_pyiip(instrument, "pyiip.errors", "pyiip.read.tiff")
+    _STATE.update(TiffSource=tiff.TiffSource, SourceError=errors.SourceError)
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer use
@@ -49,9 +41,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
 
 
 def write_seeds(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, data in seeds.seed_tiffs().items():
-        (directory / f"seed-{name}.tif").write_bytes(data)
+    seeds.write_corpus(directory, seeds.seed_tiffs(), ".tif")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ data set and run the same on any machine.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import tifffile
@@ -160,6 +162,23 @@ SEED_REQUESTS = [
     "GET /api?FIF=cube.tif&CHAN=1&CHAN=3&PFL=-5,3:40,70",
     "GET /api?FIF=rgb.tif&CHAN=2&VAL=10,12",
 ]
+
+
+def import_pyiip(instrument: bool, *names: str) -> list[ModuleType]:
+    """pyiip's modules ``names``, their code instrumented for atheris's coverage when ``instrument``."""
+    if not instrument:
+        return [importlib.import_module(name) for name in names]
+    import atheris
+
+    with atheris.instrument_imports(include=["pyiip"]):
+        return [importlib.import_module(name) for name in names]
+
+
+def write_corpus(directory: Path, files: dict[str, bytes], suffix: str = "") -> None:
+    """The seed files of a target in its corpus directory, each as ``seed-NAME`` + ``suffix``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / f"seed-{name}{suffix}").write_bytes(data)
 
 
 def fuzz(
